@@ -1,0 +1,58 @@
+package ferry
+
+import (
+	"fmt"
+	"strings"
+)
+
+// DefaultPool is the pool rbd assumes when a spec names none.
+const DefaultPool = "rbd"
+
+// ImageSpec names an RBD image, and optionally one of its snapshots, the way
+// rbd spells it: POOL/IMAGE[@SNAP].
+type ImageSpec struct {
+	Pool  string
+	Image string
+	Snap  string // "" means the image head
+}
+
+// ParseImageSpec parses POOL/IMAGE[@SNAP] (or IMAGE[@SNAP], in the default pool).
+// Snapshot names may contain spaces and any non-ASCII text; only the first '@'
+// separates the snapshot, as in rbd.
+func ParseImageSpec(s string) (ImageSpec, error) {
+	var spec ImageSpec
+	rest := s
+	if i := strings.IndexByte(rest, '@'); i >= 0 {
+		spec.Snap = rest[i+1:]
+		rest = rest[:i]
+		if spec.Snap == "" {
+			return ImageSpec{}, fmt.Errorf("image spec %q: empty snapshot name after '@'", s)
+		}
+	}
+	switch parts := strings.Split(rest, "/"); len(parts) {
+	case 1:
+		spec.Pool, spec.Image = DefaultPool, parts[0]
+	case 2:
+		spec.Pool, spec.Image = parts[0], parts[1]
+	default:
+		return ImageSpec{}, fmt.Errorf("image spec %q: want POOL/IMAGE[@SNAP] (namespaces are not supported)", s)
+	}
+	if spec.Pool == "" || spec.Image == "" {
+		return ImageSpec{}, fmt.Errorf("image spec %q: want POOL/IMAGE[@SNAP]", s)
+	}
+	return spec, nil
+}
+
+// String returns the spec in rbd's spelling.
+func (s ImageSpec) String() string {
+	if s.Snap == "" {
+		return s.Pool + "/" + s.Image
+	}
+	return s.Pool + "/" + s.Image + "@" + s.Snap
+}
+
+// AtSnap returns the same image at another snapshot ("" for the head).
+func (s ImageSpec) AtSnap(snap string) ImageSpec {
+	s.Snap = snap
+	return s
+}
