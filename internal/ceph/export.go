@@ -1,0 +1,308 @@
+package ceph
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/ceph/go-ceph/rbd"
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/progress"
+	"github.com/ferry-dr/ferry/internal/rbddiff"
+)
+
+// Tuning of the I/O engine. Reads and writes are at most ioSize bytes and at
+// most ioBuffers of them exist at once, so memory stays under
+// ioBuffers*ioSize whatever the image size.
+const (
+	ioSize    = 4 << 20
+	ioWorkers = 8
+	ioBuffers = 16
+	// zeroBlock is the grain at which read data is checked for zeros. librbd
+	// reports a new object as one extent, holes included; without this, a few
+	// scattered 4 KiB writes would ship whole objects of zeros.
+	zeroBlock = 4 << 10
+)
+
+// ExportOptions selects what to export: the changes of Image between FromSnap
+// ("" = since creation) and Image.Snap ("" = the head).
+type ExportOptions struct {
+	Image       ferry.ImageSpec
+	FromSnap    string
+	WholeObject bool // report changes at object granularity, like rbd's --whole-object
+}
+
+// ExportStats sums up an export.
+type ExportStats struct {
+	Header       rbddiff.Header
+	ScannedBytes uint64 // length of the changed extents librbd reported
+	DataBytes    uint64 // bytes sent as data records
+	ZeroBytes    uint64 // bytes sent as zero records
+}
+
+// Export writes the diff selected by opts to sink, in ascending order, and
+// closes the sink. Progress counts changed bytes against the total of the
+// changed objects.
+func (c *Cluster) Export(ctx context.Context, opts ExportOptions, sink rbddiff.Sink, p progress.Reporter) (ExportStats, error) {
+	if p == nil {
+		p = progress.Discard
+	}
+	img, err := c.openImageReadOnly(opts.Image)
+	if err != nil {
+		return ExportStats{}, err
+	}
+	defer img.Close()
+
+	h, err := exportHeader(img, opts)
+	if err != nil {
+		return ExportStats{}, fmt.Errorf("export %s: %w", opts.Image, err)
+	}
+	stats := ExportStats{Header: h}
+	if err := sink.WriteHeader(h); err != nil {
+		return stats, err
+	}
+	if err := exportExtents(ctx, img, opts, h.Size, sink, p, &stats); err != nil {
+		return stats, fmt.Errorf("export %s: %w", opts.Image, err)
+	}
+	return stats, sink.Close()
+}
+
+func exportHeader(img *rbd.Image, opts ExportOptions) (rbddiff.Header, error) {
+	size, err := img.GetSize()
+	if err != nil {
+		return rbddiff.Header{}, err
+	}
+	h := rbddiff.Header{FromSnap: opts.FromSnap, ToSnap: opts.Image.Snap, Size: size}
+	if opts.FromSnap != "" {
+		fromID, err := img.GetSnapID(opts.FromSnap)
+		if err != nil {
+			return h, fmt.Errorf("from-snapshot %q: %w", opts.FromSnap, wrapNotFound(err))
+		}
+		if opts.Image.Snap != "" {
+			toID, err := img.GetSnapID(opts.Image.Snap)
+			if err != nil {
+				return h, fmt.Errorf("snapshot %q: %w", opts.Image.Snap, wrapNotFound(err))
+			}
+			if fromID >= toID {
+				return h, fmt.Errorf("from-snapshot %q is not older than %q; swap them", opts.FromSnap, opts.Image.Snap)
+			}
+		}
+	}
+	if opts.Image.Snap != "" {
+		if h.Protected, err = img.GetSnapshot(opts.Image.Snap).IsProtected(); err != nil {
+			return h, fmt.Errorf("snapshot %q: %w", opts.Image.Snap, err)
+		}
+	}
+	return h, nil
+}
+
+// readJob is one read of at most ioSize bytes, or a known-zero range (no buffer).
+type readJob struct {
+	ext  extent
+	buf  []byte // filled by a reader; nil for a zero range
+	err  error
+	done chan struct{}
+}
+
+// exportExtents runs the scan, the readers and the ordered emitter:
+//
+//	scan (librbd callbacks) -> jobs -> ioWorkers readers -> in-order emit -> sink
+//
+// A reader takes a free buffer before it takes a job, and jobs are taken in
+// order, so the job the emitter waits for always holds a buffer: no deadlock,
+// and never more than ioBuffers buffers.
+func exportExtents(ctx context.Context, img *rbd.Image, opts ExportOptions, size uint64, sink rbddiff.Sink, p progress.Reporter, stats *ExportStats) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var changed []extent
+	var total uint64
+	if err := scanChanges(img, opts.FromSnap, size, opts.WholeObject, func(e extent) error {
+		changed = append(changed, e)
+		total += e.len
+		return nil
+	}); err != nil {
+		return err
+	}
+	p.SetTotal(total)
+	stats.ScannedBytes = total
+
+	free := make(chan []byte, ioBuffers)
+	for range ioBuffers {
+		free <- make([]byte, ioSize)
+	}
+	reads := make(chan *readJob)
+	ordered := make(chan *readJob, ioBuffers)
+
+	var wg sync.WaitGroup
+	for range ioWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				var buf []byte
+				select {
+				case buf = <-free:
+				case <-ctx.Done():
+					return
+				}
+				job, ok := <-reads
+				if !ok {
+					return
+				}
+				job.buf = buf[:job.ext.len]
+				job.err = readFull(img, job.buf, job.ext.off)
+				close(job.done)
+			}
+		}()
+	}
+
+	// The producer cuts extents into ioSize pieces aligned to ioSize.
+	go func() {
+		defer close(ordered)
+		defer close(reads)
+		for _, e := range changed {
+			for off := e.off; off < e.end(); {
+				n := min(e.end()-off, ioSize-off%ioSize)
+				job := &readJob{ext: extent{off: off, len: n, exists: e.exists}, done: make(chan struct{})}
+				if !e.exists {
+					close(job.done)
+				}
+				select {
+				case ordered <- job:
+				case <-ctx.Done():
+					return
+				}
+				if e.exists {
+					select {
+					case reads <- job:
+					case <-ctx.Done():
+						return
+					}
+				}
+				off += n
+			}
+		}
+	}()
+
+	em := emitter{sink: sink, stats: stats}
+	err := func() error {
+		for job := range ordered {
+			select {
+			case <-job.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if job.err != nil {
+				return job.err
+			}
+			var err error
+			if job.buf == nil {
+				err = em.zero(job.ext.off, job.ext.len)
+			} else {
+				err = em.data(job.ext.off, job.buf)
+				free <- job.buf[:cap(job.buf)]
+			}
+			if err != nil {
+				return err
+			}
+			p.Add(job.ext.len)
+		}
+		return em.flush()
+	}()
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// readFull reads len(buf) bytes at off; librbd may return short reads only at
+// the end of the image, which the scan has already clipped.
+func readFull(img *rbd.Image, buf []byte, off uint64) error {
+	for done := 0; done < len(buf); {
+		n, err := img.ReadAt(buf[done:], int64(off)+int64(done))
+		if err != nil {
+			return fmt.Errorf("read %#x+%#x: %w", off+uint64(done), len(buf)-done, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("read %#x+%#x: librbd returned no data before the end of the extent", off+uint64(done), len(buf)-done)
+		}
+		done += n
+	}
+	return nil
+}
+
+// emitter turns read data into data and zero records, merging touching zero
+// runs so a sparse area becomes one record.
+type emitter struct {
+	sink           rbddiff.Sink
+	stats          *ExportStats
+	zeroOff, zeroN uint64
+}
+
+func (e *emitter) zero(off, n uint64) error {
+	if e.zeroN > 0 && e.zeroOff+e.zeroN == off {
+		e.zeroN += n
+		return nil
+	}
+	if err := e.flush(); err != nil {
+		return err
+	}
+	e.zeroOff, e.zeroN = off, n
+	return nil
+}
+
+func (e *emitter) flush() error {
+	if e.zeroN == 0 {
+		return nil
+	}
+	e.stats.ZeroBytes += e.zeroN
+	err := e.sink.WriteZero(e.zeroOff, e.zeroN)
+	e.zeroN = 0
+	return err
+}
+
+// data splits buf (image bytes at off) into runs of zero and non-zero blocks,
+// with block edges on absolute multiples of zeroBlock.
+func (e *emitter) data(off uint64, buf []byte) error {
+	runStart, runZero := 0, false
+	for i := 0; i < len(buf); {
+		next := min(len(buf), i+int(zeroBlock-(off+uint64(i))%zeroBlock))
+		z := isZero(buf[i:next])
+		if i > runStart && z != runZero {
+			if err := e.run(off, buf, runStart, i, runZero); err != nil {
+				return err
+			}
+			runStart = i
+		}
+		runZero = z
+		i = next
+	}
+	return e.run(off, buf, runStart, len(buf), runZero)
+}
+
+func (e *emitter) run(off uint64, buf []byte, from, to int, zero bool) error {
+	if from == to {
+		return nil
+	}
+	if zero {
+		return e.zero(off+uint64(from), uint64(to-from))
+	}
+	if err := e.flush(); err != nil {
+		return err
+	}
+	e.stats.DataBytes += uint64(to - from)
+	return e.sink.WriteData(off+uint64(from), buf[from:to])
+}
+
+var zeros = make([]byte, zeroBlock)
+
+func isZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeros))
+		if string(b[:n]) != string(zeros[:n]) { // compiles to memequal, no allocation
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}

@@ -1,0 +1,247 @@
+package ceph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/ceph/go-ceph/rbd"
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/progress"
+	"github.com/ferry-dr/ferry/internal/rbddiff"
+)
+
+// ErrSnapshotExists reports that the to-snapshot of a diff is already on the
+// target: the diff was applied before.
+var ErrSnapshotExists = errors.New("to-snapshot already exists")
+
+// ErrBaseMissing reports that the from-snapshot of a diff is not on the target.
+var ErrBaseMissing = errors.New("base snapshot missing")
+
+// maxIOLen keeps each librbd call under its int-sized length limit.
+const maxIOLen = 1 << 30
+
+// ImportStats sums up an import.
+type ImportStats struct {
+	Header    rbddiff.Header
+	DataBytes uint64
+	ZeroBytes uint64
+}
+
+// Import applies the diff from src to the image target (which must exist, as
+// with rbd import-diff): it checks the base, resizes the image to the recorded
+// size, writes with several writes in flight, and creates (and protects, if
+// the diff says so) the to-snapshot only after every write has landed. On
+// error the image head may hold part of the diff but no to-snapshot is made;
+// rolling back to the from-snapshot undoes it.
+func (c *Cluster) Import(ctx context.Context, target ferry.ImageSpec, src rbddiff.Source, p progress.Reporter) (ImportStats, error) {
+	if p == nil {
+		p = progress.Discard
+	}
+	h, err := src.Header()
+	if err != nil {
+		return ImportStats{}, err
+	}
+	stats := ImportStats{Header: h}
+	img, err := c.openImage(target)
+	if err != nil {
+		return stats, fmt.Errorf("import into %s: %w (create the image first, e.g. rbd create --size 1 %s)", target.AtSnap(""), err, target.AtSnap(""))
+	}
+	defer img.Close()
+	if err := checkImportable(img, target, h); err != nil {
+		return stats, err
+	}
+	if err := resizeTo(img, h.Size); err != nil {
+		return stats, fmt.Errorf("import into %s: resize to %d bytes: %w", target.AtSnap(""), h.Size, err)
+	}
+	if err := applyRecords(ctx, img, src, p, &stats); err != nil {
+		return stats, fmt.Errorf("import into %s: %w", target.AtSnap(""), err)
+	}
+	if err := img.Flush(); err != nil {
+		return stats, fmt.Errorf("import into %s: flush: %w", target.AtSnap(""), err)
+	}
+	if h.ToSnap == "" {
+		return stats, nil
+	}
+	snap, err := img.CreateSnapshot(h.ToSnap)
+	if err != nil {
+		return stats, fmt.Errorf("import into %s: create snapshot %q: %w", target.AtSnap(""), h.ToSnap, err)
+	}
+	if h.Protected {
+		if err := snap.Protect(); err != nil {
+			return stats, fmt.Errorf("import into %s: protect snapshot %q: %w", target.AtSnap(""), h.ToSnap, err)
+		}
+	}
+	return stats, nil
+}
+
+func checkImportable(img *rbd.Image, target ferry.ImageSpec, h rbddiff.Header) error {
+	if h.FromSnap != "" {
+		ok, err := hasSnapshot(img, h.FromSnap)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("import into %s: %w: the diff starts at snapshot %q, which %s does not have; apply the diff that ends at %q first, or start over with a full diff",
+				target.AtSnap(""), ErrBaseMissing, h.FromSnap, target.AtSnap(""), h.FromSnap)
+		}
+	}
+	if h.ToSnap != "" {
+		ok, err := hasSnapshot(img, h.ToSnap)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return fmt.Errorf("import into %s: %w: %s already has snapshot %q, so this diff was applied before; remove that snapshot to apply it again",
+				target.AtSnap(""), ErrSnapshotExists, target.AtSnap(""), h.ToSnap)
+		}
+	}
+	return nil
+}
+
+func resizeTo(img *rbd.Image, size uint64) error {
+	cur, err := img.GetSize()
+	if err != nil {
+		return err
+	}
+	if cur == size {
+		return nil
+	}
+	return img.Resize(size)
+}
+
+// writeJob is one write (buf != nil) or one zeroing discard.
+type writeJob struct {
+	off, len uint64
+	buf      []byte
+}
+
+// applyRecords reads records in order and hands them to ioWorkers writers.
+// Records never overlap (the reader checks), so writes may land in any order.
+func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, p progress.Reporter, stats *ImportStats) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	free := make(chan []byte, ioBuffers)
+	for range ioBuffers {
+		free <- make([]byte, ioSize)
+	}
+	jobs := make(chan writeJob)
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err; cancel() })
+	}
+	for range ioWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for job := range jobs {
+				if ctx.Err() != nil {
+					if job.buf != nil {
+						free <- job.buf[:cap(job.buf)]
+					}
+					continue
+				}
+				var err error
+				if job.buf != nil {
+					err = writeFull(img, job.buf, job.off)
+					free <- job.buf[:cap(job.buf)]
+				} else {
+					err = zeroRange(img, job.off, job.len)
+				}
+				if err != nil {
+					fail(err)
+					continue
+				}
+				p.Add(job.len)
+			}
+		}()
+	}
+
+	readErr := func() error {
+		defer close(jobs)
+		for {
+			rec, err := src.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			switch rec.Kind {
+			case rbddiff.Zero:
+				stats.ZeroBytes += rec.Length
+				if err := send(ctx, jobs, writeJob{off: rec.Offset, len: rec.Length}); err != nil {
+					return err
+				}
+			case rbddiff.Data:
+				stats.DataBytes += rec.Length
+				for off, end := rec.Offset, rec.Offset+rec.Length; off < end; {
+					var buf []byte
+					select {
+					case buf = <-free:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+					n := min(end-off, ioSize)
+					buf = buf[:n]
+					if _, err := io.ReadFull(rec.Payload, buf); err != nil {
+						free <- buf[:cap(buf)]
+						return fmt.Errorf("read data record at %#x: %w", off, err)
+					}
+					if err := send(ctx, jobs, writeJob{off: off, len: n, buf: buf}); err != nil {
+						free <- buf[:cap(buf)]
+						return err
+					}
+					off += n
+				}
+			}
+		}
+	}()
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr // a failed write explains a cancelled read
+	}
+	return readErr
+}
+
+func send(ctx context.Context, jobs chan<- writeJob, j writeJob) error {
+	select {
+	case jobs <- j:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func writeFull(img *rbd.Image, buf []byte, off uint64) error {
+	n, err := img.WriteAt(buf, int64(off))
+	if err == nil && n != len(buf) {
+		err = fmt.Errorf("short write: %d of %d bytes", n, len(buf))
+	}
+	if err != nil {
+		return fmt.Errorf("write %#x+%#x: %w", off, len(buf), err)
+	}
+	return nil
+}
+
+// zeroRange makes [off, off+n) read as zeros. The connection sets
+// rbd_skip_partial_discard=false, so librbd zeroes partial objects instead of
+// silently skipping them; whole objects are removed, which keeps the image thin.
+func zeroRange(img *rbd.Image, off, n uint64) error {
+	for n > 0 {
+		l := min(n, maxIOLen)
+		if _, err := img.Discard(off, l); err != nil {
+			return fmt.Errorf("zero %#x+%#x: %w", off, l, err)
+		}
+		off += l
+		n -= l
+	}
+	return nil
+}
