@@ -1,0 +1,22 @@
+package main
+
+import (
+	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/spf13/pflag"
+)
+
+// cephFlags are rbd's connection options: -c/--conf, --id, --keyring.
+// Without -c, librados reads CEPH_CONF, then /etc/ceph/ceph.conf.
+type cephFlags struct {
+	conf, id, keyring string
+}
+
+func (f *cephFlags) register(fs *pflag.FlagSet) {
+	fs.StringVarP(&f.conf, "conf", "c", "", "path to ceph.conf (default: $CEPH_CONF, then /etc/ceph/ceph.conf)")
+	fs.StringVar(&f.id, "id", "", "cephx client id, without the 'client.' prefix (default: admin)")
+	fs.StringVar(&f.keyring, "keyring", "", "path to the keyring (default: from ceph.conf)")
+}
+
+func (f *cephFlags) connect() (*ceph.Cluster, error) {
+	return ceph.Connect(ceph.ConnOptions{Conf: f.conf, ID: f.id, Keyring: f.keyring})
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/progress"
+	"github.com/ferry-dr/ferry/publisher"
+	"github.com/spf13/cobra"
+)
+
+func newBackupCommand() *cobra.Command {
+	var (
+		cf         cephFlags
+		nf         natsFlags
+		po         publisherFlags
+		resync     bool
+		noWait     bool
+		timeout    time.Duration
+		noProgress bool
+		quiesced   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "backup POOL/IMAGE",
+		Short: "Back up one image now: snapshot, send, wait for the backup site, prune",
+		Long: `Take a Ferry snapshot of POOL/IMAGE at the source site, send the changes since the
+newest snapshot the backup site holds (everything, the first time), wait until the
+backup site confirms, then delete the source's older Ferry snapshots and print a summary.
+A consumer must be running at the backup site (ferry consumer run).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			img, err := ferry.ParseImageSpec(args[0])
+			if err != nil {
+				return err
+			}
+			if img.Snap != "" {
+				return fmt.Errorf("%s: give the image without a snapshot; ferry backup takes its own", args[0])
+			}
+			log := newLogger(false)
+			cluster, err := cf.connect()
+			if err != nil {
+				return err
+			}
+			defer cluster.Close()
+			conn, err := nf.connect("ferry backup")
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			pub, err := publisher.New(ctx, cluster, conn, po.options(log))
+			if err != nil {
+				return err
+			}
+
+			now := time.Now().UTC()
+			ev := ferry.SnapshotEvent{Image: img.AtSnap(ferry.NewSnapshotName(now)), Consistency: ferry.CrashConsistent, Resync: resync, Created: now}
+			if quiesced {
+				ev.Consistency = ferry.Quiesced
+			}
+			if err := cluster.CreateSnapshot(ev.Image); err != nil {
+				return err
+			}
+			meter := progress.NewMeter("Sending "+ev.Image.String(), progress.StderrIfTerminal(noProgress), 200*time.Millisecond)
+			m, err := pub.Backup(ctx, ev, meter)
+			meter.Finish()
+			if err != nil {
+				// No manifest names the snapshot: nothing at the backup site needs it.
+				if rmErr := cluster.RemoveSnapshot(ev.Image); rmErr != nil {
+					log.Warn("could not remove the unused snapshot", "snapshot", ev.Image.String(), "error", rmErr)
+				}
+				return err
+			}
+			if noWait {
+				fmt.Fprintf(os.Stdout, "sent %s; not waiting for the backup site (--no-wait)\n", m.BackupID)
+				return nil
+			}
+			wctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			if !noProgress {
+				fmt.Fprintf(os.Stderr, "Waiting for the backup site to apply %s...\n", ev.Image)
+			}
+			st, err := pub.WaitConfirmed(wctx, m)
+			if errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("the backup site did not confirm %s within %s; is `ferry consumer run` running there? (the backup stays queued and will be applied when it is)", ev.Image, timeout)
+			}
+			if err != nil {
+				return err
+			}
+			pruned, err := pub.Prune(ctx, img)
+			if err != nil {
+				return fmt.Errorf("backup confirmed, but pruning failed: %w", err)
+			}
+			printSummary(os.Stdout, m, st, pruned, time.Since(now))
+			return nil
+		},
+	}
+	cf.register(cmd.Flags())
+	nf.register(cmd.Flags())
+	po.register(cmd.Flags())
+	cmd.Flags().BoolVar(&resync, "resync", false, "send a full backup and start a new chain at the backup site (the old backup image is kept)")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the backup is queued, without waiting for the backup site")
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Hour, "how long to wait for the backup site's confirmation")
+	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "do not show progress")
+	cmd.Flags().BoolVar(&quiesced, "quiesced", false, "record the snapshot as quiesced (the caller froze the guest's filesystems)")
+	return cmd
+}
+
+func printSummary(w io.Writer, m *ferry.Manifest, st *ferry.ImageState, pruned []string, took time.Duration) {
+	s := m.Stats
+	kind := "full"
+	if m.FromSnap != "" {
+		kind = "incremental from " + m.FromSnap
+	}
+	fmt.Fprintf(w, "Backup of %s confirmed by the backup site (%s)\n", m.Image, kind)
+	fmt.Fprintf(w, "  changed:      %s, of which data read %s\n", progress.Bytes(s.ChangedBytes), progress.Bytes(s.DataBytes))
+	fmt.Fprintf(w, "  chunks:       %d, %d sent, %d already at the backup site\n", s.Chunks, s.ChunksSent, s.Chunks-s.ChunksSent)
+	fmt.Fprintf(w, "  sent:         %s (dedup %s, compression %s, overall %s)\n", progress.Bytes(s.BytesSent),
+		ratio(s.DataBytes, s.RawBytesSent), ratio(s.RawBytesSent, s.BytesSent), ratio(s.DataBytes, s.BytesSent))
+	fmt.Fprintf(w, "  duration:     %s (sending %s)\n", took.Round(10*time.Millisecond), time.Duration(s.DurationSeconds*float64(time.Second)).Round(10*time.Millisecond))
+	if st != nil {
+		fmt.Fprintf(w, "  backup image: %s, snapshots %s\n", st.BackupImage, strings.Join(st.Confirmed, ", "))
+	}
+	if len(pruned) > 0 {
+		fmt.Fprintf(w, "  pruned:       %s (source keeps %s as the next base)\n", strings.Join(pruned, ", "), m.ToSnap)
+	}
+}
+
+// ratio prints a/b as "2.50x", or "-" when nothing was sent.
+func ratio(a, b uint64) string {
+	if b == 0 {
+		if a == 0 {
+			return "-"
+		}
+		return "all deduplicated"
+	}
+	return fmt.Sprintf("%.2fx", float64(a)/float64(b))
+}

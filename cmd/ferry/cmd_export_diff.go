@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/progress"
+	"github.com/ferry-dr/ferry/internal/rbddiff"
+	"github.com/spf13/cobra"
+)
+
+func newExportDiffCommand() *cobra.Command {
+	var (
+		cf          cephFlags
+		fromSnap    string
+		wholeObject bool
+		format      int
+		noProgress  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "export-diff [--from-snap SNAP] [--whole-object] [--export-format 1|2] POOL/IMAGE[@SNAP] PATH|-",
+		Short: "Write the changes of an image as an rbd diff stream (like rbd export-diff)",
+		Long: `Write the changes of POOL/IMAGE between --from-snap (default: image creation) and
+@SNAP (default: the image head) to PATH, or to standard output for "-". The stream is
+the format of rbd export-diff and can be applied with rbd import-diff or ferry import-diff.
+An existing PATH is never overwritten, and PATH appears only once the diff is complete.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := ferry.ParseImageSpec(args[0])
+			if err != nil {
+				return err
+			}
+			if format != 1 && format != 2 {
+				return fmt.Errorf("--export-format %d: want 1 or 2", format)
+			}
+			cluster, err := cf.connect()
+			if err != nil {
+				return err
+			}
+			defer cluster.Close()
+
+			out, commit, abort, err := openDiffOutput(args[1])
+			if err != nil {
+				return err
+			}
+			defer abort()
+			meter := progress.NewMeter("Exporting "+spec.String(), progress.StderrIfTerminal(noProgress), 200*time.Millisecond)
+			w := rbddiff.NewWriter(out, rbddiff.Format(format))
+			_, err = cluster.Export(cmd.Context(), ceph.ExportOptions{Image: spec, FromSnap: fromSnap, WholeObject: wholeObject}, w, meter)
+			meter.Finish()
+			if err != nil {
+				return err
+			}
+			return commit()
+		},
+	}
+	cf.register(cmd.Flags())
+	cmd.Flags().StringVar(&fromSnap, "from-snap", "", "export only the changes since this snapshot")
+	cmd.Flags().BoolVar(&wholeObject, "whole-object", false, "report changes at whole-object granularity (faster scan, bigger diff)")
+	cmd.Flags().IntVar(&format, "export-format", 1, "diff format: 1 (rbd diff v1) or 2 (rbd diff v2, adds protection status)")
+	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "do not show progress")
+	return cmd
+}
+
+// openDiffOutput opens "-" (standard output) or a new file. A file is written
+// under a temporary name and linked into place by commit, so PATH never holds
+// a partial diff and an existing PATH is never replaced; abort removes the
+// temporary file unless commit succeeded.
+func openDiffOutput(path string) (out io.Writer, commit func() error, abort func(), err error) {
+	if path == "-" {
+		bw := bufio.NewWriterSize(os.Stdout, 1<<20)
+		return bw, bw.Flush, func() {}, nil
+	}
+	if _, err := os.Lstat(path); err == nil {
+		return nil, nil, nil, fmt.Errorf("%s already exists; remove it or choose another path", path)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	committed := false
+	commit = func() error {
+		if err := tmp.Sync(); err != nil {
+			return err
+		}
+		if err := tmp.Close(); err != nil {
+			return err
+		}
+		if err := os.Link(tmp.Name(), path); err != nil { // fails rather than overwrite
+			return fmt.Errorf("put diff in place: %w", err)
+		}
+		committed = true
+		return os.Remove(tmp.Name())
+	}
+	abort = func() {
+		if !committed {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}
+	return tmp, commit, abort, nil
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"time"
+
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/progress"
+	"github.com/ferry-dr/ferry/internal/rbddiff"
+	"github.com/spf13/cobra"
+)
+
+func newImportDiffCommand() *cobra.Command {
+	var (
+		cf         cephFlags
+		noProgress bool
+	)
+	cmd := &cobra.Command{
+		Use:   "import-diff PATH|- POOL/IMAGE",
+		Short: "Apply an rbd diff stream to an image (like rbd import-diff)",
+		Long: `Apply the diff in PATH (or standard input for "-") to POOL/IMAGE, which must exist.
+If the diff starts at a snapshot, the image must have it; the diff's end snapshot is created
+once all data is written, and the image is resized to the size the diff records.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := ferry.ParseImageSpec(args[1])
+			if err != nil {
+				return err
+			}
+			var in io.Reader = os.Stdin
+			if args[0] != "-" {
+				f, err := os.Open(args[0])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				in = f
+			}
+			cluster, err := cf.connect()
+			if err != nil {
+				return err
+			}
+			defer cluster.Close()
+			meter := progress.NewMeter("Importing into "+spec.String(), progress.StderrIfTerminal(noProgress), 200*time.Millisecond)
+			_, err = cluster.Import(cmd.Context(), spec, rbddiff.NewReader(bufio.NewReaderSize(in, 1<<20)), meter)
+			meter.Finish()
+			return err
+		},
+	}
+	cf.register(cmd.Flags())
+	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "do not show progress")
+	return cmd
+}
