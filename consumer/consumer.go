@@ -1,0 +1,374 @@
+// Package consumer is the backup site's half of a backup: it pulls
+// manifests from JetStream and applies each to the backup image.
+//
+//	manifest -> checks (lineage, already applied, base present, crash
+//	  leftovers) -> import (internal/ceph) fed by verified chunks
+//	  -> to-snapshot -> state bucket -> confirmation for the source site
+//
+// Backups of one image are applied one at a time, in the order their bases
+// allow; different images in parallel.
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/chunk"
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/state"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options configure a Consumer.
+type Options struct {
+	// Site names the backup site in states and logs.
+	Site string
+	// BaseWait is how long a manifest whose base snapshot is missing waits
+	// for it (its predecessor may still be on its way) before it fails.
+	BaseWait time.Duration
+	// BaseRetry is the pause before a backup waiting for its base looks again.
+	BaseRetry time.Duration
+	// RetryDelay is the pause before a failed backup is tried again.
+	RetryDelay time.Duration
+	// MaxAttempts bounds the tries of one manifest before it is given up.
+	MaxAttempts int
+	Log         *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.Site == "" {
+		o.Site = "backup"
+	}
+	if o.BaseWait == 0 {
+		o.BaseWait = 30 * time.Minute
+	}
+	if o.BaseRetry == 0 {
+		o.BaseRetry = 5 * time.Second
+	}
+	if o.RetryDelay == 0 {
+		o.RetryDelay = 30 * time.Second
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = 20
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+}
+
+// Consumer applies backups to one backup cluster.
+type Consumer struct {
+	ceph  *ceph.Cluster
+	bus   *bus.Conn
+	store *chunk.Store
+	book  *state.Book
+	opts  Options
+}
+
+// New opens the chunk store and the state bucket.
+func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) (*Consumer, error) {
+	o.defaults()
+	store, err := chunk.Open(ctx, conn.Backup, 6)
+	if err != nil {
+		return nil, err
+	}
+	book, err := state.Open(ctx, conn.Backup)
+	if err != nil {
+		return nil, err
+	}
+	return &Consumer{ceph: cluster, bus: conn, store: store, book: book, opts: o}, nil
+}
+
+// ackWait is how long JetStream waits for an ack before redelivering; long
+// imports send in-progress acks every ackWait/3.
+const ackWait = 60 * time.Second
+
+// Run pulls manifests until ctx ends.
+func (c *Consumer) Run(ctx context.Context) error {
+	cons, err := c.bus.Backup.CreateOrUpdateConsumer(ctx, bus.ManifestStream, jetstream.ConsumerConfig{
+		Durable:       bus.ConsumerDurable,
+		Description:   "Ferry consumer: applies manifests to backup images",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    -1, // the consumer gives up by itself, with a clear error
+		MaxAckPending: 10000,
+	})
+	if err != nil {
+		return fmt.Errorf("create consumer %s on %s: %w", bus.ConsumerDurable, bus.ManifestStream, err)
+	}
+	msgs, err := cons.Messages(jetstream.PullMaxMessages(64))
+	if err != nil {
+		return err
+	}
+	go func() { <-ctx.Done(); msgs.Stop() }()
+
+	// One queue per image keeps its backups in order; images run in parallel.
+	var wg sync.WaitGroup
+	queues := map[string]chan jetstream.Msg{}
+	defer func() {
+		for _, q := range queues {
+			close(q)
+		}
+		wg.Wait()
+	}()
+	for {
+		msg, err := msgs.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return err
+		}
+		key := strings.TrimPrefix(msg.Subject(), bus.ManifestSubject+".")
+		q, ok := queues[key]
+		if !ok {
+			q = make(chan jetstream.Msg, 1024)
+			queues[key] = q
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for m := range q {
+					c.handle(ctx, m)
+				}
+			}()
+		}
+		q <- msg
+	}
+}
+
+// handle applies one manifest message and acks, naks or terminates it.
+func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
+	var m ferry.Manifest
+	if err := json.Unmarshal(msg.Data(), &m); err != nil {
+		c.opts.Log.Error("manifest does not parse; dropping it", "subject", msg.Subject(), "error", err)
+		_ = msg.Term()
+		return
+	}
+	meta, err := msg.Metadata()
+	attempt := 1
+	if err == nil {
+		attempt = int(meta.NumDelivered)
+	}
+	stop := bus.KeepAlive(msg, ackWait/3)
+	err = c.Apply(ctx, &m)
+	stop()
+	var wait *waitError
+	switch {
+	case err == nil:
+		_ = msg.DoubleAck(ctx)
+	case ctx.Err() != nil:
+		// Shutting down: leave the message for redelivery.
+	case errors.As(err, &wait) && time.Since(m.Created) < c.opts.BaseWait:
+		c.opts.Log.Info("backup waits for its base", "image", m.Image.String(), "backup_id", m.BackupID, "reason", err)
+		_ = msg.NakWithDelay(wait.delay)
+	case isPermanent(err) || attempt >= c.opts.MaxAttempts || errors.As(err, &wait):
+		c.opts.Log.Error("backup given up", "image", m.Image.String(), "backup_id", m.BackupID, "attempt", attempt, "error", err)
+		c.fail(ctx, &m, err, true)
+		_ = msg.Term()
+	default:
+		c.opts.Log.Warn("backup failed; will retry", "image", m.Image.String(), "backup_id", m.BackupID, "attempt", attempt, "error", err)
+		_ = msg.NakWithDelay(c.opts.RetryDelay)
+	}
+}
+
+// waitError: the manifest cannot be applied yet (its base has not arrived).
+type waitError struct {
+	msg   string
+	delay time.Duration
+}
+
+func (e *waitError) Error() string { return e.msg }
+
+// permanentError: retrying cannot help; an operator must act.
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }
+
+func isPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+// Apply applies one backup to the backup site and confirms it. It is
+// idempotent: a backup whose to-snapshot exists is confirmed again, not
+// applied again, and a backup that was cut off mid-import is rolled back
+// to its base and applied again.
+func (c *Consumer) Apply(ctx context.Context, m *ferry.Manifest) error {
+	target := m.Image.AtSnap("") // the backup image has the source image's pool and name
+	log := c.opts.Log.With("image", target.String(), "snapshot", m.ToSnap, "backup_id", m.BackupID)
+	st, err := c.book.Get(ctx, target)
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		st = &ferry.ImageState{Image: target, SourceImageID: m.SourceImageID, BackupImage: target}
+	}
+	if st.SourceImageID != m.SourceImageID && !m.Resync {
+		return permanentError{fmt.Errorf("backup %s comes from source image id %s, but %s at the backup site continues image id %s; run the backup with --resync to start a new chain",
+			m.BackupID, m.SourceImageID, target, st.SourceImageID)}
+	}
+	snaps, exists, err := c.backupSnapshots(target)
+	if err != nil {
+		return err
+	}
+	if contains(snaps, m.ToSnap) {
+		log.Info("backup already applied; confirming again")
+		return c.confirm(ctx, st, m, snaps)
+	}
+	if err := c.prepare(ctx, st, m, target, snaps, exists, log); err != nil {
+		return err
+	}
+
+	st.Status, st.Importing, st.LastAttempt, st.VolumeID = ferry.StatusRunning, m.BackupID, time.Now().UTC(), m.VolumeID
+	if err := c.book.Put(ctx, st); err != nil {
+		return err
+	}
+	log.Info("applying backup", "base", m.FromSnap, "extents", m.ExtentCount)
+	src := newManifestSource(ctx, c.store, m)
+	_, err = c.ceph.Import(ctx, target, src, nil)
+	src.Close()
+	if err != nil {
+		if ce, ok := chunkError(err); ok {
+			c.reportBadChunk(ctx, m, ce)
+		}
+		c.fail(ctx, m, err, false)
+		return err
+	}
+	snaps, _, err = c.backupSnapshots(target)
+	if err != nil {
+		return err
+	}
+	st.Importing = ""
+	return c.confirm(ctx, st, m, snaps)
+}
+
+// prepare makes the backup image ready for m: for an incremental, its base
+// must be there and a half-applied earlier attempt is rolled back; a full
+// backup starts from a fresh image.
+func (c *Consumer) prepare(ctx context.Context, st *ferry.ImageState, m *ferry.Manifest, target ferry.ImageSpec, snaps []string, exists bool, log *slog.Logger) error {
+	if m.FromSnap != "" {
+		if !contains(snaps, m.FromSnap) {
+			return &waitError{msg: fmt.Sprintf("base snapshot %s@%s is not at the backup site (yet): the backup that creates it must be applied first; if it never comes, run the backup with --resync",
+				target, m.FromSnap), delay: c.opts.BaseRetry}
+		}
+		if st.Importing != "" {
+			log.Warn("an earlier import was cut off; rolling back to the base", "base", m.FromSnap, "cut_off", st.Importing)
+			if err := c.ceph.RollbackToSnapshot(target.AtSnap(m.FromSnap)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if exists && len(snaps) > 0 {
+		if !m.Resync {
+			return permanentError{fmt.Errorf("%s at the backup site already holds snapshots (%s) and this is a full backup: applying it would mix two chains; run the backup with --resync to start a new chain (the old image is kept)",
+				target, strings.Join(snaps, ", "))}
+		}
+		kept := target.Image + ".pre-resync-" + time.Now().UTC().Format("20060102T150405Z")
+		if err := c.ceph.RenameImage(target, kept); err != nil {
+			return err
+		}
+		log.Warn("resync: kept the old backup image under a new name", "kept_as", kept)
+		exists = false
+		st.Confirmed, st.SourceImageID = nil, m.SourceImageID
+	}
+	if exists {
+		// No snapshot: what is there is a cut-off first import. Start over so
+		// no stray data survives where the full diff writes nothing.
+		log.Warn("removing a cut-off first import before applying it again")
+		if err := c.ceph.RemoveImage(target); err != nil {
+			return err
+		}
+	}
+	return c.ceph.CreateImage(target, m.Size)
+}
+
+func (c *Consumer) backupSnapshots(target ferry.ImageSpec) (names []string, exists bool, err error) {
+	snaps, err := c.ceph.Snapshots(target)
+	if errors.Is(err, ceph.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	for _, s := range snaps {
+		names = append(names, s.Name)
+	}
+	return names, true, nil
+}
+
+func (c *Consumer) confirm(ctx context.Context, st *ferry.ImageState, m *ferry.Manifest, snaps []string) error {
+	st.Confirmed = snaps
+	st.LastSnapshot = m.ToSnap
+	st.LastSuccess = time.Now().UTC()
+	st.LastAttempt = st.LastSuccess
+	st.Consistency = m.Consistency
+	st.Status = ferry.StatusOK
+	st.LastError = ""
+	st.LastStats = m.Stats
+	st.SourceImageID = m.SourceImageID
+	if err := c.book.Put(ctx, st); err != nil {
+		return err
+	}
+	return c.publishResult(ctx, bus.ConfirmedSubject, m.Image, ferry.Confirmation{BackupID: m.BackupID, Image: m.Image, Time: st.LastSuccess})
+}
+
+// fail records a failed attempt in the state (and, when final, tells the source).
+func (c *Consumer) fail(ctx context.Context, m *ferry.Manifest, cause error, final bool) {
+	target := m.Image.AtSnap("")
+	st, err := c.book.Get(ctx, target)
+	if err != nil || st == nil {
+		st = &ferry.ImageState{Image: target, SourceImageID: m.SourceImageID, BackupImage: target}
+	}
+	st.Status, st.LastError, st.LastAttempt = ferry.StatusFailed, cause.Error(), time.Now().UTC()
+	if err := c.book.Put(ctx, st); err != nil {
+		c.opts.Log.Error("cannot record failure", "image", target.String(), "error", err)
+	}
+	if final {
+		_ = c.publishResult(ctx, bus.FailedSubject, m.Image, ferry.BackupFailure{BackupID: m.BackupID, Image: m.Image, Error: cause.Error(), Time: st.LastAttempt})
+	}
+}
+
+// reportBadChunk removes a missing or corrupt chunk and asks the source
+// site to send it again; nothing of it was written.
+func (c *Consumer) reportBadChunk(ctx context.Context, m *ferry.Manifest, ce *chunk.Error) {
+	c.opts.Log.Error("bad chunk; asking the source site to send it again", "image", m.Image.String(), "chunk", ce.Hash, "error", ce.Err)
+	if errors.Is(ce, chunk.ErrCorrupt) {
+		if err := c.store.Remove(ctx, ce.Hash); err != nil {
+			c.opts.Log.Error("cannot remove corrupt chunk", "chunk", ce.Hash, "error", err)
+		}
+	}
+	_ = c.publishResult(ctx, bus.FailedSubject, m.Image, ferry.BackupFailure{
+		BackupID: m.BackupID, Image: m.Image, Error: ce.Error(), MissingChunks: []string{ce.Hash}, Time: time.Now().UTC()})
+}
+
+func (c *Consumer) publishResult(ctx context.Context, prefix string, img ferry.ImageSpec, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(bus.Subject(prefix, img.AtSnap("")))
+	msg.Data = raw
+	if _, err := c.bus.Backup.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("publish %s for %s: %w", prefix, img, err)
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

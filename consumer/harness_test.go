@@ -1,0 +1,237 @@
+package consumer_test
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferry-dr/ferry/consumer"
+	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/testbed"
+	"github.com/ferry-dr/ferry/publisher"
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// The pipeline tests run on the real two-site Ceph test bed and real,
+// in-process NATS JetStream servers.
+var source, backup *ceph.Cluster
+
+func TestMain(m *testing.M) {
+	testbed.Main(m, func(bed *testbed.Bed) (err error) {
+		if source, err = ceph.Connect(ceph.SiteConn(bed.Source)); err != nil {
+			return err
+		}
+		backup, err = ceph.Connect(ceph.SiteConn(bed.Backup))
+		return err
+	})
+}
+
+const mib = 1 << 20
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
+	}
+	return slog.New(slog.NewTextHandler(discardWriter{}, nil))
+}
+
+type discardWriter struct{}
+
+func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// startServer starts a JetStream server with its store in a test dir,
+// listening on a free loopback port.
+func startServer(t testing.TB, o bus.ServerOptions) *server.Server {
+	t.Helper()
+	if o.StoreDir == "" {
+		o.StoreDir = t.TempDir()
+	}
+	if o.Port == 0 {
+		o.Port = -1
+	}
+	s, err := bus.StartServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
+}
+
+func connect(t testing.TB, o bus.ConnOptions) *bus.Conn {
+	t.Helper()
+	c, err := bus.Connect(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// pipeline is one publisher and one consumer around a JetStream server.
+type pipeline struct {
+	t        *testing.T
+	pubConn  *bus.Conn
+	consConn *bus.Conn
+	pub      *publisher.Publisher
+	consOpts consumer.Options
+
+	mu       sync.Mutex
+	stopCons context.CancelFunc
+	consDone chan error
+}
+
+func fastConsumerOptions(t testing.TB) consumer.Options {
+	return consumer.Options{Site: "test", BaseWait: time.Minute, BaseRetry: 200 * time.Millisecond, RetryDelay: 200 * time.Millisecond, MaxAttempts: 20, Log: testLogger(t)}
+}
+
+// newPipeline sets up both sites on srv (single domain).
+func newPipeline(t *testing.T, srv *server.Server) *pipeline {
+	return newPipelineConns(t,
+		connect(t, bus.ConnOptions{URL: srv.ClientURL(), Name: "test publisher"}),
+		connect(t, bus.ConnOptions{URL: srv.ClientURL(), Name: "test consumer"}))
+}
+
+func newPipelineConns(t *testing.T, pubConn, consConn *bus.Conn) *pipeline {
+	t.Helper()
+	ctx := context.Background()
+	if err := bus.SetupBackup(ctx, consConn.Backup, bus.DefaultRetention); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.SetupSource(ctx, pubConn.Source, bus.DefaultRetention); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := publisher.New(ctx, source, pubConn, publisher.Options{Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pipeline{t: t, pubConn: pubConn, consConn: consConn, pub: pub, consOpts: fastConsumerOptions(t)}
+	t.Cleanup(p.stopConsumer)
+	return p
+}
+
+// startConsumer runs the consumer daemon until stopConsumer.
+func (p *pipeline) startConsumer() {
+	p.t.Helper()
+	c, err := consumer.New(context.Background(), backup, p.consConn, p.consOpts)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	p.mu.Lock()
+	p.stopCons, p.consDone = cancel, done
+	p.mu.Unlock()
+}
+
+func (p *pipeline) stopConsumer() {
+	p.mu.Lock()
+	cancel, done := p.stopCons, p.consDone
+	p.stopCons, p.consDone = nil, nil
+	p.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	if err := <-done; err != nil {
+		p.t.Errorf("consumer: %v", err)
+	}
+}
+
+// snapshot takes a Ferry snapshot of img at the source and returns its event.
+func snapshot(t testing.TB, img ferry.ImageSpec) ferry.SnapshotEvent {
+	t.Helper()
+	now := time.Now().UTC()
+	ev := ferry.SnapshotEvent{Image: img.AtSnap(ferry.NewSnapshotName(now)), Consistency: ferry.CrashConsistent, Created: now}
+	if err := source.CreateSnapshot(ev.Image); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// backupNow is `ferry backup` in a test: snapshot, send, wait, prune. It
+// checks the backup snapshot against the source snapshot before pruning.
+func (p *pipeline) backupNow(img ferry.ImageSpec) (*ferry.Manifest, ceph.Content) {
+	p.t.Helper()
+	ev := snapshot(p.t, img)
+	m := p.send(ev)
+	p.waitConfirmed(m)
+	want := ceph.TestContent(p.t, source, ev.Image)
+	ceph.RequireSameContent(p.t, source, ev.Image, backup, ev.Image)
+	if _, err := p.pub.Prune(context.Background(), img); err != nil {
+		p.t.Fatal(err)
+	}
+	return m, want
+}
+
+func (p *pipeline) send(ev ferry.SnapshotEvent) *ferry.Manifest {
+	p.t.Helper()
+	m, err := p.pub.Backup(context.Background(), ev, nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return m
+}
+
+func (p *pipeline) waitConfirmed(m *ferry.Manifest) *ferry.ImageState {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := p.pub.WaitConfirmed(ctx, m)
+	if err != nil {
+		p.t.Fatalf("waiting for %s: %v", m.BackupID, err)
+	}
+	return st
+}
+
+// ferrySnapshots lists Ferry's snapshots of img on cluster c.
+func ferrySnapshots(t testing.TB, c *ceph.Cluster, img ferry.ImageSpec) []string {
+	t.Helper()
+	snaps, err := c.Snapshots(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range snaps {
+		if ferry.IsFerrySnapshot(s.Name) {
+			names = append(names, s.Name)
+		}
+	}
+	return names
+}
+
+func randomBytes(r *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// scribble changes n random ranges of img.
+func scribble(t testing.TB, img ferry.ImageSpec, size uint64, r *rand.Rand, n int) {
+	t.Helper()
+	for range n {
+		l := 1 + r.IntN(256<<10)
+		off := r.Uint64N(size - uint64(l))
+		if r.IntN(5) == 0 {
+			ceph.TestDiscard(t, source, img, off, uint64(l))
+		} else {
+			ceph.TestWrite(t, source, img, off, randomBytes(r, l))
+		}
+	}
+}
+
+func requireContains(t testing.TB, s, sub string) {
+	t.Helper()
+	if !strings.Contains(s, sub) {
+		t.Fatalf("%q does not contain %q", s, sub)
+	}
+}

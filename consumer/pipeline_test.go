@@ -1,0 +1,421 @@
+package consumer_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ferry-dr/ferry/consumer"
+	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/state"
+	"github.com/ferry-dr/ferry/publisher"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TestFullAndIncrementals: a full backup and three incrementals, each
+// byte-identical at the backup site, each pruning the source down to its
+// newest confirmed snapshot.
+func TestFullAndIncrementals(t *testing.T) {
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "single"}))
+	p.startConsumer()
+	r := rand.New(rand.NewPCG(10, 10))
+	const size = 48 * mib
+	img := ceph.TestImage(t, source, "vm", size)
+	ceph.TestWrite(t, source, img, 0, randomBytes(r, 20*mib))
+	ceph.TestWrite(t, source, img, 30*mib+5, randomBytes(r, 3*mib))
+	if err := source.CreateSnapshot(img.AtSnap("operator-snap")); err != nil { // not Ferry's: never pruned
+		t.Fatal(err)
+	}
+
+	var chain []string
+	for i := range 4 {
+		if i > 0 {
+			scribble(t, img, size, r, 30)
+		}
+		m, _ := p.backupNow(img)
+		if (i == 0) != (m.FromSnap == "") {
+			t.Fatalf("backup %d: base %q", i, m.FromSnap)
+		}
+		if i > 0 && m.FromSnap != chain[len(chain)-1] {
+			t.Fatalf("backup %d started from %q, want the last confirmed %q", i, m.FromSnap, chain[len(chain)-1])
+		}
+		chain = append(chain, m.ToSnap)
+		if got := ferrySnapshots(t, source, img); !slices.Equal(got, []string{m.ToSnap}) {
+			t.Fatalf("after backup %d the source keeps %v, want only %s", i, got, m.ToSnap)
+		}
+		if got := ferrySnapshots(t, backup, img); !slices.Equal(got, chain) {
+			t.Fatalf("backup site holds %v, want %v", got, chain)
+		}
+	}
+	snaps, _ := source.Snapshots(img)
+	if !slices.ContainsFunc(snaps, func(s ceph.Snapshot) bool { return s.Name == "operator-snap" }) {
+		t.Fatal("pruning removed a snapshot Ferry did not create")
+	}
+	// An incremental with no change sends nothing but its manifest.
+	m, _ := p.backupNow(img)
+	if m.Stats.DataBytes != 0 || m.Stats.ChunksSent != 0 {
+		t.Fatalf("no-change incremental: %+v", m.Stats)
+	}
+}
+
+// TestDuplicateManifest: a manifest delivered again (after JetStream's
+// duplicate window, or applied by hand) is confirmed, not imported twice.
+func TestDuplicateManifest(t *testing.T) {
+	srv := startServer(t, bus.ServerOptions{Name: "dup"})
+	p := newPipeline(t, srv)
+	p.startConsumer()
+	img := ceph.TestImage(t, source, "vm", 8*mib)
+	ceph.TestWrite(t, source, img, 0, []byte("first"))
+	m, want := p.backupNow(img)
+
+	// The same Nats-Msg-Id inside the window is dropped by JetStream.
+	ack, err := p.pubConn.Backup.Publish(context.Background(), bus.Subject(bus.ManifestSubject, img), mustJSON(t, m), jetstream.WithMsgID(m.BackupID))
+	if err != nil || !ack.Duplicate {
+		t.Fatalf("republish: ack %+v, err %v; want a duplicate", ack, err)
+	}
+	// Outside the window (simulated by applying directly), it is confirmed again.
+	c, err := consumer.New(context.Background(), backup, p.consConn, fastConsumerOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Apply(context.Background(), m); err != nil {
+		t.Fatalf("applying a manifest twice: %v", err)
+	}
+	if got := ceph.TestContent(t, backup, img.AtSnap(m.ToSnap)); got != want {
+		t.Fatal("backup snapshot changed after a duplicate manifest")
+	}
+}
+
+// TestOutOfOrderManifests: manifests that arrive before their predecessors
+// wait for their base and are then applied in the right order.
+func TestOutOfOrderManifests(t *testing.T) {
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "order"}))
+	p.startConsumer()
+	r := rand.New(rand.NewPCG(11, 11))
+	img := ceph.TestImage(t, source, "vm", 16*mib)
+	var manifests []*ferry.Manifest
+	var contents []ceph.Content
+	for range 3 {
+		scribble(t, img, 16*mib, r, 10)
+		m, want := p.backupNow(img)
+		manifests = append(manifests, m)
+		contents = append(contents, want)
+	}
+	// Start the backup site over, then deliver the chain backwards.
+	p.stopConsumer()
+	wipeBackup(t, p, img)
+	for i := len(manifests) - 1; i >= 0; i-- {
+		republish(t, p, manifests[i], "replay")
+	}
+	p.startConsumer()
+	last := manifests[len(manifests)-1]
+	p.waitConfirmed(last)
+	for i, m := range manifests {
+		if got := ceph.TestContent(t, backup, img.AtSnap(m.ToSnap)); got != contents[i] {
+			t.Fatalf("backup %d differs after out-of-order delivery", i)
+		}
+	}
+}
+
+// TestMissingBase: an incremental whose base never arrives fails with a
+// clear error once the wait is over, and writes nothing.
+func TestMissingBase(t *testing.T) {
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "base"}))
+	p.consOpts.BaseWait = 2 * time.Second
+	p.startConsumer()
+	img := ceph.TestImage(t, source, "vm", 8*mib)
+	ceph.TestWrite(t, source, img, 0, []byte("one"))
+	p.backupNow(img)
+	ceph.TestWrite(t, source, img, 0, []byte("two"))
+	m2, _ := p.backupNow(img)
+
+	p.stopConsumer()
+	wipeBackup(t, p, img)
+	m2.Created = time.Now()
+	republish(t, p, m2, "orphan")
+	p.startConsumer()
+	st := waitState(t, p, img, func(s *ferry.ImageState) bool { return s.Status == ferry.StatusFailed })
+	requireContains(t, st.LastError, "base snapshot")
+	requireContains(t, st.LastError, m2.FromSnap)
+	requireContains(t, st.LastError, "--resync")
+	if snaps, err := backup.Snapshots(img); !errors.Is(err, ceph.ErrNotFound) {
+		t.Fatalf("the backup site wrote an image for an orphan incremental: %v %v", snaps, err)
+	}
+}
+
+// TestCorruptChunk: a chunk corrupted in JetStream is caught by its hash,
+// nothing of it is written, and the publisher sends it again.
+func TestCorruptChunk(t *testing.T) {
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "corrupt"}))
+	r := rand.New(rand.NewPCG(12, 12))
+	img := ceph.TestImage(t, source, "vm", 12*mib)
+	ceph.TestWrite(t, source, img, 0, randomBytes(r, 12*mib))
+	ev := snapshot(t, img)
+	m := p.send(ev) // the consumer is not running yet
+
+	// Replace one data chunk with garbage of the same subject.
+	page, err := chunkStore(t, p).GetPage(context.Background(), m.ExtentPages[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := page[1].Chunk
+	msg := nats.NewMsg(bus.ChunkSubject + "." + victim)
+	msg.Data = []byte("not gzip at all")
+	msg.Header.Set("Ferry-Raw-Size", "4194304")
+	if _, err := p.pubConn.Backup.PublishMsg(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+	p.startConsumer()
+	st := p.waitConfirmed(m) // WaitConfirmed resends what the consumer reports
+	if st.Status != ferry.StatusOK {
+		t.Fatalf("state %+v", st)
+	}
+	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+}
+
+// TestConsumerKilledMidImport: a consumer stopped in the middle of an
+// incremental import rolls back to the base when it comes back, and the
+// backup ends byte-identical.
+func TestConsumerKilledMidImport(t *testing.T) {
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "kill"}))
+	p.startConsumer()
+	r := rand.New(rand.NewPCG(13, 13))
+	const size = 160 * mib
+	img := ceph.TestImage(t, source, "vm", size)
+	ceph.TestWrite(t, source, img, 0, randomBytes(r, 8*mib))
+	p.backupNow(img)
+
+	ceph.TestWrite(t, source, img, 0, randomBytes(r, size)) // a big incremental
+	ev := snapshot(t, img)
+	m := p.send(ev)
+	waitState(t, p, img, func(s *ferry.ImageState) bool { return s.Importing == m.BackupID })
+	time.Sleep(200 * time.Millisecond) // let some writes land
+	p.stopConsumer()
+	if slices.Contains(ferrySnapshots(t, backup, img), m.ToSnap) {
+		t.Fatal("the import finished before the consumer was stopped; make it bigger")
+	}
+	p.startConsumer()
+	p.waitConfirmed(m)
+	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+}
+
+// TestPublisherKilledMidSend: a publisher stopped mid-send and started
+// again sends only the chunks that did not arrive: none twice.
+func TestPublisherKilledMidSend(t *testing.T) {
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "pubkill"}))
+	r := rand.New(rand.NewPCG(14, 14))
+	const size = 96 * mib
+	img := ceph.TestImage(t, source, "vm", size)
+	ceph.TestWrite(t, source, img, 0, randomBytes(r, size))
+	ev := snapshot(t, img)
+
+	chunks := chunkStream(t, p)
+	before := streamLastSeq(t, chunks)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for streamLastSeq(t, chunks)-before < 5 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+	}()
+	if _, err := p.pub.Backup(ctx, ev, nil); err == nil {
+		t.Fatal("the publisher finished before it was stopped; make the image bigger")
+	}
+	sentFirst := streamLastSeq(t, chunks) - before
+	m := p.send(ev)
+	total := streamLastSeq(t, chunks) - before
+	if want := uint64(m.Stats.Chunks); total != want {
+		t.Fatalf("%d chunk messages stored for %d distinct chunks (first run %d, second run sent %d): a chunk was sent twice",
+			total, want, sentFirst, m.Stats.ChunksSent)
+	}
+	p.startConsumer()
+	p.waitConfirmed(m)
+	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+}
+
+// TestNATSRestartMidTransfer: the JetStream server restarts while a backup
+// is being sent; the clients reconnect and a retry completes it.
+func TestNATSRestartMidTransfer(t *testing.T) {
+	store := t.TempDir()
+	opts := bus.ServerOptions{Name: "restart", StoreDir: store, Port: freePort(t)}
+	srv := startServer(t, opts)
+	p := newPipeline(t, srv)
+	p.startConsumer()
+	r := rand.New(rand.NewPCG(15, 15))
+	const size = 96 * mib
+	img := ceph.TestImage(t, source, "vm", size)
+	ceph.TestWrite(t, source, img, 0, randomBytes(r, size))
+	ev := snapshot(t, img)
+
+	done := make(chan error, 1)
+	go func() { _, err := p.pub.Backup(context.Background(), ev, nil); done <- err }()
+	time.Sleep(300 * time.Millisecond)
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	startServer(t, opts)
+	err := <-done
+	var m *ferry.Manifest
+	if err != nil {
+		t.Logf("first attempt failed as the server went away: %v", err)
+	}
+	for attempt := 0; m == nil && attempt < 5; attempt++ {
+		m, err = p.pub.Backup(context.Background(), ev, nil)
+		if err != nil {
+			time.Sleep(time.Second)
+		}
+	}
+	if m == nil {
+		t.Fatalf("backup after the restart: %v", err)
+	}
+	p.waitConfirmed(m)
+	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+}
+
+// TestLeafnodeTwoDomains: the production topology. Each site runs its own
+// JetStream domain; the source site's server joins the backup site's as a
+// leafnode, and the publisher reaches the backup domain across it.
+func TestLeafnodeTwoDomains(t *testing.T) {
+	leafPort := freePort(t)
+	backupSrv := startServer(t, bus.ServerOptions{Name: "backup-site", Domain: "backup", LeafPort: leafPort})
+	sourceSrv := startServer(t, bus.ServerOptions{Name: "source-site", Domain: "source",
+		LeafRemotes: []string{"nats-leaf://127.0.0.1:" + itoa(leafPort)}})
+	waitLeaf(t, sourceSrv)
+	pubConn := connect(t, bus.ConnOptions{URL: sourceSrv.ClientURL(), Name: "publisher", SourceDomain: "source", BackupDomain: "backup"})
+	consConn := connect(t, bus.ConnOptions{URL: backupSrv.ClientURL(), Name: "consumer", SourceDomain: "source", BackupDomain: "backup"})
+	p := newPipelineConns(t, pubConn, consConn)
+	p.startConsumer()
+
+	r := rand.New(rand.NewPCG(16, 16))
+	img := ceph.TestImage(t, source, "vm", 24*mib)
+	ceph.TestWrite(t, source, img, 0, randomBytes(r, 10*mib))
+	p.backupNow(img)
+	scribble(t, img, 24*mib, r, 10)
+	m, _ := p.backupNow(img)
+	if m.FromSnap == "" {
+		t.Fatal("second backup across the leafnode was not incremental")
+	}
+	// The chunks live in the backup site's domain, not the source's.
+	if _, err := pubConn.Source.Stream(context.Background(), bus.ChunkStream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("chunk stream in the source domain: %v", err)
+	}
+	// The snapshot event stream lives at the source site.
+	if _, err := pubConn.Source.Stream(context.Background(), bus.SnapshotStream); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPublisherDaemonAndLineage: snapshot events published for the daemon
+// are backed up; a recreated source image is refused until --resync.
+func TestPublisherDaemonAndLineage(t *testing.T) {
+	srv := startServer(t, bus.ServerOptions{Name: "daemon"})
+	p := newPipeline(t, srv)
+	p.startConsumer()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.pub.Run(ctx)
+
+	img := ceph.TestImage(t, source, "vm", 8*mib)
+	ceph.TestWrite(t, source, img, 0, []byte("daemon"))
+	ev := snapshot(t, img)
+	if err := publisher.PublishSnapshotEvent(ctx, p.pubConn, ev); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, p, img, func(s *ferry.ImageState) bool { return s.LastSnapshot == ev.Image.Snap })
+	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+
+	// Recreate the source image under the same name.
+	for _, s := range ferrySnapshots(t, source, img) {
+		if err := source.RemoveSnapshot(img.AtSnap(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := source.RemoveImage(img); err != nil {
+		t.Fatal(err)
+	}
+	if err := source.CreateImage(img, 8*mib); err != nil {
+		t.Fatal(err)
+	}
+	ceph.TestWrite(t, source, img, 0, []byte("reborn"))
+	ev2 := snapshot(t, img)
+	_, err := p.pub.Backup(ctx, ev2, nil)
+	if !errors.Is(err, publisher.ErrLineage) {
+		t.Fatalf("backup of a recreated image: %v, want ErrLineage", err)
+	}
+	requireContains(t, err.Error(), "--resync")
+	ev2.Resync = true
+	m := p.send(ev2)
+	p.waitConfirmed(m)
+	ceph.RequireSameContent(t, source, ev2.Image, backup, ev2.Image)
+}
+
+func mustJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// republish puts a manifest in the stream again under a new message id.
+func republish(t testing.TB, p *pipeline, m *ferry.Manifest, tag string) {
+	t.Helper()
+	if _, err := p.pubConn.Backup.Publish(context.Background(), bus.Subject(bus.ManifestSubject, m.Image), mustJSON(t, m),
+		jetstream.WithMsgID(m.BackupID+"#"+tag)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wipeBackup removes the backup image and its state, as if the backup site
+// had never seen it (the chunks stay).
+func wipeBackup(t testing.TB, p *pipeline, img ferry.ImageSpec) {
+	t.Helper()
+	snaps, err := backup.Snapshots(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range snaps {
+		if err := backup.RemoveSnapshot(img.AtSnap(s.Name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := backup.RemoveImage(img); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := p.consConn.Backup.KeyValue(context.Background(), bus.StateBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Purge(context.Background(), bus.ImageKey(img)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitState(t testing.TB, p *pipeline, img ferry.ImageSpec, ok func(*ferry.ImageState) bool) *ferry.ImageState {
+	t.Helper()
+	book, err := state.Open(context.Background(), p.consConn.Backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		st, err := book.Get(context.Background(), img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st != nil && ok(st) {
+			return st
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	st, _ := book.Get(context.Background(), img)
+	t.Fatalf("state of %s never reached the wanted condition; last: %+v", img, st)
+	return nil
+}

@@ -1,0 +1,64 @@
+package consumer_test
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/chunk"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func waitLeaf(t testing.TB, s *server.Server) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.NumLeafNodes() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("leafnode connection between the sites did not come up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func chunkStore(t testing.TB, p *pipeline) *chunk.Store {
+	t.Helper()
+	s, err := chunk.Open(context.Background(), p.consConn.Backup, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func chunkStream(t testing.TB, p *pipeline) jetstream.Stream {
+	t.Helper()
+	s, err := p.pubConn.Backup.Stream(context.Background(), bus.ChunkStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func streamLastSeq(t testing.TB, s jetstream.Stream) uint64 {
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	return info.State.LastSeq
+}

@@ -1,0 +1,149 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Every subject, stream and bucket Ferry uses. The README's design section
+// explains the same table for operators.
+const (
+	// Source domain.
+	//
+	// FERRY_SNAPSHOTS: "snapshot created" events from the hooks and `ferry
+	// backup`. A work queue: each event is for one publisher, and gone once
+	// that publisher acked it (after its manifest is stored at the backup site).
+	SnapshotStream   = "FERRY_SNAPSHOTS"
+	SnapshotSubject  = "ferry.snapshot" // .<pool>.<image>
+	PublisherDurable = "publisher"
+
+	// Backup domain.
+	//
+	// FERRY_CHUNKS: content-addressed, compressed chunks, one message per
+	// subject ferry.chunk.<sha256>. What is here is not sent again (dedup
+	// across images, VMs and retries); age and size limits bound it, and a
+	// chunk that aged out before its import is asked for again.
+	ChunkStream  = "FERRY_CHUNKS"
+	ChunkSubject = "ferry.chunk" // .<sha256 hex>
+	// FERRY_MANIFESTS: one message per backup, deduplicated by Nats-Msg-Id =
+	// backup id within DuplicateWindow, and made idempotent beyond it by the
+	// consumer (a to-snapshot that exists is confirmed, not re-imported).
+	// A work queue: a manifest goes once it is applied.
+	ManifestStream  = "FERRY_MANIFESTS"
+	ManifestSubject = "ferry.manifest" // .<pool>.<image>
+	ConsumerDurable = "consumer"
+	// FERRY_RESULTS: confirmations and failures, for the publisher (pruning,
+	// resending missing chunks) and for `ferry backup` waiting on its backup.
+	ResultStream     = "FERRY_RESULTS"
+	ConfirmedSubject = "ferry.confirmed" // .<pool>.<image>
+	FailedSubject    = "ferry.failed"    // .<pool>.<image>
+	PrunerDurable    = "pruner"
+	// ferry-state: per image, what the backup site holds (ImageState).
+	StateBucket = "ferry-state"
+
+	// DuplicateWindow is how long JetStream drops a republished manifest.
+	DuplicateWindow = 24 * time.Hour
+)
+
+// Retention, overridable for tests and operators.
+type Retention struct {
+	ChunkMaxAge   time.Duration
+	ChunkMaxBytes int64 // -1: unlimited
+	EventMaxAge   time.Duration
+}
+
+// DefaultRetention keeps chunks a week, enough to dedup daily backups of
+// many clones of one image, and events a week, enough to ride out an outage.
+var DefaultRetention = Retention{ChunkMaxAge: 7 * 24 * time.Hour, ChunkMaxBytes: -1, EventMaxAge: 7 * 24 * time.Hour}
+
+// MaxChunkSize bounds the configurable chunk size so a compressed chunk
+// always fits in MaxPayload.
+const MaxChunkSize = 4 << 20
+
+// SetupSource creates or updates the source domain's streams.
+func SetupSource(ctx context.Context, js jetstream.JetStream, r Retention) error {
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        SnapshotStream,
+		Description: "Ferry: snapshot-created events for the publisher",
+		Subjects:    []string{SnapshotSubject + ".>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		MaxAge:      r.EventMaxAge,
+		Storage:     jetstream.FileStorage,
+		Duplicates:  DuplicateWindow,
+	})
+	if err != nil {
+		return fmt.Errorf("set up stream %s: %w", SnapshotStream, err)
+	}
+	return nil
+}
+
+// SetupBackup creates or updates the backup domain's streams and bucket.
+func SetupBackup(ctx context.Context, js jetstream.JetStream, r Retention) error {
+	streams := []jetstream.StreamConfig{{
+		Name:              ChunkStream,
+		Description:       "Ferry: compressed, content-addressed chunks of backups",
+		Subjects:          []string{ChunkSubject + ".*"},
+		Retention:         jetstream.LimitsPolicy,
+		MaxMsgsPerSubject: 1,
+		MaxAge:            r.ChunkMaxAge,
+		MaxBytes:          r.ChunkMaxBytes,
+		MaxMsgSize:        MaxPayload,
+		Discard:           jetstream.DiscardOld,
+		Storage:           jetstream.FileStorage,
+	}, {
+		Name:        ManifestStream,
+		Description: "Ferry: one manifest per backup, applied by the consumer",
+		Subjects:    []string{ManifestSubject + ".>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		MaxMsgSize:  MaxPayload,
+		Storage:     jetstream.FileStorage,
+		Duplicates:  DuplicateWindow,
+	}, {
+		Name:        ResultStream,
+		Description: "Ferry: backup confirmations and failures for the source site",
+		Subjects:    []string{ConfirmedSubject + ".>", FailedSubject + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      r.EventMaxAge,
+		Storage:     jetstream.FileStorage,
+	}}
+	for _, cfg := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("set up stream %s: %w", cfg.Name, err)
+		}
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      StateBucket,
+		Description: "Ferry: what the backup site holds of each image",
+		History:     5,
+		Storage:     jetstream.FileStorage,
+	}); err != nil {
+		return fmt.Errorf("set up bucket %s: %w", StateBucket, err)
+	}
+	return nil
+}
+
+// Token makes a pool or image name safe as one subject token (or key part):
+// letters, digits, '-' and '_' stay, everything else becomes ~XX.
+func Token(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "~%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// ImageKey is an image's key in the state bucket and its subject suffix.
+func ImageKey(img ferry.ImageSpec) string { return Token(img.Pool) + "." + Token(img.Image) }
+
+// Subject joins a subject prefix and an image's key.
+func Subject(prefix string, img ferry.ImageSpec) string { return prefix + "." + ImageKey(img) }

@@ -1,0 +1,36 @@
+package chunk
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/ferry-dr/ferry/internal/ferry"
+)
+
+// PageSize is the most extents one page holds. A manifest lists its extents
+// in pages stored as chunks, so a manifest message stays small whatever the
+// image size, and neither side holds a whole extent list in memory.
+const PageSize = 16384
+
+// EncodePage returns the raw bytes of a page of extents and their address.
+func EncodePage(extents []ferry.Extent) ([]byte, string, error) {
+	raw, err := json.Marshal(extents)
+	if err != nil {
+		return nil, "", err
+	}
+	return raw, Hash(raw), nil
+}
+
+// GetPage fetches and verifies a page of extents.
+func (s *Store) GetPage(ctx context.Context, hash string) ([]ferry.Extent, error) {
+	raw, err := s.Get(ctx, hash, nil)
+	if err != nil {
+		return nil, err
+	}
+	var extents []ferry.Extent
+	if err := json.Unmarshal(raw, &extents); err != nil {
+		return nil, &Error{Hash: hash, Err: fmt.Errorf("%w: extent page does not parse: %v", ErrCorrupt, err)}
+	}
+	return extents, nil
+}

@@ -1,0 +1,162 @@
+// Package chunk stores backup data at the backup site as content-addressed,
+// gzip-compressed chunks in a JetStream stream, one message per chunk on
+// subject ferry.chunk.<sha256>. A chunk is written once and then found by its
+// hash, so identical data of other images, VMs or retried backups never
+// crosses the link again. Every read checks the hash of the decompressed
+// bytes: a corrupt chunk is an error, never data.
+package chunk
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/pgzip"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Hash returns the chunk address of raw bytes: hex SHA-256.
+func Hash(raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// ErrCorrupt marks a chunk whose content does not match its hash, or that
+// does not decompress; ErrMissing one that is not in the store.
+var (
+	ErrCorrupt = errors.New("chunk corrupt")
+	ErrMissing = errors.New("chunk missing")
+)
+
+// Error names the chunk that failed.
+type Error struct {
+	Hash string
+	Err  error // ErrCorrupt or ErrMissing, wrapped with detail
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("chunk %s: %v", e.Hash, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+const rawSizeHeader = "Ferry-Raw-Size"
+
+// Store is the chunk stream seen from either site.
+type Store struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	level  int
+}
+
+// Open opens the chunk stream (which bus.SetupBackup creates). level is the
+// gzip level used for new chunks (1-9; pgzip, standard gzip output).
+func Open(ctx context.Context, js jetstream.JetStream, level int) (*Store, error) {
+	if level < pgzip.BestSpeed || level > pgzip.BestCompression {
+		return nil, fmt.Errorf("compression level %d: want 1 (fastest) to 9 (smallest)", level)
+	}
+	st, err := js.Stream(ctx, bus.ChunkStream)
+	if err != nil {
+		return nil, fmt.Errorf("open chunk stream %s: %w", bus.ChunkStream, err)
+	}
+	return &Store{js: js, stream: st, level: level}, nil
+}
+
+func subject(hash string) string { return bus.ChunkSubject + "." + hash }
+
+// Has tells whether the store holds the chunk, without fetching its data.
+func (s *Store) Has(ctx context.Context, hash string) (bool, error) {
+	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(subject(hash)))
+	if err != nil {
+		return false, fmt.Errorf("look up chunk %s: %w", hash, err)
+	}
+	return info.State.Msgs > 0 && info.State.Subjects[subject(hash)] > 0, nil
+}
+
+// Put compresses raw and stores it under hash (which must be Hash(raw)). It
+// returns the compressed size. Storing a chunk twice is harmless: the
+// stream keeps one message per subject. (No Nats-Msg-Id: it would make
+// JetStream drop the resend of a chunk that was removed as corrupt.)
+func (s *Store) Put(ctx context.Context, hash string, raw []byte) (int, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(raw)/2 + 1024)
+	zw, err := pgzip.NewWriterLevel(&buf, s.level)
+	if err != nil {
+		return 0, err
+	}
+	// Small blocks so that even one chunk is compressed on every core.
+	if err := zw.SetConcurrency(256<<10, 8); err != nil {
+		return 0, err
+	}
+	if _, err := zw.Write(raw); err != nil {
+		return 0, err
+	}
+	if err := zw.Close(); err != nil {
+		return 0, err
+	}
+	msg := nats.NewMsg(subject(hash))
+	msg.Data = buf.Bytes()
+	msg.Header.Set(rawSizeHeader, strconv.Itoa(len(raw)))
+	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(bus.ChunkStream)); err != nil {
+		return 0, fmt.Errorf("store chunk %s (%d bytes compressed): %w", hash, buf.Len(), err)
+	}
+	return buf.Len(), nil
+}
+
+// Get fetches, decompresses and verifies a chunk, appending its bytes to
+// dst[:0]. Any mismatch is an *Error wrapping ErrCorrupt; nothing of a
+// corrupt chunk is returned.
+func (s *Store) Get(ctx context.Context, hash string, dst []byte) ([]byte, error) {
+	m, err := s.stream.GetLastMsgForSubject(ctx, subject(hash))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, &Error{Hash: hash, Err: fmt.Errorf("%w: not in stream %s (it may have aged out before the import)", ErrMissing, bus.ChunkStream)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch chunk %s: %w", hash, err)
+	}
+	return decode(hash, m.Data, m.Header.Get(rawSizeHeader), dst)
+}
+
+func decode(hash string, data []byte, rawSize string, dst []byte) ([]byte, error) {
+	corrupt := func(format string, args ...any) error {
+		return &Error{Hash: hash, Err: fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)}
+	}
+	size, err := strconv.Atoi(rawSize)
+	if err != nil || size < 0 || size > bus.MaxChunkSize {
+		return nil, corrupt("bad %s header %q", rawSizeHeader, rawSize)
+	}
+	// Reading needs no parallelism: klauspost's gzip reader is the fastest
+	// single stream decoder of the same standard format.
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, corrupt("not gzip: %v", err)
+	}
+	defer zr.Close()
+	if cap(dst) < size {
+		dst = make([]byte, size)
+	}
+	dst = dst[:size]
+	if _, err := io.ReadFull(zr, dst); err != nil {
+		return nil, corrupt("decompress: %v", err)
+	}
+	if n, _ := zr.Read(make([]byte, 1)); n != 0 {
+		return nil, corrupt("more than the %d bytes its header announces", size)
+	}
+	if got := Hash(dst); got != hash {
+		return nil, corrupt("content hashes to %s", got)
+	}
+	return dst, nil
+}
+
+// Remove drops a chunk (a corrupt one, so that it is sent again).
+func (s *Store) Remove(ctx context.Context, hash string) error {
+	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(subject(hash))); err != nil {
+		return fmt.Errorf("remove chunk %s: %w", hash, err)
+	}
+	return nil
+}

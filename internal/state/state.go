@@ -1,0 +1,101 @@
+// Package state reads and writes what the backup site knows of each image
+// (ferry.ImageState) in the JetStream key-value bucket. The consumer is its
+// only writer; the publisher and `ferry status` read it from either site.
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Book is the state bucket.
+type Book struct{ kv jetstream.KeyValue }
+
+// Open opens the bucket that bus.SetupBackup creates.
+func Open(ctx context.Context, js jetstream.JetStream) (*Book, error) {
+	kv, err := js.KeyValue(ctx, bus.StateBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open state bucket %s: %w", bus.StateBucket, err)
+	}
+	return &Book{kv: kv}, nil
+}
+
+// Get returns the state of img, or nil if the backup site never saw it.
+func (b *Book) Get(ctx context.Context, img ferry.ImageSpec) (*ferry.ImageState, error) {
+	e, err := b.kv.Get(ctx, bus.ImageKey(img.AtSnap("")))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read state of %s: %w", img.AtSnap(""), err)
+	}
+	var s ferry.ImageState
+	if err := json.Unmarshal(e.Value(), &s); err != nil {
+		return nil, fmt.Errorf("state of %s does not parse: %w", img.AtSnap(""), err)
+	}
+	return &s, nil
+}
+
+// Put stores the state of s.Image.
+func (b *Book) Put(ctx context.Context, s *ferry.ImageState) error {
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	if _, err := b.kv.Put(ctx, bus.ImageKey(s.Image), raw); err != nil {
+		return fmt.Errorf("write state of %s: %w", s.Image, err)
+	}
+	return nil
+}
+
+// All returns the state of every image.
+func (b *Book) All(ctx context.Context) ([]*ferry.ImageState, error) {
+	keys, err := b.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*ferry.ImageState
+	for k := range keys.Keys() {
+		e, err := b.kv.Get(ctx, k)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		var s ferry.ImageState
+		if json.Unmarshal(e.Value(), &s) == nil {
+			out = append(out, &s)
+		}
+	}
+	return out, nil
+}
+
+// Watch calls fn with each new state of img until fn returns true or ctx ends.
+func (b *Book) Watch(ctx context.Context, img ferry.ImageSpec, fn func(*ferry.ImageState) bool) error {
+	w, err := b.kv.Watch(ctx, bus.ImageKey(img.AtSnap("")), jetstream.UpdatesOnly())
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("watch of %s ended", img.AtSnap(""))
+			}
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			var s ferry.ImageState
+			if json.Unmarshal(e.Value(), &s) == nil && fn(&s) {
+				return nil
+			}
+		}
+	}
+}

@@ -1,0 +1,120 @@
+package publisher
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/ferry-dr/ferry/internal/ferry"
+)
+
+func TestChooseBase(t *testing.T) {
+	img := ferry.ImageSpec{Pool: "p", Image: "vm"}
+	st := &ferry.ImageState{Image: img, SourceImageID: "id1", Confirmed: []string{"ferry-1", "ferry-2"}}
+	for _, tc := range []struct {
+		name    string
+		state   *ferry.ImageState
+		id      string
+		snaps   []string
+		to      string
+		resync  bool
+		want    string
+		wantErr error
+	}{
+		{name: "first backup", state: nil, id: "id1", snaps: []string{"ferry-1"}, to: "ferry-1", want: ""},
+		{name: "newest confirmed", state: st, id: "id1", snaps: []string{"ferry-1", "ferry-2", "ferry-3"}, to: "ferry-3", want: "ferry-2"},
+		{name: "pruned newest falls back", state: st, id: "id1", snaps: []string{"ferry-1", "ferry-3"}, to: "ferry-3", want: "ferry-1"},
+		{name: "recreated image", state: st, id: "id2", snaps: []string{"ferry-3"}, to: "ferry-3", wantErr: ErrLineage},
+		{name: "no common snapshot", state: st, id: "id1", snaps: []string{"ferry-3"}, to: "ferry-3", wantErr: ErrLineage},
+		{name: "resync", state: st, id: "id2", snaps: []string{"ferry-3"}, to: "ferry-3", resync: true, want: ""},
+		{name: "already confirmed", state: st, id: "id1", snaps: []string{"ferry-1", "ferry-2"}, to: "ferry-2", wantErr: ErrAlreadyConfirmed},
+		{name: "base must be older", state: st, id: "id1", snaps: []string{"ferry-3", "ferry-1", "ferry-2"}, to: "ferry-3", wantErr: ErrLineage},
+	} {
+		got, err := chooseBase(tc.state, tc.id, tc.snaps, tc.to, tc.resync)
+		if tc.wantErr != nil {
+			if !errors.Is(err, tc.wantErr) {
+				t.Errorf("%s: err = %v, want %v", tc.name, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s: base = %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+// TestPruningProperties replays random histories of backups that succeed,
+// fail, or are still in flight, with operator snapshots mixed in, and
+// checks after every step that pruning keeps the safety rules:
+//   - it never deletes a snapshot the backup site has not confirmed,
+//   - never the newest confirmed one (the base of the next incremental),
+//   - never a snapshot Ferry did not create,
+//   - and the next backup can always start from a snapshot both sites hold.
+func TestPruningProperties(t *testing.T) {
+	for seed := range uint64(500) {
+		r := rand.New(rand.NewPCG(seed, 7))
+		var source []string            // snapshots on the source, oldest first
+		confirmed := map[string]bool{} // snapshots the backup site holds
+		id := 0
+		for step := range 40 {
+			switch r.IntN(10) {
+			case 0: // an operator's own snapshot
+				source = append(source, fmt.Sprintf("manual-%d", step))
+			default: // a Ferry backup: snapshot, then it succeeds, fails, or stays in flight
+				id++
+				snap := fmt.Sprintf("%s%04d", ferry.SnapshotPrefix, id)
+				st := &ferry.ImageState{SourceImageID: "img", Confirmed: keys(confirmed)}
+				base, err := chooseBase(st, "img", append(slices.Clone(source), snap), snap, false)
+				if err != nil {
+					t.Fatalf("seed %d step %d: no base though the sites share %v: %v", seed, step, st.Confirmed, err)
+				}
+				if base != "" && (!confirmed[base] || !slices.Contains(source, base)) {
+					t.Fatalf("seed %d step %d: base %q is not held by both sites", seed, step, base)
+				}
+				source = append(source, snap)
+				if r.IntN(3) > 0 {
+					confirmed[snap] = true
+				}
+			}
+			before := slices.Clone(source)
+			pruned := prunable(source, func(s string) bool { return confirmed[s] })
+			newest := ""
+			for _, s := range source {
+				if ferry.IsFerrySnapshot(s) && confirmed[s] {
+					newest = s
+				}
+			}
+			for _, p := range pruned {
+				switch {
+				case !ferry.IsFerrySnapshot(p):
+					t.Fatalf("seed %d step %d: pruned %q, which Ferry did not create", seed, step, p)
+				case !confirmed[p]:
+					t.Fatalf("seed %d step %d: pruned unconfirmed %q", seed, step, p)
+				case p == newest:
+					t.Fatalf("seed %d step %d: pruned the base %q", seed, step, p)
+				}
+				source = slices.DeleteFunc(source, func(s string) bool { return s == p })
+			}
+			if newest != "" && !slices.Contains(source, newest) {
+				t.Fatalf("seed %d step %d: base %q gone from %v (was %v)", seed, step, newest, source, before)
+			}
+			// What stays of Ferry's confirmed snapshots is the base alone.
+			for _, s := range source {
+				if ferry.IsFerrySnapshot(s) && confirmed[s] && s != newest {
+					t.Fatalf("seed %d step %d: %q not pruned though %q is confirmed after it", seed, step, s, newest)
+				}
+			}
+		}
+	}
+}
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,242 @@
+// Package publisher is the source site's half of a backup: it turns a
+// snapshot into a manifest and the chunks the backup site lacks.
+//
+//	snapshot event -> choose base (state bucket) -> export diff (internal/ceph)
+//	  -> chunker: object-aligned chunks, SHA-256, skip chunks the site has,
+//	     pgzip, store (internal/chunk) -> manifest (Nats-Msg-Id = backup id)
+//
+// After the backup site confirms a snapshot, Prune deletes the older Ferry
+// snapshots of the image, keeping the newest confirmed one as the next base.
+package publisher
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/chunk"
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/progress"
+	"github.com/ferry-dr/ferry/internal/state"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultChunkSize matches Ceph's default object size, so chunks are objects.
+const DefaultChunkSize = 4 << 20
+
+// Publisher backs up images of one source cluster.
+type Publisher struct {
+	ceph      *ceph.Cluster
+	bus       *bus.Conn
+	store     *chunk.Store
+	book      *state.Book
+	chunkSize uint64
+	log       *slog.Logger
+}
+
+// Options configure a Publisher.
+type Options struct {
+	ChunkSize        uint64 // default DefaultChunkSize; at most bus.MaxChunkSize
+	CompressionLevel int    // gzip level 1-9, default 6
+	Log              *slog.Logger
+}
+
+// New opens the chunk store and state bucket of the backup site.
+func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) (*Publisher, error) {
+	if o.ChunkSize == 0 {
+		o.ChunkSize = DefaultChunkSize
+	}
+	if o.ChunkSize > bus.MaxChunkSize || o.ChunkSize < 64<<10 || o.ChunkSize&(o.ChunkSize-1) != 0 {
+		return nil, fmt.Errorf("chunk size %d: want a power of two from 64 KiB to %d MiB", o.ChunkSize, bus.MaxChunkSize>>20)
+	}
+	if o.CompressionLevel == 0 {
+		o.CompressionLevel = 6
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	store, err := chunk.Open(ctx, conn.Backup, o.CompressionLevel)
+	if err != nil {
+		return nil, err
+	}
+	book, err := state.Open(ctx, conn.Backup)
+	if err != nil {
+		return nil, err
+	}
+	return &Publisher{ceph: cluster, bus: conn, store: store, book: book, chunkSize: o.ChunkSize, log: o.Log}, nil
+}
+
+// Backup sends the backup of ev.Image (whose Snap must exist) and returns its
+// manifest once the manifest is stored at the backup site. It does not wait
+// for the backup site to apply it (see WaitConfirmed). Sending the same
+// snapshot again sends only the chunks the backup site still lacks.
+func (p *Publisher) Backup(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter) (*ferry.Manifest, error) {
+	start := time.Now()
+	img := ev.Image.AtSnap("")
+	info, err := p.ceph.Info(img)
+	if err != nil {
+		return nil, err
+	}
+	snaps, err := p.ceph.Snapshots(img)
+	if err != nil {
+		return nil, err
+	}
+	st, err := p.book.Get(ctx, img)
+	if err != nil {
+		return nil, err
+	}
+	base, err := chooseBase(st, info.ID, snapNames(snaps), ev.Image.Snap, ev.Resync)
+	if err != nil {
+		return nil, err
+	}
+	log := p.log.With("image", img.String(), "snapshot", ev.Image.Snap, "base", base)
+	log.Info("backup starting")
+
+	send := newSender(ctx, p.store, p.chunkSize)
+	ck := newChunker(p.chunkSize, send)
+	_, expErr := p.ceph.Export(ctx, ceph.ExportOptions{Image: ev.Image, FromSnap: base}, ck, rep)
+	sendErr := send.finish()
+	if expErr != nil {
+		return nil, expErr
+	}
+	if sendErr != nil {
+		return nil, sendErr
+	}
+	m := &ferry.Manifest{
+		BackupID:      ferry.BackupID(info.ID, img, ev.Image.Snap),
+		Image:         ev.Image,
+		SourceImageID: info.ID,
+		FromSnap:      base,
+		ToSnap:        ev.Image.Snap,
+		Size:          ck.header.Size,
+		ChunkSize:     p.chunkSize,
+		ExtentPages:   ck.pages,
+		ExtentCount:   ck.extents,
+		Consistency:   ev.Consistency,
+		Resync:        ev.Resync,
+		Created:       ev.Created,
+		VolumeID:      ev.VolumeID,
+		InstanceID:    ev.InstanceID,
+		Stats: ferry.BackupStats{
+			ChangedBytes:    ck.changed,
+			DataBytes:       ck.dataRead,
+			Chunks:          int(send.chunks.Load()),
+			ChunksSent:      int(send.sent.Load()),
+			RawBytesSent:    send.rawSent.Load(),
+			BytesSent:       send.netSent.Load(),
+			DurationSeconds: time.Since(start).Seconds(),
+		},
+	}
+	if err := p.publishManifest(ctx, m); err != nil {
+		return nil, err
+	}
+	log.Info("backup sent", "backup_id", m.BackupID, "data_bytes", m.Stats.DataBytes,
+		"chunks", m.Stats.Chunks, "chunks_sent", m.Stats.ChunksSent, "bytes_sent", m.Stats.BytesSent)
+	return m, nil
+}
+
+func (p *Publisher) publishManifest(ctx context.Context, m *ferry.Manifest) error {
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(bus.Subject(bus.ManifestSubject, m.Image))
+	msg.Data = raw
+	if _, err := p.bus.Backup.PublishMsg(ctx, msg, jetstream.WithMsgID(m.BackupID), jetstream.WithExpectStream(bus.ManifestStream)); err != nil {
+		return fmt.Errorf("publish manifest of %s: %w", m.BackupID, err)
+	}
+	return nil
+}
+
+func snapNames(snaps []ceph.Snapshot) []string {
+	names := make([]string, len(snaps))
+	for i, s := range snaps {
+		names[i] = s.Name
+	}
+	return names
+}
+
+// Prune deletes the source snapshots of img that the backup site no longer
+// needs as a base (see prunable) and returns their names.
+func (p *Publisher) Prune(ctx context.Context, img ferry.ImageSpec) ([]string, error) {
+	img = img.AtSnap("")
+	st, err := p.book.Get(ctx, img)
+	if err != nil || st == nil {
+		return nil, err
+	}
+	info, err := p.ceph.Info(img)
+	if err != nil {
+		return nil, err
+	}
+	if st.SourceImageID != info.ID {
+		return nil, nil // another image's chain: its confirmations say nothing about this one
+	}
+	snaps, err := p.ceph.Snapshots(img)
+	if err != nil {
+		return nil, err
+	}
+	var pruned []string
+	for _, name := range prunable(snapNames(snaps), st.HasConfirmed) {
+		if err := p.ceph.RemoveSnapshot(img.AtSnap(name)); err != nil {
+			return pruned, err
+		}
+		p.log.Info("pruned source snapshot", "image", img.String(), "snapshot", name)
+		pruned = append(pruned, name)
+	}
+	return pruned, nil
+}
+
+// WaitConfirmed waits until the backup site confirms m, resending chunks it
+// reports missing or corrupt. It returns the state the backup site recorded.
+func (p *Publisher) WaitConfirmed(ctx context.Context, m *ferry.Manifest) (*ferry.ImageState, error) {
+	results, err := p.bus.Backup.OrderedConsumer(ctx, bus.ResultStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{bus.Subject(bus.ConfirmedSubject, m.Image), bus.Subject(bus.FailedSubject, m.Image)},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The confirmation may have come before we started listening.
+	if st, err := p.book.Get(ctx, m.Image); err != nil {
+		return nil, err
+	} else if st != nil && st.SourceImageID == m.SourceImageID && st.HasConfirmed(m.ToSnap) {
+		return st, nil
+	}
+	msgs, err := results.Messages()
+	if err != nil {
+		return nil, err
+	}
+	defer msgs.Stop()
+	go func() { <-ctx.Done(); msgs.Stop() }()
+	for {
+		msg, err := msgs.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, err
+		}
+		var r struct {
+			ferry.BackupFailure
+		}
+		if err := json.Unmarshal(msg.Data(), &r); err != nil || r.BackupID != m.BackupID {
+			continue
+		}
+		if r.Error == "" { // a confirmation
+			return p.book.Get(ctx, m.Image)
+		}
+		if len(r.MissingChunks) == 0 {
+			p.log.Warn("backup site reports a failure; it will retry", "image", m.Image.String(), "error", r.Error)
+			continue
+		}
+		p.log.Warn("backup site lost chunks; sending them again", "image", m.Image.String(), "chunks", len(r.MissingChunks))
+		if _, err := p.Backup(ctx, ferry.SnapshotEvent{Image: m.Image, Consistency: m.Consistency, Resync: m.Resync, Created: m.Created}, nil); err != nil {
+			return nil, fmt.Errorf("resend chunks of %s: %w", m.BackupID, err)
+		}
+	}
+}
