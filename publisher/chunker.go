@@ -136,14 +136,15 @@ type sender struct {
 	seenMu sync.Mutex
 	seen   map[string]bool // chunks handled in this backup already
 
-	chunks, sent     atomic.Int64
-	rawSent, netSent atomic.Uint64
+	chunks, sent     atomic.Int64  // data chunks referenced / sent
+	rawSent, netSent atomic.Uint64 // data chunk bytes sent, before and after compression
+	pageSent         atomic.Uint64 // compressed bytes of extent pages sent
 }
 
 type sendJob struct {
 	hash  string
 	raw   []byte
-	owned bool // raw is not from the free list
+	owned bool // an extent page: raw is not from the free list
 }
 
 const senders = 4
@@ -175,7 +176,9 @@ func (s *sender) putOwned(hash string, raw []byte) {
 }
 
 func (s *sender) submit(j sendJob) {
-	s.chunks.Add(1)
+	if !j.owned {
+		s.chunks.Add(1)
+	}
 	s.seenMu.Lock()
 	dup := s.seen[j.hash]
 	s.seen[j.hash] = true
@@ -218,6 +221,10 @@ func (s *sender) store1(j sendJob) error {
 	n, err := s.store.Put(s.ctx, j.hash, j.raw)
 	if err != nil {
 		return err
+	}
+	if j.owned { // an extent page, not data
+		s.pageSent.Add(uint64(n))
+		return nil
 	}
 	s.sent.Add(1)
 	s.rawSent.Add(uint64(len(j.raw)))

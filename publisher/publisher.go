@@ -128,7 +128,8 @@ func (p *Publisher) Backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 			Chunks:          int(send.chunks.Load()),
 			ChunksSent:      int(send.sent.Load()),
 			RawBytesSent:    send.rawSent.Load(),
-			BytesSent:       send.netSent.Load(),
+			BytesSent:       send.netSent.Load() + send.pageSent.Load(),
+			ExtentBytesSent: send.pageSent.Load(),
 			DurationSeconds: time.Since(start).Seconds(),
 		},
 	}

@@ -25,6 +25,7 @@ func newBackupCommand() *cobra.Command {
 		timeout    time.Duration
 		noProgress bool
 		quiesced   bool
+		verbose    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "backup POOL/IMAGE",
@@ -43,7 +44,7 @@ A consumer must be running at the backup site (ferry consumer run).`,
 			if img.Snap != "" {
 				return fmt.Errorf("%s: give the image without a snapshot; ferry backup takes its own", args[0])
 			}
-			log := newLogger(false)
+			log := newLogger(logLevel(verbose))
 			cluster, err := cf.connect()
 			if err != nil {
 				return err
@@ -108,6 +109,7 @@ A consumer must be running at the backup site (ferry consumer run).`,
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the backup is queued, without waiting for the backup site")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Hour, "how long to wait for the backup site's confirmation")
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "do not show progress")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log each step")
 	cmd.Flags().BoolVar(&quiesced, "quiesced", false, "record the snapshot as quiesced (the caller froze the guest's filesystems)")
 	return cmd
 }
@@ -119,10 +121,12 @@ func printSummary(w io.Writer, m *ferry.Manifest, st *ferry.ImageState, pruned [
 		kind = "incremental from " + m.FromSnap
 	}
 	fmt.Fprintf(w, "Backup of %s confirmed by the backup site (%s)\n", m.Image, kind)
-	fmt.Fprintf(w, "  changed:      %s, of which data read %s\n", progress.Bytes(s.ChangedBytes), progress.Bytes(s.DataBytes))
+	fmt.Fprintf(w, "  changed:      %s: %s of data read, %s of zeros (sent as ranges, no data)\n",
+		progress.Bytes(s.ChangedBytes), progress.Bytes(s.DataBytes), progress.Bytes(s.ChangedBytes-s.DataBytes))
 	fmt.Fprintf(w, "  chunks:       %d, %d sent, %d already at the backup site\n", s.Chunks, s.ChunksSent, s.Chunks-s.ChunksSent)
-	fmt.Fprintf(w, "  sent:         %s (dedup %s, compression %s, overall %s)\n", progress.Bytes(s.BytesSent),
-		ratio(s.DataBytes, s.RawBytesSent), ratio(s.RawBytesSent, s.BytesSent), ratio(s.DataBytes, s.BytesSent))
+	fmt.Fprintf(w, "  sent:         %s, of which %s extent lists (dedup %s, compression %s, data read / sent %s)\n",
+		progress.Bytes(s.BytesSent), progress.Bytes(s.ExtentBytesSent),
+		ratio(s.DataBytes, s.RawBytesSent), ratio(s.RawBytesSent, s.BytesSent-s.ExtentBytesSent), ratio(s.DataBytes, s.BytesSent))
 	fmt.Fprintf(w, "  duration:     %s (sending %s)\n", took.Round(10*time.Millisecond), time.Duration(s.DurationSeconds*float64(time.Second)).Round(10*time.Millisecond))
 	if st != nil {
 		fmt.Fprintf(w, "  backup image: %s, snapshots %s\n", st.BackupImage, strings.Join(st.Confirmed, ", "))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"time"
 
 	"github.com/ferry-dr/ferry/consumer"
@@ -22,7 +23,7 @@ func newConsumerCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			log := newLogger(false)
+			log := newLogger(slog.LevelInfo)
 			cluster, err := cf.connect()
 			if err != nil {
 				return err

@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/ferry-dr/ferry/publisher"
 	"github.com/spf13/cobra"
+	"log/slog"
 )
 
 func newPublisherCommand() *cobra.Command {
@@ -17,7 +18,7 @@ func newPublisherCommand() *cobra.Command {
 		Short: "Back up every snapshot event, prune confirmed snapshots, resend lost chunks",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := newLogger(false)
+			log := newLogger(slog.LevelInfo)
 			cluster, err := cf.connect()
 			if err != nil {
 				return err

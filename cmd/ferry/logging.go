@@ -6,10 +6,14 @@ import (
 )
 
 // newLogger returns the structured logger daemons and commands share.
-func newLogger(debug bool) *slog.Logger {
-	level := slog.LevelInfo
-	if debug {
-		level = slog.LevelDebug
-	}
+// Daemons log at info; one-shot commands only warnings, unless verbose.
+func newLogger(level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func logLevel(verbose bool) slog.Level {
+	if verbose {
+		return slog.LevelInfo
+	}
+	return slog.LevelWarn
 }

@@ -73,13 +73,14 @@ type Manifest struct {
 
 // BackupStats are the figures of one backup.
 type BackupStats struct {
-	ChangedBytes    uint64  `json:"changed_bytes"`    // bytes the diff covers (data and zeros)
-	DataBytes       uint64  `json:"data_bytes"`       // bytes of data read from the source
-	Chunks          int     `json:"chunks"`           // chunks the backup references
-	ChunksSent      int     `json:"chunks_sent"`      // chunks that were not at the backup site yet
-	RawBytesSent    uint64  `json:"raw_bytes_sent"`   // data bytes of the chunks sent, before compression
-	BytesSent       uint64  `json:"bytes_sent"`       // compressed bytes that crossed the link
-	DurationSeconds float64 `json:"duration_seconds"` // publisher side
+	ChangedBytes    uint64  `json:"changed_bytes"`     // bytes the diff covers (data and zeros)
+	DataBytes       uint64  `json:"data_bytes"`        // bytes of data read from the source
+	Chunks          int     `json:"chunks"`            // data chunks the backup references
+	ChunksSent      int     `json:"chunks_sent"`       // data chunks that were not at the backup site yet
+	RawBytesSent    uint64  `json:"raw_bytes_sent"`    // bytes of the data chunks sent, before compression
+	BytesSent       uint64  `json:"bytes_sent"`        // compressed bytes that crossed the link: data chunks and extent pages
+	ExtentBytesSent uint64  `json:"extent_bytes_sent"` // of which extent pages (the manifest's extent list)
+	DurationSeconds float64 `json:"duration_seconds"`  // publisher side
 }
 
 // BackupID returns the id of the backup of image (whose librbd id is
