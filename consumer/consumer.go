@@ -166,7 +166,9 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	case err == nil:
 		_ = msg.DoubleAck(ctx)
 	case ctx.Err() != nil:
-		// Shutting down: leave the message for redelivery.
+		// Shutting down: hand the message back at once. The state records
+		// the cut-off import, so whoever takes it next rolls back first.
+		_ = msg.Nak()
 	case errors.As(err, &wait) && time.Since(m.Created) < c.opts.BaseWait:
 		c.opts.Log.Info("backup waits for its base", "image", m.Image.String(), "backup_id", m.BackupID, "reason", err)
 		_ = msg.NakWithDelay(wait.delay)

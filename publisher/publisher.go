@@ -12,6 +12,7 @@ package publisher
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -183,7 +184,11 @@ func (p *Publisher) Prune(ctx context.Context, img ferry.ImageSpec) ([]string, e
 	}
 	var pruned []string
 	for _, name := range prunable(snapNames(snaps), st.HasConfirmed) {
-		if err := p.ceph.RemoveSnapshot(img.AtSnap(name)); err != nil {
+		err := p.ceph.RemoveSnapshot(img.AtSnap(name))
+		if errors.Is(err, ceph.ErrNotFound) {
+			continue // pruned meanwhile by another publisher
+		}
+		if err != nil {
 			return pruned, err
 		}
 		p.log.Info("pruned source snapshot", "image", img.String(), "snapshot", name)
