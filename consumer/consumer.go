@@ -262,13 +262,17 @@ func (c *Consumer) prepare(ctx context.Context, st *ferry.ImageState, m *ferry.M
 			return &waitError{msg: fmt.Sprintf("base snapshot %s@%s is not at the backup site (yet): the backup that creates it must be applied first; if it never comes, run the backup with --resync",
 				target, m.FromSnap), delay: c.opts.BaseRetry}
 		}
-		if st.Importing != "" {
+		// The diff is only right on top of exactly the base's content: undo a
+		// cut-off import, or later snapshots' data, before applying it.
+		switch {
+		case st.Importing != "":
 			log.Warn("an earlier import was cut off; rolling back to the base", "base", m.FromSnap, "cut_off", st.Importing)
-			if err := c.ceph.RollbackToSnapshot(target.AtSnap(m.FromSnap)); err != nil {
-				return err
-			}
+		case snaps[len(snaps)-1] != m.FromSnap:
+			log.Warn("the base is not the newest snapshot of the backup image; rolling back to it", "base", m.FromSnap, "newest", snaps[len(snaps)-1])
+		default:
+			return nil
 		}
-		return nil
+		return c.ceph.RollbackToSnapshot(target.AtSnap(m.FromSnap))
 	}
 	if exists && len(snaps) > 0 {
 		if !m.Resync {

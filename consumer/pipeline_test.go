@@ -419,3 +419,30 @@ func waitState(t testing.TB, p *pipeline, img ferry.ImageSpec, ok func(*ferry.Im
 	t.Fatalf("state of %s never reached the wanted condition; last: %+v", img, st)
 	return nil
 }
+
+// TestBaseNotNewest: when the source lost its newest confirmed snapshot,
+// the next backup starts from an older common one, and the backup site
+// rolls its image back to that base before applying.
+func TestBaseNotNewest(t *testing.T) {
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "older-base"}))
+	p.startConsumer()
+	r := rand.New(rand.NewPCG(17, 17))
+	img := ceph.TestImage(t, source, "vm", 16*mib)
+	ceph.TestWrite(t, source, img, 0, randomBytes(r, 16*mib))
+	ev1 := snapshot(t, img)
+	p.waitConfirmed(p.send(ev1))
+	scribble(t, img, 16*mib, r, 10)
+	ev2 := snapshot(t, img)
+	p.waitConfirmed(p.send(ev2))
+	if err := source.RemoveSnapshot(ev2.Image); err != nil { // an operator's mistake
+		t.Fatal(err)
+	}
+	scribble(t, img, 16*mib, r, 10)
+	ev3 := snapshot(t, img)
+	m := p.send(ev3)
+	if m.FromSnap != ev1.Image.Snap {
+		t.Fatalf("base %q, want the older common snapshot %q", m.FromSnap, ev1.Image.Snap)
+	}
+	p.waitConfirmed(m)
+	ceph.RequireSameContent(t, source, ev3.Image, backup, ev3.Image)
+}

@@ -61,6 +61,11 @@ func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) 
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	// gzip can grow incompressible data a little; the chunk must still fit.
+	if need := int64(o.ChunkSize + o.ChunkSize/64 + 64<<10); conn.NC.MaxPayload() < need {
+		return nil, fmt.Errorf("the NATS server accepts messages of at most %d bytes, but %d-byte chunks need %d: raise max_payload on the server (ferry nats-server sets %d) or lower --chunk-size",
+			conn.NC.MaxPayload(), o.ChunkSize, need, bus.MaxPayload)
+	}
 	store, err := chunk.Open(ctx, conn.Backup, o.CompressionLevel)
 	if err != nil {
 		return nil, err
