@@ -17,6 +17,7 @@ import (
 	"strconv"
 
 	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/pgzip"
 	"github.com/nats-io/nats.go"
@@ -83,21 +84,9 @@ func (s *Store) Has(ctx context.Context, hash string) (bool, error) {
 // stream keeps one message per subject. (No Nats-Msg-Id: it would make
 // JetStream drop the resend of a chunk that was removed as corrupt.)
 func (s *Store) Put(ctx context.Context, hash string, raw []byte) (int, error) {
-	var buf bytes.Buffer
-	buf.Grow(len(raw)/2 + 1024)
-	zw, err := pgzip.NewWriterLevel(&buf, s.level)
+	buf, err := s.compress(raw)
 	if err != nil {
-		return 0, err
-	}
-	// Small blocks so that even one chunk is compressed on every core.
-	if err := zw.SetConcurrency(256<<10, 8); err != nil {
-		return 0, err
-	}
-	if _, err := zw.Write(raw); err != nil {
-		return 0, err
-	}
-	if err := zw.Close(); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("compress chunk %s: %w", hash, err)
 	}
 	msg := nats.NewMsg(subject(hash))
 	msg.Data = buf.Bytes()
@@ -107,6 +96,58 @@ func (s *Store) Put(ctx context.Context, hash string, raw []byte) (int, error) {
 	}
 	return buf.Len(), nil
 }
+
+// compress gzips raw: with pgzip at the store's level when a quick look says
+// it will shrink, else as stored blocks, which is still standard gzip but
+// costs no CPU on data that is already compressed or encrypted.
+func (s *Store) compress(raw []byte) (*bytes.Buffer, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, len(raw)+len(raw)/64+1024))
+	if !compressible(raw) {
+		zw, err := gzip.NewWriterLevel(buf, gzip.NoCompression)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := zw.Write(raw); err != nil {
+			return nil, err
+		}
+		return buf, zw.Close()
+	}
+	zw, err := pgzip.NewWriterLevel(buf, s.level)
+	if err != nil {
+		return nil, err
+	}
+	// Small blocks so that even one chunk is compressed on every core.
+	if err := zw.SetConcurrency(256<<10, 8); err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(raw); err != nil {
+		return nil, err
+	}
+	return buf, zw.Close()
+}
+
+// compressible compresses three small samples of raw at the fastest level
+// and says whether they shrank by at least 3%.
+func compressible(raw []byte) bool {
+	const sample = 16 << 10
+	if len(raw) <= 3*sample {
+		return true // small: compressing costs little either way
+	}
+	var n countWriter
+	fw, err := flate.NewWriter(&n, flate.BestSpeed)
+	if err != nil {
+		return true
+	}
+	for _, off := range []int{0, len(raw)/2 - sample/2, len(raw) - sample} {
+		_, _ = fw.Write(raw[off : off+sample])
+	}
+	_ = fw.Close()
+	return n < 3*sample*97/100
+}
+
+type countWriter int
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
 
 // Get fetches, decompresses and verifies a chunk, appending its bytes to
 // dst[:0]. Any mismatch is an *Error wrapping ErrCorrupt; nothing of a
@@ -144,7 +185,12 @@ func decode(hash string, data []byte, rawSize string, dst []byte) ([]byte, error
 	if _, err := io.ReadFull(zr, dst); err != nil {
 		return nil, corrupt("decompress: %v", err)
 	}
-	if n, _ := zr.Read(make([]byte, 1)); n != 0 {
+	// Reading to the end checks gzip's own trailer (CRC-32 and length) too.
+	extra, err := io.Copy(io.Discard, io.LimitReader(zr, 1))
+	if err != nil {
+		return nil, corrupt("decompress: %v", err)
+	}
+	if extra != 0 {
 		return nil, corrupt("more than the %d bytes its header announces", size)
 	}
 	if got := Hash(dst); got != hash {
