@@ -29,6 +29,8 @@ once all data is written, and the image is resized to the size the diff records.
 			if err != nil {
 				return err
 			}
+			meter := progress.NewMeter("Importing into "+spec.String(), progress.StderrIfTerminal(noProgress), 200*time.Millisecond)
+			// Progress counts bytes of the diff read, so a file gives an ETA.
 			var in io.Reader = os.Stdin
 			if args[0] != "-" {
 				f, err := os.Open(args[0])
@@ -36,6 +38,9 @@ once all data is written, and the image is resized to the size the diff records.
 					return err
 				}
 				defer f.Close()
+				if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+					meter.SetTotal(uint64(st.Size()))
+				}
 				in = f
 			}
 			cluster, err := cf.connect()
@@ -43,8 +48,8 @@ once all data is written, and the image is resized to the size the diff records.
 				return err
 			}
 			defer cluster.Close()
-			meter := progress.NewMeter("Importing into "+spec.String(), progress.StderrIfTerminal(noProgress), 200*time.Millisecond)
-			_, err = cluster.Import(cmd.Context(), spec, rbddiff.NewReader(bufio.NewReaderSize(in, 1<<20)), meter)
+			src := rbddiff.NewReader(bufio.NewReaderSize(progress.CountReader(in, meter), 1<<20))
+			_, err = cluster.Import(cmd.Context(), spec, src, nil)
 			meter.Finish()
 			return err
 		},

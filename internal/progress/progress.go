@@ -132,3 +132,17 @@ func Bytes(n uint64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
+
+// CountReader reports every byte read from r to rep.
+func CountReader(r io.Reader, rep Reporter) io.Reader { return countReader{r, rep} }
+
+type countReader struct {
+	r   io.Reader
+	rep Reporter
+}
+
+func (c countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.rep.Add(uint64(n))
+	return n, err
+}
