@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
@@ -92,7 +91,8 @@ func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) 
 // imports send in-progress acks every ackWait/3.
 const ackWait = 60 * time.Second
 
-// Run pulls manifests until ctx ends.
+// Run pulls manifests until ctx ends: one backup at a time per image,
+// images in parallel.
 func (c *Consumer) Run(ctx context.Context) error {
 	cons, err := c.bus.Backup.CreateOrUpdateConsumer(ctx, bus.ManifestStream, jetstream.ConsumerConfig{
 		Durable:       bus.ConsumerDurable,
@@ -105,44 +105,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create consumer %s on %s: %w", bus.ConsumerDurable, bus.ManifestStream, err)
 	}
-	msgs, err := cons.Messages(jetstream.PullMaxMessages(64))
-	if err != nil {
-		return err
-	}
-	go func() { <-ctx.Done(); msgs.Stop() }()
-
-	// One queue per image keeps its backups in order; images run in parallel.
-	var wg sync.WaitGroup
-	queues := map[string]chan jetstream.Msg{}
-	defer func() {
-		for _, q := range queues {
-			close(q)
-		}
-		wg.Wait()
-	}()
-	for {
-		msg, err := msgs.Next()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
-			}
-			return err
-		}
-		key := strings.TrimPrefix(msg.Subject(), bus.ManifestSubject+".")
-		q, ok := queues[key]
-		if !ok {
-			q = make(chan jetstream.Msg, 1024)
-			queues[key] = q
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for m := range q {
-					c.handle(ctx, m)
-				}
-			}()
-		}
-		q <- msg
-	}
+	return bus.Dispatch(ctx, cons, c.handle)
 }
 
 // handle applies one manifest message and acks, naks or terminates it.

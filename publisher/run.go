@@ -53,31 +53,13 @@ func (p *Publisher) Run(ctx context.Context) error {
 		return fmt.Errorf("create consumer %s on %s: %w", bus.PrunerDurable, bus.ResultStream, err)
 	}
 	errc := make(chan error, 2)
-	go func() { errc <- p.loop(ctx, events, p.handleEvent) }()
-	go func() { errc <- p.loop(ctx, results, p.handleResult) }()
+	go func() { errc <- bus.Dispatch(ctx, events, p.handleEvent) }()
+	go func() { errc <- bus.Dispatch(ctx, results, p.handleResult) }()
 	err = <-errc
 	if ctx.Err() != nil {
 		return nil
 	}
 	return err
-}
-
-func (p *Publisher) loop(ctx context.Context, cons jetstream.Consumer, handle func(context.Context, jetstream.Msg)) error {
-	msgs, err := cons.Messages()
-	if err != nil {
-		return err
-	}
-	go func() { <-ctx.Done(); msgs.Stop() }()
-	for {
-		msg, err := msgs.Next()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
-			}
-			return err
-		}
-		handle(ctx, msg)
-	}
 }
 
 func (p *Publisher) handleEvent(ctx context.Context, msg jetstream.Msg) {
