@@ -1,0 +1,12 @@
+// Package recovery holds Ferry's disaster-recovery operations on backup
+// images: restore (failover into a new image, failback into the primary
+// image, in full or incrementally from a snapshot both sites hold), verify (a
+// backup snapshot against its source, by content hashes), and retention (which
+// backup snapshots to keep under a policy like "latest3,days7,weeks4").
+//
+// Restore and verify only read through internal/ceph's diff engine: restore
+// pipes an Export straight into an Import (handoff, no copy, no file), and
+// verify hashes two Exports, one per cluster, side by side. Each Export keeps
+// several reads in flight on its own cluster and a bounded number of 4 MiB
+// buffers, so memory stays small whatever the image size.
+package recovery

@@ -1,0 +1,102 @@
+package recovery
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/rbddiff"
+	"github.com/ferry-dr/ferry/internal/testbed"
+)
+
+// The tests run on the real two-site test bed: the "source" cluster plays
+// the primary site, "backup" the backup site.
+var source, backup *ceph.Cluster
+
+func TestMain(m *testing.M) {
+	testbed.Main(m, func(bed *testbed.Bed) (err error) {
+		if source, err = ceph.Connect(ceph.SiteConn(bed.Source)); err != nil {
+			return err
+		}
+		backup, err = ceph.Connect(ceph.SiteConn(bed.Backup))
+		return err
+	})
+}
+
+const (
+	kib = 1 << 10
+	mib = 1 << 20
+)
+
+func siteOf(c *ceph.Cluster) *testbed.Site {
+	if c == source {
+		return testbed.Shared().Source
+	}
+	return testbed.Shared().Backup
+}
+
+// newImage creates an image of size on c, removed (with its snapshots) when
+// the test ends.
+func newImage(t testing.TB, c *ceph.Cluster, name string, size uint64) ferry.ImageSpec {
+	t.Helper()
+	spec := ferry.ImageSpec{Pool: testbed.Pool, Image: name}
+	if err := c.CreateImage(spec, size); err != nil {
+		t.Fatal(err)
+	}
+	removeAtEnd(t, c, spec)
+	return spec
+}
+
+// removeAtEnd removes an image the code under test may create.
+func removeAtEnd(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec) {
+	site := siteOf(c)
+	t.Cleanup(func() {
+		site.RbdErr("snap", "unprotect", spec.String()+"@gold")
+		site.RbdErr("snap", "purge", "--no-progress", spec.String())
+		site.RbdErr("rm", "--no-progress", spec.String())
+	})
+}
+
+func randomBytes(r *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32() | 1) // never a zero byte: data stays data
+	}
+	return b
+}
+
+func snap(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec, name string) {
+	t.Helper()
+	if err := c.CreateSnapshot(spec.AtSnap(name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func snapshotNames(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec) []string {
+	t.Helper()
+	snaps, err := c.Snapshots(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, len(snaps))
+	for i, s := range snaps {
+		names[i] = s.Name
+	}
+	return names
+}
+
+// copyFull makes dst on cluster to hold src's snapshot, through Ferry's
+// engine and a diff in memory, the way a full backup lands.
+func copyFull(t testing.TB, from *ceph.Cluster, src ferry.ImageSpec, to *ceph.Cluster, dst ferry.ImageSpec) {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := from.Export(context.Background(), ceph.ExportOptions{Image: src}, rbddiff.NewWriter(&buf, rbddiff.V1), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := to.Import(context.Background(), dst, rbddiff.NewReader(&buf), nil); err != nil {
+		t.Fatal(err)
+	}
+}
