@@ -8,6 +8,7 @@ PACKAGES=(
 	librbd-dev librados-dev
 	uuid-runtime pkg-config gcc
 	libvirt-dev
+	cinder-api keystone
 )
 
 missing=()
