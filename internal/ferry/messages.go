@@ -36,6 +36,12 @@ type SnapshotEvent struct {
 	// Optional OpenStack and libvirt identity of the disk.
 	VolumeID   string `json:"volume_id,omitempty"`
 	InstanceID string `json:"instance_id,omitempty"`
+	// Set by the hypervisor hooks: the libvirt domain, every image snapshotted
+	// together with this one (same snapshot name, one freeze), and how long
+	// the guest's filesystems were frozen (0 when not frozen).
+	Domain         string        `json:"domain,omitempty"`
+	Disks          []string      `json:"disks,omitempty"`
+	FreezeDuration time.Duration `json:"freeze_duration_ns,omitempty"`
 }
 
 // Extent is one range of a backup. Data extents name the chunk holding their

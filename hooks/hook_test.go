@@ -1,0 +1,189 @@
+package hooks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+var (
+	buildOnce sync.Once
+	ferryBin  string
+	buildErr  error
+)
+
+// ferryBinary builds cmd/ferry once per test run: the hook is tested as
+// libvirtd runs it, as a process.
+func ferryBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ferry-hook-test")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		ferryBin = filepath.Join(dir, "ferry")
+		out, err := exec.Command("go", "build", "-tags", "pacific", "-o", ferryBin, "../cmd/ferry").CombinedOutput()
+		if err != nil {
+			buildErr = err
+			ferryBin = string(out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build ferry: %v\n%s", buildErr, ferryBin)
+	}
+	return ferryBin
+}
+
+// runHook runs `ferry hook` like libvirtd does and returns its exit code,
+// stderr and run time. A hook that never returns fails the test.
+func runHook(t testing.TB, natsURL, host string, stdin []byte, args ...string) (int, string, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ferryBinary(t), append(append([]string{"hook"}, args...), "--nats", natsURL, "--host", host)...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	err := cmd.Run()
+	took := time.Since(start)
+	if ctx.Err() != nil {
+		t.Fatalf("the hook did not return (killed after 20 s); stderr: %s", stderr.String())
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, stderr.String(), took
+}
+
+func freePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// blackhole accepts TCP connections and never says a word: a NATS server
+// that hangs, the worst case for a hook.
+func blackhole(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String()
+}
+
+func TestHookExitsZeroWhenNATSIsDown(t *testing.T) {
+	xml := []byte(testVM{name: "vm1", uuid: newUUID(t), nova: true}.xml())
+	for name, addr := range map[string]string{"nothing listening": freePort(t), "server hangs": blackhole(t)} {
+		t.Run(name, func(t *testing.T) {
+			code, stderr, took := runHook(t, "nats://"+addr, "hv1", xml, "qemu", "vm1", "started", "begin", "-")
+			if code != 0 {
+				t.Fatalf("exit code %d, want 0; stderr: %s", code, stderr)
+			}
+			if stderr == "" {
+				t.Fatal("the failure to notify was not reported on stderr")
+			}
+			t.Logf("returned in %s: %s", took, stderr)
+		})
+	}
+	// Called wrongly (by hand), it still exits 0 and says why.
+	if code, stderr, _ := runHook(t, "nats://"+freePort(t), "hv1", nil, "qemu", "vm1"); code != 0 || stderr == "" {
+		t.Fatalf("bad call: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestHookNoticeArrives(t *testing.T) {
+	srv, _ := startNATS(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	host := "hv-" + newUUID(t)[:8]
+	sub, err := nc.SubscribeSync(NoticeSubject(host, ">"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	v := testVM{name: "vm-notice", uuid: newUUID(t), nova: true}
+	code, stderr, _ := runHook(t, srv.ClientURL(), host, []byte(v.xml()), "qemu", v.name, "release", "end", "-")
+	if code != 0 || stderr != "" {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	msg, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no notice: %v", err)
+	}
+	if msg.Subject != NoticeSubject(host, "release") {
+		t.Fatalf("subject %s, want %s", msg.Subject, NoticeSubject(host, "release"))
+	}
+	var n Notice
+	if err := json.Unmarshal(msg.Data, &n); err != nil {
+		t.Fatal(err)
+	}
+	if n.Domain != v.name || n.Op != "release" || n.SubOp != "end" || n.Extra != "-" || n.UUID != v.uuid || n.InstanceID != v.uuid || n.Host != host {
+		t.Fatalf("notice %+v", n)
+	}
+}
+
+// BenchmarkHookNATSDown measures the hook's run time, process start
+// included, when NATS is down (nothing listening, or a server that hangs).
+func BenchmarkHookNATSDown(b *testing.B) {
+	xml := []byte(testVM{name: "vm1", uuid: newUUID(b), nova: true}.xml())
+	for name, addr := range map[string]string{"refused": freePort(b), "hangs": blackhole(b)} {
+		b.Run(name, func(b *testing.B) {
+			ferryBinary(b)
+			var worst time.Duration
+			for b.Loop() {
+				if code, _, took := runHook(b, "nats://"+addr, "hv1", xml, "qemu", "vm1", "prepare", "begin", "-"); code != 0 {
+					b.Fatalf("exit %d", code)
+				} else if took > worst {
+					worst = took
+				}
+			}
+			b.ReportMetric(float64(worst.Microseconds())/1000, "worst-ms")
+		})
+	}
+}

@@ -1,0 +1,248 @@
+package hooks
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferry-dr/ferry/consumer"
+	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/testbed"
+	"github.com/ferry-dr/ferry/internal/virt"
+	"github.com/ferry-dr/ferry/publisher"
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// The hook tests run on real services: libvirt's test:/// driver (inside
+// libvirt.so, no daemon), the two-site Ceph test bed and in-process NATS.
+var (
+	bed              *testbed.Bed
+	source, backup   *ceph.Cluster
+	sourceMonitor    string // host:port (msgr v1) of the source site's monitor
+	sourceConnection ceph.ConnOptions
+)
+
+func TestMain(m *testing.M) {
+	testbed.Main(m, func(b *testbed.Bed) (err error) {
+		bed = b
+		sourceConnection = ceph.SiteConn(b.Source)
+		if source, err = ceph.Connect(sourceConnection); err != nil {
+			return err
+		}
+		if backup, err = ceph.Connect(ceph.SiteConn(b.Backup)); err != nil {
+			return err
+		}
+		sourceMonitor, err = monitorOf(b.Source.Conf)
+		return err
+	})
+}
+
+var monAddr = regexp.MustCompile(`v1:([0-9.]+:[0-9]+)`)
+
+func monitorOf(conf string) (string, error) {
+	raw, err := os.ReadFile(conf)
+	if err != nil {
+		return "", err
+	}
+	m := monAddr.FindSubmatch(raw)
+	if m == nil {
+		return "", fmt.Errorf("no v1 monitor address in %s", conf)
+	}
+	return string(m[1]), nil
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil)).With("test", t.Name())
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func newUUID(t testing.TB) string {
+	t.Helper()
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// openTestDriver connects to libvirt's in-process test driver. Every
+// connection to test:///default in a process shares its domains.
+func openTestDriver(t testing.TB) *virt.Conn {
+	t.Helper()
+	c, err := virt.Open("test:///default")
+	if err != nil {
+		t.Fatalf("libvirt test driver: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// testVM describes a domain for the test driver.
+type testVM struct {
+	name, uuid string
+	nova       bool
+	disks      []ferry.ImageSpec
+}
+
+func (v testVM) xml() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "<domain type='test'>\n  <name>%s</name>\n  <uuid>%s</uuid>\n", v.name, v.uuid)
+	if v.nova {
+		fmt.Fprintf(&b, `  <metadata>
+    <other:thing xmlns:other="http://example.org/other"><other:name>not nova</other:name></other:thing>
+    <nova:instance xmlns:nova="http://openstack.org/xmlns/libvirt/nova/1.1">
+      <nova:package version="27.1.0"/>
+      <nova:name>web-%s</nova:name>
+      <nova:creationTime>2024-01-01 00:00:00</nova:creationTime>
+      <nova:owner>
+        <nova:user uuid="7d0e1e3a2b5c4f8e9a1b2c3d4e5f6a7b">alice</nova:user>
+        <nova:project uuid="0123456789abcdef0123456789abcdef">demo</nova:project>
+      </nova:owner>
+    </nova:instance>
+  </metadata>
+`, v.name)
+	}
+	b.WriteString("  <memory unit='KiB'>65536</memory>\n  <vcpu>1</vcpu>\n  <os><type arch='x86_64'>hvm</type></os>\n  <devices>\n")
+	for i, d := range v.disks {
+		fmt.Fprintf(&b, `    <disk type='network' device='disk'>
+      <driver name='qemu' type='raw' cache='writeback'/>
+      <source protocol='rbd' name='%s/%s'>
+        <host name='%s' port='%s'/>
+        <auth username='admin'><secret type='ceph' uuid='5b6d8a3c-0c1f-4d5e-9f6a-7b8c9d0e1f2a'/></auth>
+      </source>
+      <target dev='vd%c' bus='virtio'/>
+    </disk>
+`, d.Pool, d.Image, hostOf(sourceMonitor), portOf(sourceMonitor), 'a'+i)
+	}
+	b.WriteString("    <disk type='file' device='cdrom'><source file='/nonexistent.iso'/><target dev='hdc' bus='ide'/><readonly/></disk>\n")
+	b.WriteString("  </devices>\n</domain>\n")
+	return b.String()
+}
+
+func hostOf(hp string) string { h, _, _ := strings.Cut(hp, ":"); return h }
+func portOf(hp string) string { _, p, _ := strings.Cut(hp, ":"); return p }
+
+// defineVM creates n RBD images on the source site named like Nova does
+// (one ephemeral root disk, the rest Cinder volumes) and defines a domain
+// using them; it returns the domain's description.
+func defineVM(t testing.TB, hv *virt.Conn, n int, size uint64) testVM {
+	t.Helper()
+	v := testVM{name: testbed.ImageName(t, "vm"), uuid: newUUID(t), nova: true}
+	for i := range n {
+		name := v.uuid + "_disk"
+		if i > 0 {
+			name = "volume-" + newUUID(t)
+		}
+		spec := ferry.ImageSpec{Pool: testbed.Pool, Image: name}
+		if err := source.CreateImage(spec, size); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { removeImage(source, spec) })
+		v.disks = append(v.disks, spec)
+	}
+	if _, err := hv.Define(v.xml()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = hv.Destroy(v.name)
+		_ = hv.Undefine(v.name)
+	})
+	return v
+}
+
+// removeImage removes an image and its snapshots.
+func removeImage(c *ceph.Cluster, spec ferry.ImageSpec) {
+	snaps, _ := c.Snapshots(spec)
+	for _, s := range snaps {
+		_ = c.RemoveSnapshot(spec.AtSnap(s.Name))
+	}
+	_ = c.RemoveImage(spec)
+}
+
+func snapshotNames(t testing.TB, spec ferry.ImageSpec) []string {
+	t.Helper()
+	snaps, err := source.Snapshots(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range snaps {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+func randomBytes(t testing.TB, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// startNATS starts an in-process JetStream server and connects to it with
+// the streams of both sites set up.
+func startNATS(t testing.TB) (*server.Server, *bus.Conn) {
+	t.Helper()
+	s, err := bus.StartServer(bus.ServerOptions{StoreDir: t.TempDir(), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	c, err := bus.Connect(bus.ConnOptions{URL: s.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := bus.SetupSource(ctx, c.Source, bus.DefaultRetention); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.SetupBackup(ctx, c.Backup, bus.DefaultRetention); err != nil {
+		t.Fatal(err)
+	}
+	return s, c
+}
+
+// runPipeline runs the publisher and consumer daemons until the test ends.
+func runPipeline(t *testing.T, conn *bus.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pub, err := publisher.New(ctx, source, conn, publisher.Options{Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	con, err := consumer.New(ctx, backup, conn, consumer.Options{Site: "test", BaseWait: time.Minute,
+		BaseRetry: 200 * time.Millisecond, RetryDelay: 200 * time.Millisecond, MaxAttempts: 20, Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{}, 2)
+	go func() { _ = pub.Run(ctx); done <- struct{}{} }()
+	go func() { _ = con.Run(ctx); done <- struct{}{} }()
+	t.Cleanup(func() { cancel(); <-done; <-done })
+}
+
+func newClusters(t testing.TB) *Clusters {
+	t.Helper()
+	cs := &Clusters{ByMonitor: map[string]ceph.ConnOptions{sourceMonitor: sourceConnection},
+		// A default that cannot work proves the disk's monitors chose the cluster.
+		Default: ceph.ConnOptions{Conf: "/nonexistent/ceph.conf"}}
+	t.Cleanup(cs.Close)
+	return cs
+}
