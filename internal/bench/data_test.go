@@ -2,8 +2,12 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -124,26 +128,109 @@ func fill(site *testbed.Site, image string, size int64, kind dataKind, seed uint
 	})
 }
 
-// change writes new random data into a fraction of the 64 KiB blocks of the
-// first size bytes of image, chosen at random, and returns the bytes written.
-func change(site *testbed.Site, image string, size int64, fraction float64, seed uint64) (int64, error) {
-	blocks := int(size / blockSize)
+// change writes new random data into a fraction of the grain-sized blocks of
+// the first size bytes of image, chosen at random, and returns the bytes written.
+func change(site *testbed.Site, image string, size, grain int64, fraction float64, seed uint64) (int64, error) {
+	blocks := int(size / grain)
 	k := max(1, int(float64(blocks)*fraction))
 	pick := rand.New(rand.NewPCG(seed, 1)).Perm(blocks)[:k]
 	slices.Sort(pick)
 	rng := newRand(seed)
-	buf := make([]byte, blockSize)
+	buf := make([]byte, grain)
 	i := 0
 	err := writeRecords(site, image, func() (record, bool) {
 		if i == len(pick) {
 			return record{}, false
 		}
 		rng.Read(buf)
-		r := record{off: int64(pick[i]) * blockSize, data: buf}
+		r := record{off: int64(pick[i]) * grain, data: buf}
 		i++
 		return r, true
 	})
-	return int64(k) * blockSize, err
+	return int64(k) * grain, err
+}
+
+// sparseHash returns a SHA-256 of the non-zero 4 KiB blocks (with their
+// offsets) and the size in `rbd export-diff SPEC -`: equal for two images of
+// equal content however their data is allocated, and cheap for a thin image
+// (a full `rbd export` of 100 GiB reads 100 GiB of zeros).
+func sparseHash(site *testbed.Site, spec string) (string, error) {
+	cmd, stderr, cancel := command("rbd", append(site.Args(), "export-diff", "--no-progress", site.Spec(spec), "-")...)
+	defer cancel()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	sum, perr := hashDiff(bufio.NewReaderSize(out, mib))
+	io.Copy(io.Discard, out)
+	if err := cmd.Wait(); err != nil {
+		return "", fmt.Errorf("rbd export-diff %s: %w: %s", spec, err, strings.TrimSpace(stderr.String()))
+	}
+	return sum, perr
+}
+
+func hashDiff(r *bufio.Reader) (string, error) {
+	const blk = 4 * kib
+	head := make([]byte, len("rbd diff v1\n"))
+	if _, err := io.ReadFull(r, head); err != nil || string(head) != "rbd diff v1\n" {
+		return "", fmt.Errorf("not an rbd diff v1 stream: %q %v", head, err)
+	}
+	h := sha256.New()
+	le := binary.LittleEndian
+	var u64 [16]byte
+	buf := make([]byte, blk)
+	zero := make([]byte, blk)
+	for {
+		tag, err := r.ReadByte()
+		if err != nil {
+			return "", err
+		}
+		switch tag {
+		case 'e':
+			return hex.EncodeToString(h.Sum(nil)), nil
+		case 'f', 't':
+			if _, err := io.ReadFull(r, u64[:4]); err != nil {
+				return "", err
+			}
+			if _, err := r.Discard(int(le.Uint32(u64[:4]))); err != nil {
+				return "", err
+			}
+		case 's':
+			if _, err := io.ReadFull(r, u64[:8]); err != nil {
+				return "", err
+			}
+			h.Write([]byte{'s'})
+			h.Write(u64[:8])
+		case 'z':
+			if _, err := io.ReadFull(r, u64[:16]); err != nil {
+				return "", err
+			}
+		case 'w':
+			if _, err := io.ReadFull(r, u64[:16]); err != nil {
+				return "", err
+			}
+			off, n := le.Uint64(u64[:8]), le.Uint64(u64[8:])
+			for n > 0 {
+				m := min(n, blk-off%blk)
+				b := buf[:m]
+				if _, err := io.ReadFull(r, b); err != nil {
+					return "", err
+				}
+				if !bytes.Equal(b, zero[:m]) {
+					var o [8]byte
+					le.PutUint64(o[:], off)
+					h.Write(o[:])
+					h.Write(b)
+				}
+				off, n = off+m, n-m
+			}
+		default:
+			return "", fmt.Errorf("unexpected tag %q in rbd diff v1 stream", tag)
+		}
+	}
 }
 
 // writeAt writes n random bytes at off.

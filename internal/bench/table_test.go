@@ -345,6 +345,7 @@ type pipeline struct {
 	url      string
 	nats     *daemon
 	consumer *daemon
+	consPeak int64 // the consumer's highest peak RSS of any backup
 }
 
 func freePort() (int, error) {
@@ -435,7 +436,8 @@ type backupResult struct {
 }
 
 // backup runs `ferry backup` of a source image and verifies the backup
-// snapshot against the source snapshot when want is not "-" ("" computes it).
+// snapshot against the source snapshot: want is its sha256, "" to compute it,
+// "sparse" to compare only non-zero blocks (thin images), "-" not to verify.
 func (p *pipeline) backup(image, want string) backupResult {
 	e := p.e
 	e.b.Helper()
@@ -444,14 +446,30 @@ func (p *pipeline) backup(image, want string) backupResult {
 	}
 	m := e.do(nil, nil, e.ferryCmd(e.bed.Source, "backup", "--no-progress", "--nats", p.url, e.bed.Source.Spec(image)))
 	r := backupResult{m: m, consKiB: p.consumer.peakKiB(), st: p.imageStatus(image)}
+	p.consPeak = max(p.consPeak, r.consKiB)
 	if done, err := p.consumer.exited(); done {
 		e.fatalf("ferry consumer run ended: %v\n%s", err, p.consumer.logTail())
 	}
 	if r.st.LastSnapshot == "" {
 		e.fatalf("ferry status of %s: no last snapshot: %+v", image, r.st)
 	}
-	if want != "-" {
-		snap := image + "@" + r.st.LastSnapshot
+	snap := image + "@" + r.st.LastSnapshot
+	switch want {
+	case "-":
+	case "sparse":
+		a, err := sparseHash(e.bed.Source, snap)
+		if err != nil {
+			e.fatalf("%v", err)
+		}
+		bk, err := sparseHash(e.bed.Backup, snap)
+		if err != nil {
+			e.fatalf("%v", err)
+		}
+		if a != bk {
+			e.fatalf("ferry backup %s: the backup site's %s differs from the source (non-zero 4 KiB blocks)", image, snap)
+		}
+		e.b.Logf("verified ferry backup %s (non-zero blocks)", snap)
+	default:
 		e.verify("ferry backup "+image, e.bed.Source.Spec(snap), e.bed.Backup.Spec(snap), want)
 	}
 	return r
@@ -487,7 +505,7 @@ func (e *env) pipelineRows(s *section, datasets []*dataset, thin string, t0 time
 		sm, gz := e.seed(d.image, "", "s1", dst)
 		e.pipeRow(s, "full "+size(e.size), d.kind.String(), e.size, full, sm, gz, "")
 
-		changed, err := change(e.bed.Source, d.image, e.size, 0.10, uint64(400+d.kind))
+		changed, err := change(e.bed.Source, d.image, e.size, blockSize, 0.10, uint64(400+d.kind))
 		if err != nil {
 			e.fatalf("%v", err)
 		}
@@ -503,16 +521,15 @@ func (e *env) pipelineRows(s *section, datasets []*dataset, thin string, t0 time
 	b.Logf("dedup row done (%v)", time.Since(t0).Round(time.Second))
 	e.thinPipelineRow(s, p, thin)
 
-	consKiB, err := p.consumer.stop()
-	if err != nil {
+	if _, err := p.consumer.stop(); err != nil {
 		b.Logf("consumer stop: %v", err)
 	}
 	natsKiB, err := p.nats.stop()
 	if err != nil {
 		b.Logf("nats-server stop: %v", err)
 	}
-	s.notes = append(s.notes, fmt.Sprintf("Peak RSS over the whole run (ru_maxrss at SIGTERM): `ferry consumer run` %s, `ferry nats-server` %s.",
-		rss(consKiB), rss(natsKiB)))
+	s.notes = append(s.notes, fmt.Sprintf("Peak RSS over the whole run: `ferry consumer run` %s (highest per-backup VmHWM; its ru_maxrss at SIGTERM only covers the time since the last reset), `ferry nats-server` %s (ru_maxrss at SIGTERM).",
+		rss(p.consPeak), rss(natsKiB)))
 }
 
 func (e *env) pipeRow(s *section, what, data string, n int64, f backupResult, sm measure, gz int64, target string) {
@@ -523,6 +540,10 @@ func (e *env) pipeRow(s *section, what, data string, n int64, f backupResult, sm
 	s.add(what, data, secs(f.m.Wall)+", "+mbps(n, f.m.Wall), secs(sm.Wall)+", "+mbps(n, sm.Wall), speedup(f.m.Wall, sm.Wall),
 		size(sent), size(gz), pct(sent, gz), rss(f.m.RSSKiB), rss(f.consKiB), rss(sm.RSSKiB), target)
 }
+
+// cloneGrain is the size of each of a clone's own writes (1% of the image in
+// all, at random 1 MiB-aligned places).
+const cloneGrain = 1 * mib
 
 // dedupRow: full backups of clones of one base snapshot.
 func (e *env) dedupRow(s *section, p *pipeline) {
@@ -540,7 +561,7 @@ func (e *env) dedupRow(s *section, p *pipeline) {
 		clones[i] = testbed.ImageName(b, fmt.Sprintf("clone%d", i))
 		src.Rbd(b, "clone", src.Spec(base+"@base"), src.Spec(clones[i]))
 		b.Cleanup(func() { e.rmImage(src, clones[i]) })
-		if _, err := change(src, clones[i], e.size, 0.01, uint64(600+i)); err != nil {
+		if _, err := change(src, clones[i], e.size, cloneGrain, 0.01, uint64(600+i)); err != nil {
 			e.fatalf("%v", err)
 		}
 	}
@@ -589,7 +610,7 @@ func (e *env) dedupRow(s *section, p *pipeline) {
 	}
 	s.add(fmt.Sprintf("full, %d clones of one base (1%% own writes each)", n), "random", secs(wall)+" total", "-", "-",
 		size(sent), size(gz), pct(sent, gz), rss(fRSS), rss(cRSS), "-", verdict("sent ≤ 50% of gzip", sent*2 <= gz))
-	s.notes = append(s.notes, fmt.Sprintf("Dedup row: base %s random, snapshot protected, %d clones each with 1%% of its 64 KiB blocks rewritten; reference: %s; Σ raw rbd diffs %s.",
+	s.notes = append(s.notes, fmt.Sprintf("Dedup row: base %s random, snapshot protected, %d clones each with 1%% of its 1 MiB blocks rewritten (random places); reference: %s; Σ raw rbd diffs %s.",
 		size(e.size), n, ref, size(raw)))
 	for _, c := range clones {
 		e.rmImage(src, c)
@@ -600,7 +621,7 @@ func (e *env) dedupRow(s *section, p *pipeline) {
 func (e *env) thinPipelineRow(s *section, p *pipeline, thin string) {
 	b, bak := e.b, e.bed.Backup
 	b.Cleanup(func() { e.rmImage(bak, thin) })
-	p.backup(thin, "") // full (4 MiB of data)
+	p.backup(thin, "sparse") // full (4 MiB of data)
 	var f []time.Duration
 	var last backupResult
 	for i := 0; i < e.runs; i++ {
@@ -651,10 +672,23 @@ func (e *env) header(out *strings.Builder, took time.Duration) {
 		nproc = strings.TrimSpace(v)
 	}
 	args := []string{"go test -tags pacific -run '^$' -bench '^BenchmarkTable$' -benchtime 1x -timeout 60m ./internal/bench/ -args"}
+	root := ""
+	if mod, err := runOutput("go", "env", "GOMOD"); err == nil && strings.TrimSpace(mod) != "" {
+		root = filepath.Dir(strings.TrimSpace(mod))
+	}
 	flag.Visit(func(f *flag.Flag) {
-		if !strings.HasPrefix(f.Name, "test.") {
-			args = append(args, "-"+f.Name+" "+f.Value.String())
+		if strings.HasPrefix(f.Name, "test.") {
+			return
 		}
+		v := f.Value.String()
+		if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() && v == "true" {
+			args = append(args, "-"+f.Name)
+			return
+		}
+		if rel, err := filepath.Rel(root, v); root != "" && filepath.IsAbs(v) && err == nil && !strings.HasPrefix(rel, "..") {
+			v = "$(CURDIR)/" + rel // as the Makefile spells it
+		}
+		args = append(args, "-"+f.Name+" "+v)
 	})
 	fmt.Fprintf(out, "## Ferry benchmark\n\n")
 	fmt.Fprintf(out, "- Machine: %s cores (nproc), %s; Ceph %s: two single-host clusters (1 mon, 1 bluestore OSD on a sparse file, size 1) on this machine; %s.\n",
