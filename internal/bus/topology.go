@@ -45,6 +45,11 @@ const (
 	PrunerDurable    = "pruner"
 	// ferry-state: per image, what the backup site holds (ImageState).
 	StateBucket = "ferry-state"
+	// ferry-chunk-index: one tiny key per stored chunk, so that "does the
+	// backup site hold this chunk?" is one small direct get, whatever the
+	// size of the chunk stream. It ages out with the chunks; a key that
+	// outlives its chunk only costs a re-send when the consumer reports it.
+	ChunkIndexBucket = "ferry-chunk-index"
 
 	// DuplicateWindow is how long JetStream drops a republished manifest.
 	DuplicateWindow = 24 * time.Hour
@@ -118,6 +123,14 @@ func SetupBackup(ctx context.Context, js jetstream.JetStream, r Retention) error
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("set up stream %s: %w", cfg.Name, err)
 		}
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      ChunkIndexBucket,
+		Description: "Ferry: which chunks the chunk stream holds",
+		TTL:         r.ChunkMaxAge,
+		Storage:     jetstream.FileStorage,
+	}); err != nil {
+		return fmt.Errorf("set up bucket %s: %w", ChunkIndexBucket, err)
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      StateBucket,

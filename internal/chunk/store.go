@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/klauspost/compress/flate"
@@ -48,10 +49,14 @@ func (e *Error) Unwrap() error { return e.Err }
 
 const rawSizeHeader = "Ferry-Raw-Size"
 
+// storeTimeout bounds one chunk's store and index writes.
+const storeTimeout = 2 * time.Minute
+
 // Store is the chunk stream seen from either site.
 type Store struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	index  jetstream.KeyValue
 	level  int
 }
 
@@ -63,20 +68,28 @@ func Open(ctx context.Context, js jetstream.JetStream, level int) (*Store, error
 	}
 	st, err := js.Stream(ctx, bus.ChunkStream)
 	if err != nil {
-		return nil, fmt.Errorf("open chunk stream %s: %w", bus.ChunkStream, err)
+		return nil, fmt.Errorf("open chunk stream %s: %w (is the backup site's consumer set up? it creates the streams)", bus.ChunkStream, err)
 	}
-	return &Store{js: js, stream: st, level: level}, nil
+	index, err := js.KeyValue(ctx, bus.ChunkIndexBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open chunk index %s: %w", bus.ChunkIndexBucket, err)
+	}
+	return &Store{js: js, stream: st, index: index, level: level}, nil
 }
 
 func subject(hash string) string { return bus.ChunkSubject + "." + hash }
 
-// Has tells whether the store holds the chunk, without fetching its data.
+// Has tells whether the store holds the chunk, from the chunk index: one
+// small lookup, no chunk data.
 func (s *Store) Has(ctx context.Context, hash string) (bool, error) {
-	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(subject(hash)))
+	_, err := s.index.Get(ctx, hash)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("look up chunk %s: %w", hash, err)
 	}
-	return info.State.Msgs > 0 && info.State.Subjects[subject(hash)] > 0, nil
+	return true, nil
 }
 
 // Put compresses raw and stores it under hash (which must be Hash(raw)). It
@@ -91,8 +104,17 @@ func (s *Store) Put(ctx context.Context, hash string, raw []byte) (int, error) {
 	msg := nats.NewMsg(subject(hash))
 	msg.Data = buf.Bytes()
 	msg.Header.Set(rawSizeHeader, strconv.Itoa(len(raw)))
-	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(bus.ChunkStream)); err != nil {
+	// A store that has begun runs to its end even if the caller is being
+	// cancelled: a cancelled wait for the ack could leave the chunk stored
+	// but not indexed, and a restart would send it again. A crash can still
+	// do that to the chunks in flight at that moment (at most `senders`).
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	if _, err := s.js.PublishMsg(sctx, msg, jetstream.WithExpectStream(bus.ChunkStream)); err != nil {
 		return 0, fmt.Errorf("store chunk %s (%d bytes compressed): %w", hash, buf.Len(), err)
+	}
+	if _, err := s.index.Put(sctx, hash, nil); err != nil {
+		return 0, fmt.Errorf("index chunk %s: %w", hash, err)
 	}
 	return buf.Len(), nil
 }
@@ -201,6 +223,9 @@ func decode(hash string, data []byte, rawSize string, dst []byte) ([]byte, error
 
 // Remove drops a chunk (a corrupt one, so that it is sent again).
 func (s *Store) Remove(ctx context.Context, hash string) error {
+	if err := s.index.Purge(ctx, hash); err != nil {
+		return fmt.Errorf("remove chunk %s from the index: %w", hash, err)
+	}
 	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(subject(hash))); err != nil {
 		return fmt.Errorf("remove chunk %s: %w", hash, err)
 	}
