@@ -6,8 +6,9 @@ TAGS      := pacific
 GOFLAGS_T := -tags $(TAGS)
 BIN       := bin/ferry
 DEVENV    ?= .devenv
+BENCH_OUT ?= bench.md
 
-.PHONY: all build deps test test-short fuzz bench demo devenv devenv-down vet clean
+.PHONY: all build deps test test-short fuzz bench demo devenv devenv-down vet clean package
 
 all: build
 
@@ -24,12 +25,25 @@ vet: deps
 test: deps vet
 	$(GO) test $(GOFLAGS_T) -count=1 -timeout 40m ./...
 	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory package
+	bash packaging/test-package.sh
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime 20s ./internal/rbddiff/
 
+# Ferry vs rbd and the seed pipeline on the real test bed (~15 min): a Markdown report on
+# stdout and in $(BENCH_OUT).
 bench: build
-	$(GO) test $(GOFLAGS_T) -count=1 -timeout 60m -run '^TestBenchTable$$' -v ./internal/bench/ -args -bench-table
+	$(GO) test $(GOFLAGS_T) -count=1 -run '^$$' -bench '^BenchmarkTable$$' -benchtime 1x -timeout 60m \
+		./internal/bench/ -args -ferry-bin $(CURDIR)/$(BIN) -bench-big -bench-out $(CURDIR)/$(BENCH_OUT)
+
+# The .deb (bin/ferry_VERSION_amd64.deb): binary, systemd units, example
+# config, docs. nfpm runs as a library from its own module in packaging/nfpm.
+DEB_VERSION ?= 0.1.0
+package: build
+	rm -f bin/ferry_*.deb
+	$(GO) build -C packaging/nfpm -o $(CURDIR)/bin/nfpm-deb .
+	bin/nfpm-deb -config packaging/nfpm.yaml -version $(DEB_VERSION) -out bin
 
 demo: build
 	bash packaging/demo.sh

@@ -41,6 +41,8 @@ type Options struct {
 	// MaxAttempts bounds the tries of one manifest before it is given up.
 	MaxAttempts int
 	Log         *slog.Logger
+	// Observer is told each attempt's outcome (metrics); nil: nobody.
+	Observer Observer
 }
 
 func (o *Options) defaults() {
@@ -121,26 +123,31 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	if err == nil {
 		attempt = int(meta.NumDelivered)
 	}
+	log := c.opts.Log.With("image", m.Image.AtSnap("").String(), "snapshot", m.ToSnap, "backup_id", m.BackupID)
+	start := time.Now()
 	stop := bus.KeepAlive(msg, ackWait/3)
 	err = c.Apply(ctx, &m)
 	stop()
 	var wait *waitError
 	switch {
 	case err == nil:
+		c.observeApplied(&m, time.Since(start))
 		_ = msg.DoubleAck(ctx)
 	case ctx.Err() != nil:
 		// Shutting down: hand the message back at once. The state records
 		// the cut-off import, so whoever takes it next rolls back first.
 		_ = msg.Nak()
 	case errors.As(err, &wait) && time.Since(m.Created) < c.opts.BaseWait:
-		c.opts.Log.Info("backup waits for its base", "image", m.Image.String(), "backup_id", m.BackupID, "reason", err)
+		log.Info("backup waits for its base", "reason", err)
 		_ = msg.NakWithDelay(wait.delay)
 	case isPermanent(err) || attempt >= c.opts.MaxAttempts || errors.As(err, &wait):
-		c.opts.Log.Error("backup given up", "image", m.Image.String(), "backup_id", m.BackupID, "attempt", attempt, "error", err)
+		log.Error("backup given up", "attempt", attempt, "error", err)
+		c.observeFailed(&m, err, true)
 		c.fail(ctx, &m, err, true)
 		_ = msg.Term()
 	default:
-		c.opts.Log.Warn("backup failed; will retry", "image", m.Image.String(), "backup_id", m.BackupID, "attempt", attempt, "error", err)
+		log.Warn("backup failed; will retry", "attempt", attempt, "error", err)
+		c.observeFailed(&m, err, false)
 		_ = msg.NakWithDelay(c.opts.RetryDelay)
 	}
 }
@@ -300,7 +307,7 @@ func (c *Consumer) fail(ctx context.Context, m *ferry.Manifest, cause error, fin
 	}
 	st.Status, st.LastError, st.LastAttempt = ferry.StatusFailed, cause.Error(), time.Now().UTC()
 	if err := c.book.Put(ctx, st); err != nil {
-		c.opts.Log.Error("cannot record failure", "image", target.String(), "error", err)
+		c.opts.Log.Error("cannot record failure", "image", target.String(), "snapshot", m.ToSnap, "backup_id", m.BackupID, "error", err)
 	}
 	if final {
 		_ = c.publishResult(ctx, bus.FailedSubject, m.Image, ferry.BackupFailure{BackupID: m.BackupID, Image: m.Image, Error: cause.Error(), Time: st.LastAttempt})
@@ -310,11 +317,11 @@ func (c *Consumer) fail(ctx context.Context, m *ferry.Manifest, cause error, fin
 // reportBadChunk removes a missing or corrupt chunk and asks the source
 // site to send it again; nothing of it was written.
 func (c *Consumer) reportBadChunk(ctx context.Context, m *ferry.Manifest, ce *chunk.Error) {
-	c.opts.Log.Error("bad chunk; asking the source site to send it again", "image", m.Image.String(), "chunk", ce.Hash, "error", ce.Err)
-	if errors.Is(ce, chunk.ErrCorrupt) {
-		if err := c.store.Remove(ctx, ce.Hash); err != nil {
-			c.opts.Log.Error("cannot remove corrupt chunk", "chunk", ce.Hash, "error", err)
-		}
+	c.opts.Log.Error("bad chunk; asking the source site to send it again", "image", m.Image.AtSnap("").String(), "snapshot", m.ToSnap, "backup_id", m.BackupID, "chunk", ce.Hash, "error", ce.Err)
+	// Removing it from the index too (a missing chunk may still be listed
+	// there) makes the publisher's next attempt send it.
+	if err := c.store.Remove(ctx, ce.Hash); err != nil {
+		c.opts.Log.Error("cannot remove bad chunk", "chunk", ce.Hash, "error", err)
 	}
 	_ = c.publishResult(ctx, bus.FailedSubject, m.Image, ferry.BackupFailure{
 		BackupID: m.BackupID, Image: m.Image, Error: ce.Error(), MissingChunks: []string{ce.Hash}, Time: time.Now().UTC()})

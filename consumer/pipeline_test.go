@@ -446,3 +446,24 @@ func TestBaseNotNewest(t *testing.T) {
 	p.waitConfirmed(m)
 	ceph.RequireSameContent(t, source, ev3.Image, backup, ev3.Image)
 }
+
+// TestChunkAgedOut: a chunk that left the stream (age or size limits) while
+// the index still lists it is reported missing and sent again.
+func TestChunkAgedOut(t *testing.T) {
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "aged"}))
+	r := rand.New(rand.NewPCG(18, 18))
+	img := ceph.TestImage(t, source, "vm", 12*mib)
+	ceph.TestWrite(t, source, img, 0, randomBytes(r, 12*mib))
+	ev := snapshot(t, img)
+	m := p.send(ev)
+	page, err := chunkStore(t, p).GetPage(context.Background(), m.ExtentPages[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chunkStream(t, p).Purge(context.Background(), jetstream.WithPurgeSubject(bus.ChunkSubject+"."+page[0].Chunk)); err != nil {
+		t.Fatal(err)
+	}
+	p.startConsumer()
+	p.waitConfirmed(m)
+	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+}

@@ -38,6 +38,7 @@ type Publisher struct {
 	book      *state.Book
 	chunkSize uint64
 	log       *slog.Logger
+	observer  Observer
 }
 
 // Options configure a Publisher.
@@ -45,6 +46,7 @@ type Options struct {
 	ChunkSize        uint64 // default DefaultChunkSize; at most bus.MaxChunkSize
 	CompressionLevel int    // gzip level 1-9, default 6
 	Log              *slog.Logger
+	Observer         Observer // told each backup's outcome (metrics); nil: nobody
 }
 
 // New opens the chunk store and state bucket of the backup site.
@@ -74,7 +76,7 @@ func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) 
 	if err != nil {
 		return nil, err
 	}
-	return &Publisher{ceph: cluster, bus: conn, store: store, book: book, chunkSize: o.ChunkSize, log: o.Log}, nil
+	return &Publisher{ceph: cluster, bus: conn, store: store, book: book, chunkSize: o.ChunkSize, log: o.Log, observer: o.Observer}, nil
 }
 
 // Backup sends the backup of ev.Image (whose Snap must exist) and returns its
@@ -82,6 +84,12 @@ func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) 
 // for the backup site to apply it (see WaitConfirmed). Sending the same
 // snapshot again sends only the chunks the backup site still lacks.
 func (p *Publisher) Backup(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter) (*ferry.Manifest, error) {
+	m, err := p.backup(ctx, ev, rep)
+	p.observe(ctx, ev, m, err)
+	return m, err
+}
+
+func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter) (*ferry.Manifest, error) {
 	start := time.Now()
 	img := ev.Image.AtSnap("")
 	info, err := p.ceph.Info(img)
@@ -100,7 +108,7 @@ func (p *Publisher) Backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 	if err != nil {
 		return nil, err
 	}
-	log := p.log.With("image", img.String(), "snapshot", ev.Image.Snap, "base", base)
+	log := p.log.With("image", img.String(), "snapshot", ev.Image.Snap, "backup_id", ferry.BackupID(info.ID, img, ev.Image.Snap), "base", base)
 	log.Info("backup starting")
 
 	send := newSender(ctx, p.store, p.chunkSize)
@@ -142,7 +150,7 @@ func (p *Publisher) Backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 	if err := p.publishManifest(ctx, m); err != nil {
 		return nil, err
 	}
-	log.Info("backup sent", "backup_id", m.BackupID, "data_bytes", m.Stats.DataBytes,
+	log.Info("backup sent", "data_bytes", m.Stats.DataBytes,
 		"chunks", m.Stats.Chunks, "chunks_sent", m.Stats.ChunksSent, "bytes_sent", m.Stats.BytesSent)
 	return m, nil
 }
@@ -242,10 +250,10 @@ func (p *Publisher) WaitConfirmed(ctx context.Context, m *ferry.Manifest) (*ferr
 			return p.book.Get(ctx, m.Image)
 		}
 		if len(r.MissingChunks) == 0 {
-			p.log.Warn("backup site reports a failure; it will retry", "image", m.Image.String(), "error", r.Error)
+			p.log.Warn("backup site reports a failure; it will retry", "image", m.Image.AtSnap("").String(), "snapshot", m.ToSnap, "backup_id", m.BackupID, "error", r.Error)
 			continue
 		}
-		p.log.Warn("backup site lost chunks; sending them again", "image", m.Image.String(), "chunks", len(r.MissingChunks))
+		p.log.Warn("backup site lost chunks; sending them again", "image", m.Image.AtSnap("").String(), "snapshot", m.ToSnap, "backup_id", m.BackupID, "chunks", len(r.MissingChunks))
 		if _, err := p.Backup(ctx, ferry.SnapshotEvent{Image: m.Image, Consistency: m.Consistency, Resync: m.Resync, Created: m.Created}, nil); err != nil {
 			return nil, fmt.Errorf("resend chunks of %s: %w", m.BackupID, err)
 		}

@@ -76,10 +76,10 @@ func (p *Publisher) handleEvent(ctx context.Context, msg jetstream.Msg) {
 	case err == nil || errors.Is(err, ErrAlreadyConfirmed):
 		_ = msg.Ack()
 	case errors.Is(err, ErrLineage):
-		p.log.Error("backup refused", "image", ev.Image.String(), "error", err)
+		p.log.Error("backup refused", "image", ev.Image.AtSnap("").String(), "snapshot", ev.Image.Snap, "error", err)
 		_ = msg.Term()
 	default:
-		p.log.Warn("backup failed; will retry", "image", ev.Image.String(), "error", err)
+		p.log.Warn("backup failed; will retry", "image", ev.Image.AtSnap("").String(), "snapshot", ev.Image.Snap, "error", err)
 		_ = msg.NakWithDelay(30 * time.Second)
 	}
 }
@@ -97,9 +97,9 @@ func (p *Publisher) handleResult(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	if len(r.MissingChunks) > 0 {
-		p.log.Warn("backup site lost chunks; sending them again", "image", r.Image.String(), "chunks", len(r.MissingChunks))
+		p.log.Warn("backup site lost chunks; sending them again", "image", r.Image.AtSnap("").String(), "backup_id", r.BackupID, "chunks", len(r.MissingChunks))
 		if _, err := p.Backup(ctx, ferry.SnapshotEvent{Image: r.Image, Created: time.Now()}, nil); err != nil && !errors.Is(err, ErrAlreadyConfirmed) {
-			p.log.Error("resend failed", "image", r.Image.String(), "error", err)
+			p.log.Error("resend failed", "image", r.Image.AtSnap("").String(), "backup_id", r.BackupID, "error", err)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"log/slog"
 	"time"
 
 	"github.com/ferry-dr/ferry/consumer"
@@ -12,8 +11,9 @@ import (
 func newConsumerCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "consumer", Short: "The backup site's daemon"}
 	var (
-		cf       cephFlags
+		cf       = cephFlags{site: "backup"}
 		nf       natsFlags
+		df       daemonFlags
 		site     string
 		baseWait time.Duration
 	)
@@ -23,7 +23,10 @@ func newConsumerCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			log := newLogger(slog.LevelInfo)
+			log, err := df.logger()
+			if err != nil {
+				return err
+			}
 			cluster, err := cf.connect()
 			if err != nil {
 				return err
@@ -37,7 +40,16 @@ func newConsumerCommand() *cobra.Command {
 			if err := bus.SetupBackup(ctx, conn.Backup, bus.DefaultRetention); err != nil {
 				return err
 			}
-			c, err := consumer.New(ctx, cluster, conn, consumer.Options{Site: site, BaseWait: baseWait, Log: log})
+			opts := consumer.Options{Site: site, BaseWait: baseWait, Log: log}
+			m, srv, err := df.startMetrics(conn, log)
+			if err != nil {
+				return err
+			}
+			if srv != nil {
+				defer srv.Close()
+				opts.Observer = m
+			}
+			c, err := consumer.New(ctx, cluster, conn, opts)
 			if err != nil {
 				return err
 			}
@@ -47,8 +59,11 @@ func newConsumerCommand() *cobra.Command {
 	}
 	cf.register(run.Flags())
 	nf.register(run.Flags())
-	run.Flags().StringVar(&site, "site", "backup", "name of this backup site, recorded with each backup")
-	run.Flags().DurationVar(&baseWait, "base-wait", 30*time.Minute, "how long a backup waits for its base snapshot before it fails")
+	run.Flags().StringVar(&site, "site", defaults.Consumer.Site, "name of this backup site, recorded with each backup")
+	run.Flags().DurationVar(&baseWait, "base-wait", defaults.Consumer.BaseWait, "how long a backup waits for its base snapshot before it fails")
+	bindConfig(run.Flags(), "site", "consumer.site")
+	bindConfig(run.Flags(), "base-wait", "consumer.base_wait")
+	df.register(run.Flags(), "consumer")
 	cmd.AddCommand(run)
 	return cmd
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"github.com/ferry-dr/ferry/publisher"
 	"github.com/spf13/cobra"
-	"log/slog"
 )
 
 func newPublisherCommand() *cobra.Command {
@@ -12,13 +11,17 @@ func newPublisherCommand() *cobra.Command {
 		cf cephFlags
 		nf natsFlags
 		po publisherFlags
+		df daemonFlags
 	)
 	run := &cobra.Command{
 		Use:   "run",
 		Short: "Back up every snapshot event, prune confirmed snapshots, resend lost chunks",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := newLogger(slog.LevelInfo)
+			log, err := df.logger()
+			if err != nil {
+				return err
+			}
 			cluster, err := cf.connect()
 			if err != nil {
 				return err
@@ -29,7 +32,16 @@ func newPublisherCommand() *cobra.Command {
 				return err
 			}
 			defer conn.Close()
-			pub, err := publisher.New(cmd.Context(), cluster, conn, po.options(log))
+			opts := po.options(log)
+			m, srv, err := df.startMetrics(conn, log)
+			if err != nil {
+				return err
+			}
+			if srv != nil {
+				defer srv.Close()
+				opts.Observer = m
+			}
+			pub, err := publisher.New(cmd.Context(), cluster, conn, opts)
 			if err != nil {
 				return err
 			}
@@ -40,6 +52,7 @@ func newPublisherCommand() *cobra.Command {
 	cf.register(run.Flags())
 	nf.register(run.Flags())
 	po.register(run.Flags())
+	df.register(run.Flags(), "publisher")
 	cmd.AddCommand(run)
 	return cmd
 }

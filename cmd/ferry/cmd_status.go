@@ -8,14 +8,16 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/spf13/cobra"
 )
 
 func newStatusCommand() *cobra.Command {
 	var (
-		nf     natsFlags
-		asJSON bool
+		nf      natsFlags
+		asJSON  bool
+		streams bool
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -27,6 +29,9 @@ func newStatusCommand() *cobra.Command {
 				return err
 			}
 			defer conn.Close()
+			if streams {
+				return printLag(cmd.OutOrStdout(), bus.ReadLag(cmd.Context(), conn), asJSON)
+			}
 			book, err := state.Open(cmd.Context(), conn.Backup)
 			if err != nil {
 				return err
@@ -63,6 +68,7 @@ func newStatusCommand() *cobra.Command {
 	}
 	nf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
+	cmd.Flags().BoolVar(&streams, "streams", false, "show JetStream streams and the daemons' consumer lag and redeliveries instead")
 	return cmd
 }
 

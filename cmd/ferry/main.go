@@ -8,12 +8,21 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
 )
 
+// defaultMemoryLimit keeps a backup's working set, with Go's garbage
+// collector headroom, inside the memory a hypervisor can spare. It is soft:
+// the collector works harder near it. GOMEMLIMIT overrides it.
+const defaultMemoryLimit = 192 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCommand().ExecuteContext(ctx); err != nil {
@@ -29,14 +38,22 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	addConfigFlag(root)
 	root.AddCommand(
 		newBackupCommand(),
 		newPublisherCommand(),
 		newConsumerCommand(),
 		newStatusCommand(),
+		newOpenStackSyncCommand(),
 		newNATSServerCommand(),
 		newExportDiffCommand(),
 		newImportDiffCommand(),
+		newAgentCommand(),
+		newHookCommand(),
+		newRestoreCommand(),
+		newVerifyCommand(),
+		newRetentionCommand(),
+		newConfigCommand(),
 	)
 	return root
 }

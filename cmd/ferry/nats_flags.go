@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/spf13/pflag"
 )
@@ -14,15 +12,16 @@ type natsFlags struct {
 }
 
 func (f *natsFlags) register(fs *pflag.FlagSet) {
-	def := os.Getenv("FERRY_NATS_URL")
-	if def == "" {
-		def = "nats://127.0.0.1:4222"
-	}
-	fs.StringVar(&f.url, "nats", def, "NATS server URL(s), comma separated ($FERRY_NATS_URL)")
-	fs.StringVar(&f.creds, "nats-creds", os.Getenv("FERRY_NATS_CREDS"), "NATS credentials file ($FERRY_NATS_CREDS)")
+	fs.StringVar(&f.url, "nats", defaults.NATS.URL, "NATS server URL(s), comma separated ($FERRY_NATS_URL)")
+	fs.StringVar(&f.creds, "nats-creds", "", "NATS credentials file ($FERRY_NATS_CREDS)")
 	fs.StringVar(&f.ca, "nats-ca", "", "CA bundle to verify the NATS server's TLS certificate")
 	fs.StringVar(&f.sourceDomain, "source-domain", "", "JetStream domain of the source site (empty on a single server)")
 	fs.StringVar(&f.backupDomain, "backup-domain", "", "JetStream domain of the backup site (empty on a single server)")
+	bindConfig(fs, "nats", "nats.url")
+	bindConfig(fs, "nats-creds", "nats.creds")
+	bindConfig(fs, "nats-ca", "nats.ca")
+	bindConfig(fs, "source-domain", "nats.source_domain")
+	bindConfig(fs, "backup-domain", "nats.backup_domain")
 }
 
 func (f *natsFlags) connect(name string) (*bus.Conn, error) {

@@ -50,7 +50,7 @@ func (e *Error) Unwrap() error { return e.Err }
 const rawSizeHeader = "Ferry-Raw-Size"
 
 // storeTimeout bounds one chunk's store and index writes.
-const storeTimeout = 2 * time.Minute
+const storeTimeout = 30 * time.Second
 
 // Store is the chunk stream seen from either site.
 type Store struct {

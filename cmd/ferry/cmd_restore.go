@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/progress"
+	"github.com/ferry-dr/ferry/internal/recovery"
+	"github.com/spf13/cobra"
+)
+
+func newRestoreCommand() *cobra.Command {
+	var (
+		from, to      cephFlags
+		target        string
+		fromSnap      string
+		forceRollback bool
+		noProgress    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "restore POOL/IMAGE@SNAP --to POOL/TARGET [--from-snap COMMON [--force-rollback]] [--to-conf ...]",
+		Short: "Restore a backup snapshot into a new image (failover) or back into the primary image (failback)",
+		Long: `Copy the backup snapshot POOL/IMAGE@SNAP (on the cluster of -c/--id/--keyring) into
+POOL/TARGET, on the same cluster or, with --to-conf/--to-id/--to-keyring, on another one
+(back to the primary site, straight over librados, no pipeline needed). The backup image
+is only read.
+
+Without --from-snap, TARGET must not exist: it is created, filled from the snapshot in
+full, and left without snapshots, ready to attach.
+
+With --from-snap COMMON, TARGET must exist and hold snapshot COMMON, which the backup
+image holds too: only the changes COMMON -> SNAP are shipped. TARGET is rolled back to
+COMMON first; if its head was written after COMMON, the restore refuses unless
+--force-rollback (those writes are lost). TARGET ends with snapshot SNAP, so the next
+backup can start incrementally from it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			snapSpec, err := ferry.ParseImageSpec(args[0])
+			if err != nil {
+				return err
+			}
+			if target == "" {
+				return fmt.Errorf("--to POOL/IMAGE is required: the image to restore into")
+			}
+			targetSpec, err := ferry.ParseImageSpec(target)
+			if err != nil {
+				return fmt.Errorf("--to: %w", err)
+			}
+			if forceRollback && fromSnap == "" {
+				return fmt.Errorf("--force-rollback only applies with --from-snap")
+			}
+			fromCluster, err := from.connect()
+			if err != nil {
+				return err
+			}
+			defer fromCluster.Close()
+			toCluster := fromCluster
+			if to != (cephFlags{}) {
+				if toCluster, err = to.connect(); err != nil {
+					return fmt.Errorf("target cluster: %w", err)
+				}
+				defer toCluster.Close()
+			}
+			meter := progress.NewMeter("Restoring "+snapSpec.String(), progress.StderrIfTerminal(noProgress), 200*time.Millisecond)
+			res, err := recovery.Restore(cmd.Context(), recovery.RestoreOptions{
+				From: fromCluster, Snapshot: snapSpec, To: toCluster, Target: targetSpec,
+				FromSnap: fromSnap, ForceRollback: forceRollback,
+			}, meter)
+			meter.Finish()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			what := "in full"
+			if res.FromSnap != "" {
+				what = fmt.Sprintf("changes since %s", res.FromSnap)
+			}
+			fmt.Fprintf(out, "restored %s into %s (%s, %s)\n", res.Snapshot, res.Target.AtSnap(""), progress.Bytes(res.Size), what)
+			fmt.Fprintf(out, "  data written: %s, zeroed: %s, in %s\n", progress.Bytes(res.DataBytes), progress.Bytes(res.ZeroBytes), res.Duration.Round(time.Millisecond))
+			if res.RolledBack {
+				fmt.Fprintf(out, "  %s was rolled back to %s first (its later writes are gone)\n", res.Target.AtSnap(""), res.FromSnap)
+			}
+			if res.Target.Snap != "" {
+				fmt.Fprintf(out, "  %s now holds snapshot %s, shared with the backup image\n", res.Target.AtSnap(""), res.Target.Snap)
+			}
+			return nil
+		},
+	}
+	from.site = "backup" // the backup snapshot is read at the backup site
+	from.register(cmd.Flags())
+	f := cmd.Flags()
+	f.StringVar(&to.conf, "to-conf", "", "ceph.conf of the target cluster (default: the backup's cluster)")
+	f.StringVar(&to.id, "to-id", "", "cephx client id at the target cluster")
+	f.StringVar(&to.keyring, "to-keyring", "", "keyring for the target cluster")
+	f.StringVar(&target, "to", "", "POOL/IMAGE to restore into")
+	f.StringVar(&fromSnap, "from-snap", "", "incremental: ship only the changes since this snapshot, which both images hold")
+	f.BoolVar(&forceRollback, "force-rollback", false, "with --from-snap: discard writes the target took after that snapshot")
+	f.BoolVar(&noProgress, "no-progress", false, "do not show progress")
+	return cmd
+}

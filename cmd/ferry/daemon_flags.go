@@ -1,0 +1,56 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/ferry-dr/ferry/consumer"
+	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/metrics"
+	"github.com/ferry-dr/ferry/publisher"
+	"github.com/spf13/pflag"
+)
+
+// Both daemons report to the same metrics.
+var (
+	_ publisher.Observer = (*metrics.Metrics)(nil)
+	_ consumer.Observer  = (*metrics.Metrics)(nil)
+)
+
+// daemonFlags are what a long-running daemon takes besides its work:
+// where to serve /metrics and how much to log.
+type daemonFlags struct {
+	metricsListen string
+	logLevel      string
+}
+
+// register binds --metrics-listen to role's config key (publisher or consumer).
+func (f *daemonFlags) register(fs *pflag.FlagSet, role string) {
+	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on HOST:PORT, e.g. 127.0.0.1:9731 (default: off)")
+	fs.StringVar(&f.logLevel, "log-level", defaults.Log.Level, "log level: debug, info, warn or error")
+	bindConfig(fs, "metrics-listen", role+".metrics_listen")
+	bindConfig(fs, "log-level", "log.level")
+}
+
+func (f *daemonFlags) logger() (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", f.logLevel)
+	}
+	return newLogger(level), nil
+}
+
+// startMetrics serves /metrics when asked to; the caller closes the server.
+// Without --metrics-listen it returns nil metrics (no observer) and a nil server.
+func (f *daemonFlags) startMetrics(conn *bus.Conn, log *slog.Logger) (*metrics.Metrics, *metrics.Server, error) {
+	if f.metricsListen == "" {
+		return nil, nil, nil
+	}
+	m := metrics.New(conn)
+	srv, err := m.Listen(f.metricsListen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("serve metrics on %s: %w (is another daemon using the port? set --metrics-listen)", f.metricsListen, err)
+	}
+	log.Info("serving metrics", "url", "http://"+srv.Addr()+"/metrics")
+	return m, srv, nil
+}

@@ -1,0 +1,118 @@
+// Package config is Ferry's one configuration: a typed struct loaded from a
+// YAML file, then overridden by FERRY_* environment variables. The commands
+// apply their flags on top (flags win), so every setting has one name in
+// each of the three places:
+//
+//	file key            environment                  flag
+//	nats.url            FERRY_NATS_URL               --nats
+//	publisher.chunk_size FERRY_PUBLISHER_CHUNK_SIZE  --chunk-size
+//
+// Decoding is strict: an unknown key, a value of the wrong type or out of
+// range is a Problem that names where it came from (file and line, or the
+// environment variable), the key and why.
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// DefaultPath is read when no --config or $FERRY_CONFIG names a file, if it exists.
+const DefaultPath = "/etc/ferry/ferry.yaml"
+
+// PathEnv names the environment variable that points at the config file.
+const PathEnv = "FERRY_CONFIG"
+
+// Config is everything the ferry commands take that an operator sets once.
+type Config struct {
+	Ceph      CephSites `yaml:"ceph"`
+	NATS      NATS      `yaml:"nats"`
+	Publisher Publisher `yaml:"publisher"`
+	Consumer  Consumer  `yaml:"consumer"`
+	Log       Log       `yaml:"log"`
+}
+
+// CephSites: the publisher reads the source cluster, the consumer writes the
+// backup cluster. A host usually sets only its own site's section.
+type CephSites struct {
+	Source Ceph `yaml:"source"`
+	Backup Ceph `yaml:"backup"`
+}
+
+// Ceph is how to reach one cluster; empty values mean librados' defaults.
+type Ceph struct {
+	Conf    string `yaml:"conf"`    // ceph.conf; empty: $CEPH_CONF, then /etc/ceph/ceph.conf
+	ID      string `yaml:"id"`      // cephx id without "client."; empty: admin
+	Keyring string `yaml:"keyring"` // empty: from ceph.conf
+}
+
+// NATS is how to reach JetStream and which domains the two sites use.
+type NATS struct {
+	URL          string `yaml:"url"`           // comma separated
+	Creds        string `yaml:"creds"`         // credentials file
+	CA           string `yaml:"ca"`            // CA bundle for TLS
+	SourceDomain string `yaml:"source_domain"` // empty on a single server
+	BackupDomain string `yaml:"backup_domain"`
+}
+
+// Publisher configures `ferry publisher run` and `ferry backup`.
+type Publisher struct {
+	ChunkSize        Size   `yaml:"chunk_size"`
+	CompressionLevel int    `yaml:"compression_level"`
+	MetricsListen    string `yaml:"metrics_listen"` // empty: no /metrics
+}
+
+// Consumer configures `ferry consumer run`.
+type Consumer struct {
+	Site          string        `yaml:"site"`
+	BaseWait      time.Duration `yaml:"base_wait"`
+	MetricsListen string        `yaml:"metrics_listen"` // empty: no /metrics
+}
+
+// Log configures the daemons' structured logs.
+type Log struct {
+	Level string `yaml:"level"` // debug, info, warn or error
+}
+
+// Default is the configuration with nothing set: what the flags show as
+// their defaults.
+func Default() Config {
+	return Config{
+		NATS:      NATS{URL: "nats://127.0.0.1:4222"},
+		Publisher: Publisher{ChunkSize: 4 << 20, CompressionLevel: 6},
+		Consumer:  Consumer{Site: "backup", BaseWait: 30 * time.Minute},
+		Log:       Log{Level: "info"},
+	}
+}
+
+// Problem is one thing wrong with a configuration.
+type Problem struct {
+	Source string // "FILE:LINE", "$FERRY_X", or "" for a built-in default
+	Key    string // dotted key, e.g. nats.url; "" for the whole file
+	Why    string
+}
+
+func (p Problem) String() string {
+	s := p.Why
+	if p.Key != "" {
+		s = p.Key + ": " + s
+	}
+	if p.Source != "" {
+		s = p.Source + ": " + s
+	}
+	return s
+}
+
+// Problems is the error Load and Check return: every problem found, not just the first.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	if len(ps) == 1 {
+		return "config: " + ps[0].String()
+	}
+	s := fmt.Sprintf("config: %d problems:", len(ps))
+	for _, p := range ps {
+		s += "\n  " + p.String()
+	}
+	return s
+}

@@ -1,0 +1,300 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Loaded is a configuration and where each of its values came from.
+type Loaded struct {
+	Config
+	Path    string            // the file read, "" if none
+	origins map[string]string // key -> "FILE:LINE" or "$FERRY_X"
+}
+
+// Origin tells where the value of key came from ("" = built-in default).
+func (l *Loaded) Origin(key string) string { return l.origins[key] }
+
+// Load reads the YAML file at path (none if path is ""), then applies the
+// FERRY_* variables that lookupEnv finds (os.LookupEnv in the commands), and
+// validates the result. On any problem it returns all of them as Problems.
+func Load(path string, lookupEnv func(string) (string, bool)) (*Loaded, error) {
+	l := &Loaded{Config: Default(), Path: path, origins: map[string]string{}}
+	var ps Problems
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			why := err.Error()
+			if errors.Is(err, fs.ErrNotExist) {
+				why = "no such file; write one from the example in the package (ferry.yaml), or leave --config out"
+			}
+			return nil, Problems{{Source: path, Why: why}}
+		}
+		ps = append(ps, l.decodeFile(path, data)...)
+	}
+	ps = append(ps, l.applyEnv(lookupEnv)...)
+	if len(ps) == 0 {
+		ps = l.validate()
+	}
+	if len(ps) > 0 {
+		return l, ps
+	}
+	return l, nil
+}
+
+// Key is one setting: its dotted file key and its environment variable.
+type Key struct {
+	Name string // e.g. publisher.chunk_size
+	Env  string // e.g. FERRY_PUBLISHER_CHUNK_SIZE
+	Type string // string, integer, size, duration
+}
+
+// Keys lists every setting, in file order.
+func Keys() []Key {
+	var keys []Key
+	walkFields(reflect.TypeOf(Config{}), "", func(name string, t reflect.Type, _ []int) {
+		keys = append(keys, Key{Name: name, Env: envName(name), Type: typeName(t)})
+	}, nil)
+	return keys
+}
+
+func envName(key string) string {
+	return "FERRY_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// Value returns the value of key as a flag would take it, and whether the key exists.
+func (c *Config) Value(key string) (string, bool) {
+	v, ok := c.field(key)
+	if !ok {
+		return "", false
+	}
+	switch x := v.Interface().(type) {
+	case Size:
+		return strconv.FormatUint(uint64(x), 10), true
+	case time.Duration:
+		return x.String(), true
+	default:
+		return fmt.Sprint(x), true
+	}
+}
+
+func (c *Config) field(key string) (reflect.Value, bool) {
+	var found reflect.Value
+	walkFields(reflect.TypeOf(*c), "", func(name string, _ reflect.Type, index []int) {
+		if name == key {
+			found = reflect.ValueOf(c).Elem().FieldByIndex(index)
+		}
+	}, nil)
+	return found, found.IsValid()
+}
+
+var (
+	sizeType     = reflect.TypeOf(Size(0))
+	durationType = reflect.TypeOf(time.Duration(0))
+)
+
+// isLeaf: a struct type that is one value, not a section of keys.
+func isLeaf(t reflect.Type) bool { return t.Kind() != reflect.Struct }
+
+// walkFields calls leaf for every leaf setting under t.
+func walkFields(t reflect.Type, prefix string, leaf func(name string, t reflect.Type, index []int), index []int) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := yamlName(f)
+		if prefix != "" {
+			name = prefix + "." + name
+		}
+		idx := append(append([]int(nil), index...), i)
+		if isLeaf(f.Type) {
+			leaf(name, f.Type, idx)
+		} else {
+			walkFields(f.Type, name, leaf, idx)
+		}
+	}
+}
+
+func yamlName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	return name
+}
+
+func typeName(t reflect.Type) string {
+	switch {
+	case t == sizeType:
+		return "size"
+	case t == durationType:
+		return "duration"
+	case t.Kind() == reflect.Int:
+		return "integer"
+	default:
+		return "string"
+	}
+}
+
+// setLeaf parses text into v the same way for the file and the environment.
+func setLeaf(v reflect.Value, text string) error {
+	switch {
+	case v.Type() == sizeType:
+		n, err := ParseSize(text)
+		if err != nil {
+			return err
+		}
+		v.SetUint(uint64(n))
+	case v.Type() == durationType:
+		d, err := time.ParseDuration(text)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (write e.g. 30s, 30m or 1h30m)", text)
+		}
+		v.SetInt(int64(d))
+	case v.Kind() == reflect.Int:
+		n, err := strconv.Atoi(text)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", text)
+		}
+		v.SetInt(int64(n))
+	default:
+		v.SetString(text)
+	}
+	return nil
+}
+
+// decodeFile walks the YAML document alongside the Config struct, so every
+// problem names its key and line (yaml.v3's own strict mode names neither
+// the file nor the full key).
+func (l *Loaded) decodeFile(path string, data []byte) Problems {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return Problems{{Source: path, Why: strings.TrimPrefix(err.Error(), "yaml: ") + " (not valid YAML)"}}
+	}
+	if len(doc.Content) == 0 {
+		return nil // an empty file sets nothing
+	}
+	var ps Problems
+	l.decodeNode(path, "", doc.Content[0], reflect.ValueOf(&l.Config).Elem(), &ps)
+	return ps
+}
+
+func (l *Loaded) decodeNode(path, key string, n *yaml.Node, v reflect.Value, ps *Problems) {
+	where := fmt.Sprintf("%s:%d", path, n.Line)
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if !isLeaf(v.Type()) {
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			return // "section:" with nothing under it
+		}
+		if n.Kind != yaml.MappingNode {
+			*ps = append(*ps, Problem{where, key, "want a section of keys (key: value lines), not a single value or a list"})
+			return
+		}
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			full := k.Value
+			if key != "" {
+				full = key + "." + k.Value
+			}
+			kwhere := fmt.Sprintf("%s:%d", path, k.Line)
+			if seen[k.Value] {
+				*ps = append(*ps, Problem{kwhere, full, "set twice in this section"})
+				continue
+			}
+			seen[k.Value] = true
+			f, ok := fieldByYAMLName(v, k.Value)
+			if !ok {
+				*ps = append(*ps, Problem{kwhere, full, unknownKeyWhy(v.Type(), k.Value)})
+				continue
+			}
+			l.decodeNode(path, full, val, f, ps)
+		}
+		return
+	}
+	if n.Kind != yaml.ScalarNode {
+		*ps = append(*ps, Problem{where, key, fmt.Sprintf("want a single %s, not a section or a list", typeName(v.Type()))})
+		return
+	}
+	if n.Tag == "!!null" {
+		return // "key:" with no value keeps the default
+	}
+	if err := setLeaf(v, n.Value); err != nil {
+		*ps = append(*ps, Problem{where, key, err.Error()})
+		return
+	}
+	l.origins[key] = where
+}
+
+func fieldByYAMLName(v reflect.Value, name string) (reflect.Value, bool) {
+	for i := 0; i < v.NumField(); i++ {
+		if yamlName(v.Type().Field(i)) == name {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
+}
+
+// unknownKeyWhy lists the keys the section takes, so a typo is obvious.
+func unknownKeyWhy(t reflect.Type, name string) string {
+	var known []string
+	for i := 0; i < t.NumField(); i++ {
+		known = append(known, yamlName(t.Field(i)))
+	}
+	sort.Strings(known)
+	why := "unknown key"
+	for _, k := range known {
+		if editDistance(k, name) <= 2 {
+			why += fmt.Sprintf(" (did you mean %s?)", k)
+			break
+		}
+	}
+	return why + "; this section takes " + strings.Join(known, ", ")
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+func (l *Loaded) applyEnv(lookupEnv func(string) (string, bool)) Problems {
+	if lookupEnv == nil {
+		return nil
+	}
+	var ps Problems
+	root := reflect.ValueOf(&l.Config).Elem()
+	walkFields(root.Type(), "", func(name string, _ reflect.Type, index []int) {
+		env := envName(name)
+		text, ok := lookupEnv(env)
+		if !ok {
+			return
+		}
+		if err := setLeaf(root.FieldByIndex(index), text); err != nil {
+			ps = append(ps, Problem{"$" + env, name, err.Error()})
+			return
+		}
+		l.origins[name] = "$" + env
+	}, nil)
+	return ps
+}
