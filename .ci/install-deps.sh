@@ -7,7 +7,7 @@ PACKAGES=(
 	ceph-mon ceph-osd ceph-mgr ceph-common
 	librbd-dev librados-dev
 	uuid-runtime pkg-config gcc
-	libvirt-dev
+	libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-block-extra qemu-guest-agent linux-image-amd64 busybox-static e2fsprogs
 	cinder-api keystone
 )
 

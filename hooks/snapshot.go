@@ -157,11 +157,17 @@ func (s *snapshotRun) frozen(hv Hypervisor, dom virt.Domain, opts SnapshotOption
 	start := time.Now()
 	deadline := start.Add(opts.FreezeDeadline)
 	// The timer thaws at the deadline even while a snapshot call hangs in
-	// librbd; the defer thaws on every other path, panics included.
-	timer := time.AfterFunc(opts.FreezeDeadline, thaw)
+	// librbd; the defer thaws on every other path, panics included. It is
+	// armed only once the freeze has returned: a thaw sent while the freeze
+	// is on its way can overtake it in libvirtd and leave the guest frozen
+	// (seen with a real guest), and libvirtd runs one agent command at a
+	// time, so an earlier thaw could not cut a slow freeze short anyway.
+	var timer *time.Timer
 	frozeOK := false
 	defer func() {
-		timer.Stop()
+		if timer != nil {
+			timer.Stop()
+		}
 		thaw()
 		switch {
 		case thawErr == nil, !frozeOK && errors.Is(thawErr, virt.ErrAgentUnavailable):
@@ -187,12 +193,12 @@ func (s *snapshotRun) frozen(hv Hypervisor, dom virt.Domain, opts SnapshotOption
 	case freezeErr == nil:
 		frozeOK = true
 		out.Consistency = ferry.Quiesced
+		timer = time.AfterFunc(time.Until(deadline), thaw)
 	case errors.Is(freezeErr, virt.ErrAgentUnavailable):
 		if opts.RequireQuiesce {
 			return VMSnapshot{}, fmt.Errorf("snapshot %s: %w, but the guest cannot be frozen: %w (install and start qemu-guest-agent in the guest, or drop the quiesce requirement)", dom.Name, ErrQuiesceRequired, freezeErr)
 		}
-		timer.Stop() // nothing frozen: no deadline
-		deadline = time.Time{}
+		deadline = time.Time{} // nothing frozen: no deadline
 		out.Consistency, out.Note = ferry.CrashConsistent, freezeErr.Error()
 	default:
 		return VMSnapshot{}, fmt.Errorf("snapshot %s: freeze failed: %w (the guest was thawed; no snapshot taken)", dom.Name, freezeErr)
