@@ -108,35 +108,54 @@ type snapshotRun struct {
 	name  string
 }
 
-// takeAll snapshots every disk in order; a zero deadline means none.
-func (s *snapshotRun) takeAll(deadline time.Time) error {
+// removeAll removes the set's snapshot from every disk (only Ferry's own
+// snapshot name is touched).
+func (s *snapshotRun) removeAll() {
 	for i, d := range s.vm.Disks {
-		err := s.ctx.Err()
-		if err == nil && !deadline.IsZero() && time.Now().After(deadline) {
-			err = ErrFreezeDeadline
-		}
-		if err == nil {
-			err = s.conns[i].CreateSnapshot(d.Image.AtSnap(s.name))
-		}
-		if err == nil && !deadline.IsZero() && time.Now().After(deadline) {
-			// The guest was thawed under this snapshot: it is not consistent.
-			i++
-			err = ErrFreezeDeadline
-		}
-		if err != nil {
-			s.removeFirst(i)
-			return fmt.Errorf("snapshot %s of %s (disk %s): %w", s.name, s.vm.Name, d.Image, err)
-		}
+		_ = s.conns[i].RemoveSnapshot(d.Image.AtSnap(s.name))
 	}
-	return nil
 }
 
-// removeFirst removes the snapshots of the first n disks: a partial set is
-// not consistent, and only Ferry's own snapshot name is touched.
-func (s *snapshotRun) removeFirst(n int) {
-	for i := range n {
-		_ = s.conns[i].RemoveSnapshot(s.vm.Disks[i].Image.AtSnap(s.name))
+// takeAll snapshots every disk at once, so a frozen guest waits for the
+// slowest snapshot rather than for their sum; a zero deadline means none. On
+// any failure, or past the deadline, the snapshots it took are removed: a
+// partial or late set is not consistent.
+func (s *snapshotRun) takeAll(deadline time.Time) error {
+	late := func() bool { return !deadline.IsZero() && time.Now().After(deadline) }
+	if err := s.ctx.Err(); err != nil {
+		return fmt.Errorf("snapshot %s of %s: %w", s.name, s.vm.Name, err)
 	}
+	if late() {
+		return fmt.Errorf("snapshot %s of %s: %w", s.name, s.vm.Name, ErrFreezeDeadline)
+	}
+	errs := make([]error, len(s.vm.Disks))
+	var wg sync.WaitGroup
+	for i, d := range s.vm.Disks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.conns[i].CreateSnapshot(d.Image.AtSnap(s.name))
+		}()
+	}
+	wg.Wait()
+	var first error
+	for i, err := range errs {
+		if err != nil && first == nil {
+			first = fmt.Errorf("snapshot %s of %s (disk %s): %w", s.name, s.vm.Name, s.vm.Disks[i].Image, err)
+		}
+	}
+	if first == nil && late() {
+		// The guest was thawed under these snapshots: they are not consistent.
+		first = fmt.Errorf("snapshot %s of %s: %w", s.name, s.vm.Name, ErrFreezeDeadline)
+	}
+	if first != nil {
+		for i, err := range errs {
+			if err == nil {
+				_ = s.conns[i].RemoveSnapshot(s.vm.Disks[i].Image.AtSnap(s.name))
+			}
+		}
+	}
+	return first
 }
 
 func (s *snapshotRun) frozen(hv Hypervisor, dom virt.Domain, opts SnapshotOptions, out VMSnapshot) (res VMSnapshot, err error) {
@@ -176,7 +195,7 @@ func (s *snapshotRun) frozen(hv Hypervisor, dom virt.Domain, opts SnapshotOption
 				err = rerr
 			}
 		case err == nil:
-			s.removeFirst(len(s.vm.Disks))
+			s.removeAll()
 			err = fmt.Errorf("thaw %s after snapshot: %w; the guest may still be frozen: run `virsh domfsthaw %s` (the agent retries at its next start)", dom.Name, thawErr, dom.Name)
 		default:
 			err = fmt.Errorf("%w; also, thaw failed: %v: run `virsh domfsthaw %s`", err, thawErr, dom.Name)
