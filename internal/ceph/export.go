@@ -18,6 +18,10 @@ const (
 	ioSize    = 4 << 20
 	ioWorkers = 8
 	ioBuffers = 16
+	// Imports of scattered small writes are bound by their round trips, so
+	// many more of them are kept in flight, in small buffers.
+	importWriters      = 32
+	importSmallBuffers = 64
 	// zeroBlock is the grain at which read data is checked for zeros. librbd
 	// reports a new object as one extent, holes included; without this, a few
 	// scattered 4 KiB writes would ship whole objects of zeros.

@@ -118,16 +118,13 @@ type writeJob struct {
 	buf      []byte
 }
 
-// applyRecords reads records in order and hands them to ioWorkers writers.
+// applyRecords reads records in order and hands them to importWriters writers.
 // Records never overlap (the reader checks), so writes may land in any order.
 func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, p progress.Reporter, stats *ImportStats) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	free := make(chan []byte, ioBuffers)
-	for range ioBuffers {
-		free <- make([]byte, ioSize)
-	}
+	bufs := newBuffers(ioBuffers, importSmallBuffers)
 	jobs := make(chan writeJob)
 	var (
 		wg       sync.WaitGroup
@@ -137,21 +134,21 @@ func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, p pro
 	fail := func(err error) {
 		errOnce.Do(func() { firstErr = err; cancel() })
 	}
-	for range ioWorkers {
+	for range importWriters {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for job := range jobs {
 				if ctx.Err() != nil {
 					if job.buf != nil {
-						free <- job.buf[:cap(job.buf)]
+						bufs.put(job.buf)
 					}
 					continue
 				}
 				var err error
 				if job.buf != nil {
 					err = writeFull(img, job.buf, job.off)
-					free <- job.buf[:cap(job.buf)]
+					bufs.put(job.buf)
 				} else {
 					err = zeroRange(img, job.off, job.len)
 				}
@@ -183,20 +180,17 @@ func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, p pro
 			case rbddiff.Data:
 				stats.DataBytes += rec.Length
 				for off, end := rec.Offset, rec.Offset+rec.Length; off < end; {
-					var buf []byte
-					select {
-					case buf = <-free:
-					case <-ctx.Done():
+					n := min(end-off, ioSize)
+					buf := bufs.get(n, ctx.Done())
+					if buf == nil {
 						return ctx.Err()
 					}
-					n := min(end-off, ioSize)
-					buf = buf[:n]
 					if _, err := io.ReadFull(rec.Payload, buf); err != nil {
-						free <- buf[:cap(buf)]
+						bufs.put(buf)
 						return fmt.Errorf("read data record at %#x: %w", off, err)
 					}
 					if err := send(ctx, jobs, writeJob{off: off, len: n, buf: buf}); err != nil {
-						free <- buf[:cap(buf)]
+						bufs.put(buf)
 						return err
 					}
 					off += n
