@@ -205,8 +205,9 @@ func (c *Consumer) Apply(ctx context.Context, m *ferry.Manifest) error {
 		return err
 	}
 	log.Info("applying backup", "base", m.FromSnap, "extents", m.ExtentCount)
+	start := time.Now()
 	src := newManifestSource(ctx, c.store, m)
-	_, err = c.ceph.Import(ctx, target, src, nil)
+	applied, err := c.ceph.Import(ctx, target, src, nil)
 	src.Close()
 	if err != nil {
 		if ce, ok := chunkError(err); ok {
@@ -215,6 +216,8 @@ func (c *Consumer) Apply(ctx context.Context, m *ferry.Manifest) error {
 		c.fail(ctx, m, err, false)
 		return err
 	}
+	log.Info("backup applied", "data_bytes", applied.DataBytes, "zero_bytes", applied.ZeroBytes,
+		"seconds", time.Since(start).Seconds())
 	snaps, _, err = c.backupSnapshots(target)
 	if err != nil {
 		return err
