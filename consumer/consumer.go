@@ -38,6 +38,9 @@ type Options struct {
 	BaseRetry time.Duration
 	// RetryDelay is the pause before a failed backup is tried again.
 	RetryDelay time.Duration
+	// PoolMap names the backup site's pool for each source pool; an image
+	// keeps its name. Empty: the same pool names at both sites.
+	PoolMap ferry.PoolMap
 	// MaxAttempts bounds the tries of one manifest before it is given up.
 	MaxAttempts int
 	Log         *slog.Logger
@@ -175,15 +178,17 @@ func isPermanent(err error) bool {
 // applied again, and a backup that was cut off mid-import is rolled back
 // to its base and applied again.
 func (c *Consumer) Apply(ctx context.Context, m *ferry.Manifest) error {
-	target := m.Image.AtSnap("") // the backup image has the source image's pool and name
-	log := c.opts.Log.With("image", target.String(), "snapshot", m.ToSnap, "backup_id", m.BackupID)
-	st, err := c.book.Get(ctx, target)
+	source := m.Image.AtSnap("")
+	target := c.opts.PoolMap.Backup(source) // same image name, in the mapped pool
+	log := c.opts.Log.With("image", source.String(), "snapshot", m.ToSnap, "backup_id", m.BackupID)
+	st, err := c.book.Get(ctx, source)
 	if err != nil {
 		return err
 	}
 	if st == nil {
-		st = &ferry.ImageState{Image: target, SourceImageID: m.SourceImageID, BackupImage: target}
+		st = &ferry.ImageState{Image: source, SourceImageID: m.SourceImageID}
 	}
+	st.BackupImage = target
 	if st.SourceImageID != m.SourceImageID && !m.Resync {
 		return permanentError{fmt.Errorf("backup %s comes from source image id %s, but %s at the backup site continues image id %s; run the backup with --resync to start a new chain",
 			m.BackupID, m.SourceImageID, target, st.SourceImageID)}
@@ -303,14 +308,14 @@ func (c *Consumer) confirm(ctx context.Context, st *ferry.ImageState, m *ferry.M
 
 // fail records a failed attempt in the state (and, when final, tells the source).
 func (c *Consumer) fail(ctx context.Context, m *ferry.Manifest, cause error, final bool) {
-	target := m.Image.AtSnap("")
-	st, err := c.book.Get(ctx, target)
+	source := m.Image.AtSnap("")
+	st, err := c.book.Get(ctx, source)
 	if err != nil || st == nil {
-		st = &ferry.ImageState{Image: target, SourceImageID: m.SourceImageID, BackupImage: target}
+		st = &ferry.ImageState{Image: source, SourceImageID: m.SourceImageID, BackupImage: c.opts.PoolMap.Backup(source)}
 	}
 	st.Status, st.LastError, st.LastAttempt = ferry.StatusFailed, cause.Error(), time.Now().UTC()
 	if err := c.book.Put(ctx, st); err != nil {
-		c.opts.Log.Error("cannot record failure", "image", target.String(), "snapshot", m.ToSnap, "backup_id", m.BackupID, "error", err)
+		c.opts.Log.Error("cannot record failure", "image", source.String(), "snapshot", m.ToSnap, "backup_id", m.BackupID, "error", err)
 	}
 	if final {
 		_ = c.publishResult(ctx, bus.FailedSubject, m.Image, ferry.BackupFailure{BackupID: m.BackupID, Image: m.Image, Error: cause.Error(), Time: st.LastAttempt})

@@ -14,6 +14,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/state"
+	"github.com/ferry-dr/ferry/internal/testbed"
 	"github.com/ferry-dr/ferry/publisher"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -466,4 +467,33 @@ func TestChunkAgedOut(t *testing.T) {
 	p.startConsumer()
 	p.waitConfirmed(m)
 	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+}
+
+// TestPoolMap: with a pool map, backups land in the mapped pool at the backup
+// site under the same image name, and the chain continues there.
+func TestPoolMap(t *testing.T) {
+	bed := testbed.Shared()
+	const drPool = "ferry-dr"
+	bed.Backup.Ceph(t, "osd", "pool", "create", drPool, "8", "8")
+	bed.Backup.Rbd(t, "pool", "init", drPool)
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "poolmap"}))
+	p.consOpts.PoolMap = ferry.PoolMap{testbed.Pool: drPool}
+	p.startConsumer()
+	r := rand.New(rand.NewPCG(19, 19))
+	img := ceph.TestImage(t, source, "vm", 8*mib)
+	ceph.TestWrite(t, source, img, 0, randomBytes(r, 8*mib))
+	for range 2 {
+		ev := snapshot(t, img)
+		m := p.send(ev)
+		st := p.waitConfirmed(m)
+		mapped := ferry.ImageSpec{Pool: drPool, Image: img.Image, Snap: ev.Image.Snap}
+		if st.BackupImage != mapped.AtSnap("") {
+			t.Fatalf("state says the backup is %s, want %s", st.BackupImage, mapped.AtSnap(""))
+		}
+		ceph.RequireSameContent(t, source, ev.Image, backup, mapped)
+		scribble(t, img, 8*mib, r, 5)
+	}
+	if _, err := backup.Snapshots(img); !errors.Is(err, ceph.ErrNotFound) {
+		t.Fatalf("an image appeared in the unmapped pool: %v", err)
+	}
 }

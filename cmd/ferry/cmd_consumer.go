@@ -5,6 +5,7 @@ import (
 
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/spf13/cobra"
 )
 
@@ -16,6 +17,7 @@ func newConsumerCommand() *cobra.Command {
 		df       daemonFlags
 		site     string
 		baseWait time.Duration
+		poolMap  string
 	)
 	run := &cobra.Command{
 		Use:   "run",
@@ -40,7 +42,11 @@ func newConsumerCommand() *cobra.Command {
 			if err := bus.SetupBackup(ctx, conn.Backup, bus.DefaultRetention); err != nil {
 				return err
 			}
-			opts := consumer.Options{Site: site, BaseWait: baseWait, Log: log}
+			pools, err := ferry.ParsePoolMap(poolMap)
+			if err != nil {
+				return err
+			}
+			opts := consumer.Options{Site: site, BaseWait: baseWait, PoolMap: pools, Log: log}
 			m, srv, err := df.startMetrics(conn, log)
 			if err != nil {
 				return err
@@ -63,6 +69,8 @@ func newConsumerCommand() *cobra.Command {
 	run.Flags().DurationVar(&baseWait, "base-wait", defaults.Consumer.BaseWait, "how long a backup waits for its base snapshot before it fails")
 	bindConfig(run.Flags(), "site", "consumer.site")
 	bindConfig(run.Flags(), "base-wait", "consumer.base_wait")
+	run.Flags().StringVar(&poolMap, "pool-map", defaults.Consumer.PoolMap, "backup pool for each source pool, SRC=DST[,SRC=DST...] (default: the same pool names)")
+	bindConfig(run.Flags(), "pool-map", "consumer.pool_map")
 	df.register(run.Flags(), "consumer")
 	cmd.AddCommand(run)
 	return cmd

@@ -27,7 +27,9 @@ var clientTimeouts = map[string]string{
 // importSettings make a discard of a partial range zero it instead of being
 // silently skipped (librbd's default), so a 'z' record always lands.
 var importSettings = map[string]string{
-	"rbd_skip_partial_discard":         "false",
+	"rbd_skip_partial_discard": "false",
+	// Ferry reads and writes whole extents once: a cache only holds memory.
+	"rbd_cache":                        "false",
 	"rbd_discard_granularity_bytes":    "4096",
 	"rbd_discard_on_zeroed_write_same": "false",
 }

@@ -124,7 +124,7 @@ func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, p pro
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	bufs := newBuffers(ioBuffers, importSmallBuffers)
+	bufs := newBuffers(importLargeBuffers, importSmallBuffers)
 	jobs := make(chan writeJob)
 	var (
 		wg       sync.WaitGroup

@@ -66,6 +66,7 @@ type Publisher struct {
 type Consumer struct {
 	Site          string        `yaml:"site"`
 	BaseWait      time.Duration `yaml:"base_wait"`
+	PoolMap       string        `yaml:"pool_map"`       // SRC=DST,...; empty: same pool names
 	MetricsListen string        `yaml:"metrics_listen"` // empty: no /metrics
 }
 

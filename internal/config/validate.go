@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/ferry-dr/ferry/internal/ferry"
 	"net"
 	"net/url"
 	"os"
@@ -75,6 +76,9 @@ func (l *Loaded) validate() Problems {
 	}
 	if l.Consumer.BaseWait <= 0 {
 		bad("consumer.base_wait", "%s: want a positive duration, e.g. 30m", l.Consumer.BaseWait)
+	}
+	if _, err := ferry.ParsePoolMap(l.Consumer.PoolMap); err != nil {
+		bad("consumer.pool_map", "%v", err)
 	}
 	for _, key := range []string{"publisher.metrics_listen", "consumer.metrics_listen"} {
 		v, _ := l.Value(key)

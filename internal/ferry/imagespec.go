@@ -56,3 +56,35 @@ func (s ImageSpec) AtSnap(snap string) ImageSpec {
 	s.Snap = snap
 	return s
 }
+
+// PoolMap maps source pools to backup pools; a pool it does not name keeps
+// its name at the backup site.
+type PoolMap map[string]string
+
+// ParsePoolMap parses "SRC=DST,SRC2=DST2" ("" is the empty map).
+func ParsePoolMap(s string) (PoolMap, error) {
+	m := PoolMap{}
+	if strings.TrimSpace(s) == "" {
+		return m, nil
+	}
+	for _, pair := range strings.Split(s, ",") {
+		src, dst, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok || src == "" || dst == "" || strings.ContainsAny(src+dst, "/@") {
+			return nil, fmt.Errorf("pool map %q: want SRC=DST[,SRC=DST...], e.g. volumes=volumes-dr", s)
+		}
+		if _, dup := m[src]; dup {
+			return nil, fmt.Errorf("pool map %q: pool %s is mapped twice", s, src)
+		}
+		m[src] = dst
+	}
+	return m, nil
+}
+
+// Backup returns where the backup of img lives: same image name, in the
+// mapped pool.
+func (m PoolMap) Backup(img ImageSpec) ImageSpec {
+	if dst, ok := m[img.Pool]; ok {
+		img.Pool = dst
+	}
+	return img
+}

@@ -32,3 +32,24 @@ func TestParseImageSpec(t *testing.T) {
 		}
 	}
 }
+
+func TestPoolMap(t *testing.T) {
+	m, err := ParsePoolMap("volumes=volumes-dr, vms=dr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Backup(ImageSpec{Pool: "volumes", Image: "v", Snap: "s"}); got != (ImageSpec{Pool: "volumes-dr", Image: "v", Snap: "s"}) {
+		t.Errorf("mapped: %+v", got)
+	}
+	if got := m.Backup(ImageSpec{Pool: "other", Image: "v"}); got.Pool != "other" {
+		t.Errorf("unmapped pool changed: %+v", got)
+	}
+	for _, bad := range []string{"a", "a=", "=b", "a=b,a=c", "a=b/c"} {
+		if _, err := ParsePoolMap(bad); err == nil {
+			t.Errorf("ParsePoolMap(%q) accepted", bad)
+		}
+	}
+	if m, err := ParsePoolMap(""); err != nil || len(m) != 0 {
+		t.Errorf("empty map: %v %v", m, err)
+	}
+}
