@@ -14,7 +14,6 @@ import (
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/ferry"
-	"github.com/ferry-dr/ferry/internal/testbed"
 	"github.com/ferry-dr/ferry/publisher"
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -23,15 +22,7 @@ import (
 // in-process NATS JetStream servers.
 var source, backup *ceph.Cluster
 
-func TestMain(m *testing.M) {
-	testbed.Main(m, func(bed *testbed.Bed) (err error) {
-		if source, err = ceph.Connect(ceph.SiteConn(bed.Source)); err != nil {
-			return err
-		}
-		backup, err = ceph.Connect(ceph.SiteConn(bed.Backup))
-		return err
-	})
-}
+func TestMain(m *testing.M) { ceph.RunTests(m, &source, &backup) }
 
 const mib = 1 << 20
 

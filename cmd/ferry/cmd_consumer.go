@@ -25,41 +25,27 @@ func newConsumerCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			log, err := df.logger()
+			d, err := openDaemon("ferry consumer", &cf, &nf, &df)
 			if err != nil {
 				return err
 			}
-			cluster, err := cf.connect()
-			if err != nil {
-				return err
-			}
-			defer cluster.Close()
-			conn, err := nf.connect("ferry consumer")
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			if err := bus.SetupBackup(ctx, conn.Backup, bus.DefaultRetention); err != nil {
+			defer d.close()
+			if err := bus.SetupBackup(ctx, d.conn.Backup, bus.DefaultRetention); err != nil {
 				return err
 			}
 			pools, err := ferry.ParsePoolMap(poolMap)
 			if err != nil {
 				return err
 			}
-			opts := consumer.Options{Site: site, BaseWait: baseWait, PoolMap: pools, Log: log}
-			m, srv, err := df.startMetrics(conn, log)
+			opts := consumer.Options{Site: site, BaseWait: baseWait, PoolMap: pools, Log: d.log}
+			if d.metrics != nil {
+				opts.Observer = d.metrics
+			}
+			c, err := consumer.New(ctx, d.cluster, d.conn, opts)
 			if err != nil {
 				return err
 			}
-			if srv != nil {
-				defer srv.Close()
-				opts.Observer = m
-			}
-			c, err := consumer.New(ctx, cluster, conn, opts)
-			if err != nil {
-				return err
-			}
-			log.Info("consumer running", "site", site)
+			d.log.Info("consumer running", "site", site)
 			return c.Run(ctx)
 		},
 	}

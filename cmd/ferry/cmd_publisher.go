@@ -18,34 +18,20 @@ func newPublisherCommand() *cobra.Command {
 		Short: "Back up every snapshot event, prune confirmed snapshots, resend lost chunks",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := df.logger()
+			d, err := openDaemon("ferry publisher", &cf, &nf, &df)
 			if err != nil {
 				return err
 			}
-			cluster, err := cf.connect()
+			defer d.close()
+			opts := po.options(d.log)
+			if d.metrics != nil {
+				opts.Observer = d.metrics
+			}
+			pub, err := publisher.New(cmd.Context(), d.cluster, d.conn, opts)
 			if err != nil {
 				return err
 			}
-			defer cluster.Close()
-			conn, err := nf.connect("ferry publisher")
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			opts := po.options(log)
-			m, srv, err := df.startMetrics(conn, log)
-			if err != nil {
-				return err
-			}
-			if srv != nil {
-				defer srv.Close()
-				opts.Observer = m
-			}
-			pub, err := publisher.New(cmd.Context(), cluster, conn, opts)
-			if err != nil {
-				return err
-			}
-			log.Info("publisher running")
+			d.log.Info("publisher running")
 			return pub.Run(cmd.Context())
 		},
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/metrics"
 	"github.com/ferry-dr/ferry/publisher"
 	"github.com/spf13/pflag"
@@ -53,4 +54,50 @@ func (f *daemonFlags) startMetrics(conn *bus.Conn, log *slog.Logger) (*metrics.M
 	}
 	log.Info("serving metrics", "url", "http://"+srv.Addr()+"/metrics")
 	return m, srv, nil
+}
+
+// daemon is what both daemons open before they work: a logger, their Ceph
+// cluster, NATS, and /metrics when asked for.
+type daemon struct {
+	log     *slog.Logger
+	cluster *ceph.Cluster
+	conn    *bus.Conn
+	metrics *metrics.Metrics // nil without --metrics-listen
+	closers []func()
+}
+
+func openDaemon(name string, cf *cephFlags, nf *natsFlags, df *daemonFlags) (d *daemon, err error) {
+	d = &daemon{}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	if d.log, err = df.logger(); err != nil {
+		return nil, err
+	}
+	if d.cluster, err = cf.connect(); err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, d.cluster.Close)
+	if d.conn, err = nf.connect(name); err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, d.conn.Close)
+	m, srv, err := df.startMetrics(d.conn, d.log)
+	if err != nil {
+		return nil, err
+	}
+	if srv != nil {
+		d.metrics = m
+		d.closers = append(d.closers, func() { srv.Close() })
+	}
+	return d, nil
+}
+
+// close releases what openDaemon opened, last first.
+func (d *daemon) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
 }

@@ -9,22 +9,13 @@ import (
 
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
-	"github.com/ferry-dr/ferry/internal/testbed"
 )
 
 // One test bed (a source and a backup cluster) for the whole package; every
 // test uses images of its own, so tests run in any order.
 var source, backup *Cluster
 
-func TestMain(m *testing.M) {
-	testbed.Main(m, func(bed *testbed.Bed) (err error) {
-		if source, err = Connect(SiteConn(bed.Source)); err != nil {
-			return err
-		}
-		backup, err = Connect(SiteConn(bed.Backup))
-		return err
-	})
-}
+func TestMain(m *testing.M) { RunTests(m, &source, &backup) }
 
 func newImage(t testing.TB, c *Cluster, prefix string, size uint64) ferry.ImageSpec {
 	return TestImage(t, c, prefix, size)

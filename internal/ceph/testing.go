@@ -94,3 +94,15 @@ func RequireSameContent(t testing.TB, ca *Cluster, a ferry.ImageSpec, cb *Cluste
 		t.Fatalf("%s (%d bytes, sha256 %x) differs from %s (%d bytes, sha256 %x)", a, x.Size, x.SHA256[:8], b, y.Size, y.SHA256[:8])
 	}
 }
+
+// RunTests is TestMain for a package whose tests use both sites of the test
+// bed: it connects *source and *backup to them, then runs the tests.
+func RunTests(m *testing.M, source, backup **Cluster) {
+	testbed.Main(m, func(bed *testbed.Bed) (err error) {
+		if *source, err = Connect(SiteConn(bed.Source)); err != nil {
+			return err
+		}
+		*backup, err = Connect(SiteConn(bed.Backup))
+		return err
+	})
+}
