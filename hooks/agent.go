@@ -33,6 +33,12 @@ type AgentOptions struct {
 	Log              *slog.Logger
 	// ReconnectWait is the pause between attempts to reach libvirtd (default 2 s).
 	ReconnectWait time.Duration
+	// PolicySource, when set, opts domains in by their disks' ferry:policy;
+	// Policies names the intervals, PolicyRefresh is how often the source is
+	// asked again (default DefaultPolicyRefresh).
+	PolicySource  PolicySource
+	Policies      map[string]time.Duration
+	PolicyRefresh time.Duration
 }
 
 // BackupRequest is the body of a request on AgentSubject.
@@ -79,6 +85,9 @@ func NewAgent(o AgentOptions) *Agent {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	if o.PolicyRefresh <= 0 {
+		o.PolicyRefresh = DefaultPolicyRefresh
+	}
 	return &Agent{o: o, jobs: make(chan job, 64)}
 }
 
@@ -120,6 +129,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, s := range a.o.Schedules {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.schedule(ctx, s) }()
+	}
+	if a.o.PolicySource != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.runPolicies(ctx) }()
 	}
 	a.o.Log.Info("agent running", "libvirt", a.o.URI, "host", a.o.Host, "request_subject", AgentSubject(a.o.Host))
 	a.keepConnected(ctx)

@@ -2,12 +2,15 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ferry-dr/ferry/hooks"
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/openstack"
 	"github.com/spf13/cobra"
 )
 
@@ -22,6 +25,11 @@ func newAgentCommand() *cobra.Command {
 		onShutdown      bool
 		requireQuiesce  bool
 		verbose         bool
+		of              openstackFlags
+		policyFlags     []string
+		useOpenStack    bool
+		allProjects     bool
+		policyRefresh   time.Duration
 	)
 	run := &cobra.Command{
 		Use:   "run",
@@ -31,7 +39,11 @@ func newAgentCommand() *cobra.Command {
 Triggers: every --every for each --domain; a NATS request on ferry.agent.<host>.backup
 with {"domain": "NAME"} (the reply carries the result); and with --backup-on-shutdown a
 final backup when a domain stops. The agent reconnects to libvirtd when it restarts, and
-thaws guests that a crashed earlier run left frozen (markers in --state-dir).`,
+thaws guests that a crashed earlier run left frozen (markers in --state-dir).
+
+With --openstack, VMs also opt in through OpenStack metadata: a Cinder volume (or, for
+ephemeral disks, the Nova server) with ferry:policy=NAME is backed up every INTERVAL of
+--policy NAME=INTERVAL. Credentials as for openstack-sync: OS_CLOUD or OS_* variables.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(domains) > 0 && every <= 0 {
@@ -39,6 +51,13 @@ thaws guests that a crashed earlier run left frozen (markers in --state-dir).`,
 			}
 			if every > 0 && len(domains) == 0 {
 				return errors.New("--every needs at least one --domain")
+			}
+			policies, err := parsePolicies(policyFlags)
+			if err != nil {
+				return err
+			}
+			if useOpenStack != (len(policies) > 0) {
+				return errors.New("--openstack and --policy go together: --openstack --policy daily=24h")
 			}
 			level := slog.LevelInfo
 			if verbose {
@@ -56,10 +75,19 @@ thaws guests that a crashed earlier run left frozen (markers in --state-dir).`,
 			for _, d := range domains {
 				schedules = append(schedules, hooks.Schedule{Domain: d, Every: every})
 			}
+			var source hooks.PolicySource
+			if useOpenStack {
+				clients, err := of.connect(cmd.Context())
+				if err != nil {
+					return err
+				}
+				source = openstack.PolicySource{Clients: clients, AllProjects: allProjects}
+			}
 			return hooks.NewAgent(hooks.AgentOptions{
 				URI: uri, Host: host, Schedules: schedules, BackupOnShutdown: onShutdown,
 				Snapshot: hooks.SnapshotOptions{RequireQuiesce: requireQuiesce, FreezeDeadline: deadline, MarkerDir: dir},
 				Clusters: clusters, Bus: conn, Log: log,
+				PolicySource: source, Policies: policies, PolicyRefresh: policyRefresh,
 			}).Run(cmd.Context())
 		},
 	}
@@ -74,8 +102,30 @@ thaws guests that a crashed earlier run left frozen (markers in --state-dir).`,
 	fs.DurationVar(&deadline, "freeze-deadline", hooks.DefaultFreezeDeadline, "longest time a guest stays frozen; the guest is thawed and the snapshot fails when it passes")
 	fs.StringVar(&dir, "state-dir", "/var/lib/ferry/agent", "directory of frozen markers, used to thaw guests after a crash")
 	fs.BoolVarP(&verbose, "verbose", "v", false, "log every domain event")
+	fs.StringArrayVar(&policyFlags, "policy", nil, "a backup policy NAME=INTERVAL (e.g. daily=24h) for VMs whose disks carry ferry:policy=NAME; repeatable")
+	fs.BoolVar(&useOpenStack, "openstack", false, "read ferry:policy from Cinder volume and Nova server metadata (OS_CLOUD or OS_* credentials)")
+	fs.BoolVar(&allProjects, "all-projects", false, "with --openstack: read every project's volumes and servers (needs an admin role)")
+	fs.DurationVar(&policyRefresh, "policy-refresh", hooks.DefaultPolicyRefresh, "how often to read ferry:policy from OpenStack again")
+	of.register(fs)
 	cf.register(fs)
 	nf.register(fs)
 	cmd.AddCommand(run)
 	return cmd
+}
+
+// parsePolicies reads --policy NAME=INTERVAL flags.
+func parsePolicies(flags []string) (map[string]time.Duration, error) {
+	out := map[string]time.Duration{}
+	for _, f := range flags {
+		name, interval, ok := strings.Cut(f, "=")
+		d, err := time.ParseDuration(interval)
+		if !ok || name == "" || err != nil || d <= 0 {
+			return nil, fmt.Errorf("--policy %q: want NAME=INTERVAL with a positive interval, e.g. daily=24h", f)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("--policy %s given twice", name)
+		}
+		out[name] = d
+	}
+	return out, nil
 }

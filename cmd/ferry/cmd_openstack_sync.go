@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"log/slog"
 	"time"
 
@@ -12,13 +11,11 @@ import (
 func newOpenStackSyncCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "openstack-sync", Short: "Show backup status in Cinder volume and Nova server metadata"}
 	var (
-		nf                   natsFlags
-		site                 string
-		cloud, region, iface string
-		cacert               string
-		noauthURL, noauthPrj string
-		maxBackoff           time.Duration
-		verbose              bool
+		nf         natsFlags
+		of         openstackFlags
+		site       string
+		maxBackoff time.Duration
+		verbose    bool
 	)
 	run := &cobra.Command{
 		Use:   "run",
@@ -36,17 +33,7 @@ openrc file, including application credentials.`,
 				level = slog.LevelDebug
 			}
 			log := newLogger(level)
-			cfg, err := openstack.ConfigFromEnv()
-			if err != nil {
-				return err
-			}
-			// Flags beat the environment, as in the openstack client.
-			cfg.Cloud = cmp.Or(cloud, cfg.Cloud)
-			cfg.Region = cmp.Or(region, cfg.Region)
-			cfg.Interface = cmp.Or(iface, cfg.Interface)
-			cfg.CACert = cmp.Or(cacert, cfg.CACert)
-			cfg.NoAuthEndpoint, cfg.NoAuthProject = noauthURL, noauthPrj
-			clients, err := openstack.Connect(ctx, cfg)
+			clients, err := of.connect(ctx)
 			if err != nil {
 				return err
 			}
@@ -67,12 +54,7 @@ openrc file, including application credentials.`,
 	nf.register(run.Flags())
 	f := run.Flags()
 	f.StringVar(&site, "site", "backup", "backup site name written as ferry:site")
-	f.StringVar(&cloud, "os-cloud", "", "cloud of clouds.yaml ($OS_CLOUD)")
-	f.StringVar(&region, "os-region-name", "", "region ($OS_REGION_NAME)")
-	f.StringVar(&iface, "os-interface", "", "endpoint interface: public, internal, admin ($OS_INTERFACE)")
-	f.StringVar(&cacert, "os-cacert", "", "CA bundle for the APIs' TLS certificates ($OS_CACERT)")
-	f.StringVar(&noauthURL, "cinder-noauth-endpoint", "", "Cinder v3 URL of a noauth Cinder (tests, standalone Cinder); no Nova then")
-	f.StringVar(&noauthPrj, "cinder-noauth-project", "", "project id for --cinder-noauth-endpoint")
+	of.register(f)
 	f.DurationVar(&maxBackoff, "max-backoff", 10*time.Minute, "longest wait between retries of a failed write")
 	f.BoolVarP(&verbose, "verbose", "v", false, "also log every write and every ignored image")
 	cmd.AddCommand(run)
