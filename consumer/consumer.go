@@ -223,6 +223,7 @@ func (c *Consumer) Apply(ctx context.Context, m *ferry.Manifest) error {
 	}
 	log.Info("backup applied", "data_bytes", applied.DataBytes, "zero_bytes", applied.ZeroBytes,
 		"seconds", time.Since(start).Seconds())
+	c.recordScrub(ctx, target, m)
 	snaps, _, err = c.backupSnapshots(target)
 	if err != nil {
 		return err

@@ -53,6 +53,7 @@ func newRootCommand() *cobra.Command {
 		newRestoreCommand(),
 		newVerifyCommand(),
 		newRetentionCommand(),
+		newScrubCommand(),
 		newConfigCommand(),
 	)
 	return root

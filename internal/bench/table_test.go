@@ -147,6 +147,7 @@ func BenchmarkTable(b *testing.B) {
 		e.engineRows(engine, d)
 		b.Logf("engine rows %s done (%v)", d.kind, time.Since(t0).Round(time.Second))
 	}
+	e.restoreRow(engine, datasets[0])
 	e.thinEngineRow(engine, thin)
 	if *flagBig {
 		e.bigRows(engine)
@@ -272,6 +273,70 @@ func (e *env) engineRows(s *section, d *dataset) {
 	row("import-diff - (`cat FILE |`)", impStdin, verdict("≥ 1.5x", stdinRatio >= 1.5))
 	s.notes = append(s.notes, fmt.Sprintf("%s: diff sizes: rbd export-diff %s, ferry export-diff %s (%s).",
 		d.kind, size(rbdDiff.Size()), size(ferryDiffSize), pct(ferryDiffSize, rbdDiff.Size())))
+}
+
+// restoreRow: a failover at the backup site, `ferry restore SNAP --to NEW` vs
+// `rbd export-diff SNAP - | rbd import-diff - NEW`, from the same backup
+// snapshot (d@s1 shipped to the backup site with rbd first).
+func (e *env) restoreRow(s *section, d *dataset) {
+	bak := e.bed.Backup
+	backupImage := e.scratchImage(bak, "rst-src")
+	defer e.rmImage(bak, backupImage)
+	if _, err := runPiped(rbdCmd(e.bed.Source, "export-diff", "--no-progress", e.bed.Source.Spec(d.image+"@s1"), "-"),
+		rbdCmd(bak, "import-diff", "--no-progress", "-", bak.Spec(backupImage))); err != nil {
+		e.fatalf("ship %s@s1 to the backup site: %v", d.image, err)
+	}
+	snap := bak.Spec(backupImage + "@s1")
+	var f, r []time.Duration
+	var fRSS, rRSS int64
+	for i := 0; i < e.runs; i++ {
+		dst := testbed.ImageName(e.b, "rst")
+		fm := e.do(nil, nil, e.ferryCmd(bak, "restore", "--no-progress", snap, "--to", bak.Spec(dst)))
+		if i == 0 {
+			e.verify("ferry restore ("+d.kind.String()+")", d.image+"@s1", bak.Spec(dst), d.sumS1)
+		}
+		e.rmImage(bak, dst)
+
+		// The shell's ru_maxrss is its largest process's: rbd import-diff or export-diff.
+		dst = e.scratchImage(bak, "rst")
+		rm, err := run(nil, nil, "bash", "-o", "pipefail", "-c",
+			shellJoin(rbdCmd(bak, "export-diff", "--no-progress", snap, "-"))+" | "+
+				shellJoin(rbdCmd(bak, "import-diff", "--no-progress", "-", bak.Spec(dst))))
+		if err != nil {
+			e.fatalf("%v", err)
+		}
+		if i == 0 {
+			e.verify("rbd export-diff | rbd import-diff ("+d.kind.String()+")", d.image+"@s1", bak.Spec(dst+"@s1"), d.sumS1)
+		}
+		e.rmImage(bak, dst)
+		f, r = append(f, fm.Wall), append(r, rm.Wall)
+		fRSS, rRSS = max(fRSS, fm.RSSKiB), max(rRSS, rm.RSSKiB)
+	}
+	fm, rm := median(f), median(r)
+	s.notes = append(s.notes, "restore: Ferry is `ferry restore SNAP --to NEW` at the backup site (NEW gets no snapshot); rbd is "+
+		"`rbd export-diff SNAP - | rbd import-diff - NEW` on the same snapshot (NEW gets the snapshot); rbd's RSS is the larger of the two processes.")
+	s.add("restore SNAP → new image, backup site", d.kind.String(),
+		mbps(e.size, fm), mbps(e.size, rm), speedup(fm, rm), rss(fRSS), rss(rRSS), verdict("≥ rbd", fm <= rm))
+}
+
+// BenchmarkRestoreRow runs only the restore row (BenchmarkTable has it too),
+// for a quick look: -bench '^BenchmarkRestoreRow$' -benchtime 1x.
+func BenchmarkRestoreRow(b *testing.B) {
+	e := &env{b: b, bed: testbed.Shared(), dir: b.TempDir(), size: *flagSize, runs: max(1, *flagRuns)}
+	if e.ferry = *flagFerryBin; e.ferry == "" {
+		e.ferry = buildFerry(b, e.dir)
+	}
+	d := &dataset{kind: randomData, image: e.newImage(e.bed.Source, "rst-data", e.size)}
+	if err := fill(e.bed.Source, d.image, e.size, randomData, 100); err != nil {
+		b.Fatal(err)
+	}
+	e.bed.Source.Rbd(b, "snap", "create", e.bed.Source.Spec(d.image+"@s1"))
+	d.sumS1 = e.sha(e.bed.Source, d.image+"@s1")
+	s := &section{title: "Restore", cols: []string{"Operation", "Data", "Ferry", "rbd", "Ferry/rbd speed", "Ferry peak RSS", "rbd peak RSS", "Target"}}
+	e.restoreRow(s, d)
+	var out strings.Builder
+	s.markdown(&out)
+	fmt.Print(out.String())
 }
 
 // thinEngineRow: a no-change incremental of a 100 GiB thin image.

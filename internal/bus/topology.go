@@ -50,6 +50,10 @@ const (
 	// size of the chunk stream. It ages out with the chunks; a key that
 	// outlives its chunk only costs a re-send when the consumer reports it.
 	ChunkIndexBucket = "ferry-chunk-index"
+	// ferry-scrub (object store): per backup snapshot, the chunk hashes and
+	// extents it was written from, so `ferry scrub` can re-check the backup
+	// image long after the chunks aged out. Object <image key>.<snapshot token>.
+	ScrubBucket = "ferry-scrub"
 
 	// DuplicateWindow is how long JetStream drops a republished manifest.
 	DuplicateWindow = 24 * time.Hour
@@ -139,6 +143,13 @@ func SetupBackup(ctx context.Context, js jetstream.JetStream, r Retention) error
 		Storage:     jetstream.FileStorage,
 	}); err != nil {
 		return fmt.Errorf("set up bucket %s: %w", StateBucket, err)
+	}
+	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      ScrubBucket,
+		Description: "Ferry: scrub records of backup snapshots",
+		Storage:     jetstream.FileStorage,
+	}); err != nil {
+		return fmt.Errorf("set up object store %s: %w", ScrubBucket, err)
 	}
 	return nil
 }
