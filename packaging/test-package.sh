@@ -115,4 +115,44 @@ else
 	echo "test-package: systemd-analyze not installed; units checked syntactically only" >&2
 fi
 
+# A real install on this (throwaway CI) machine: dpkg runs the maintainer
+# scripts, then the NATS unit's ExecStart runs as the unit's user the way
+# systemd would start it (there is no systemd here; setpriv execs it in
+# place, as systemd does), answers a client, and stops on SIGTERM; then the
+# package is removed again.
+[ "$(id -u)" -eq 0 ] || fail "installing the package needs root (run make test as root, as CI does)"
+if dpkg-query -W -f='${Status}' ferry 2>/dev/null | grep -q "install ok installed"; then
+	fail "a ferry package is already installed on this machine; remove it first (dpkg -r ferry)"
+fi
+DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" >/dev/null || fail "dpkg -i $deb failed"
+trap 'dpkg -r ferry >/dev/null 2>&1 || true' EXIT
+id ferry >/dev/null 2>&1 || fail "postinst did not create the user ferry"
+[ -d /var/lib/ferry ] || fail "postinst did not create /var/lib/ferry"
+[ "$(stat -c %U /var/lib/ferry)" = ferry ] || fail "/var/lib/ferry is not owned by ferry"
+ok
+store=$(runuser -u ferry -- mktemp -d /var/lib/ferry/test-nats.XXXXXX)
+port=$(( 20000 + RANDOM % 10000 ))
+exec_start=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/ferry-nats.service)
+exec_start=${exec_start//\$FERRY_NATS_SERVER_ARGS/}        # nothing in /etc/default here
+exec_start=${exec_start//\/var\/lib\/ferry\/nats/$store} # a store of the test's own
+# shellcheck disable=SC2086
+setpriv --reuid=ferry --regid=ferry --init-groups -- $exec_start --listen "127.0.0.1:$port" 2>"$store.log" &
+nats_pid=$!
+up=""
+for _ in $(seq 50); do
+	# A NATS server greets every client with an INFO line.
+	if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && head -c 4 <&3" 2>/dev/null | grep -q INFO; then up=1; break; fi
+	sleep 0.1
+done
+[ -n "$up" ] || { kill "$nats_pid" 2>/dev/null; fail "the installed ferry-nats command did not answer: $(cat "$store.log")"; }
+ok
+kill -TERM "$nats_pid"
+wait "$nats_pid" || fail "ferry nats-server did not stop cleanly on SIGTERM: $(cat "$store.log")"
+ok
+rm -rf "$store" "$store.log"
+dpkg -r ferry >/dev/null || fail "dpkg -r ferry failed"
+[ ! -e /usr/bin/ferry ] || fail "dpkg -r left /usr/bin/ferry behind"
+trap - EXIT
+ok
+
 echo "test-package: $deb: $passed passed, 0 failed"
