@@ -122,10 +122,10 @@ fi
 # package is removed again.
 [ "$(id -u)" -eq 0 ] || fail "installing the package needs root (run make test as root, as CI does)"
 if dpkg-query -W -f='${Status}' ferry 2>/dev/null | grep -q "install ok installed"; then
-	fail "a ferry package is already installed on this machine; remove it first (dpkg -r ferry)"
+	fail "a ferry package is already installed on this machine; remove it first (dpkg -P ferry)"
 fi
 DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" >/dev/null || fail "dpkg -i $deb failed"
-trap 'dpkg -r ferry >/dev/null 2>&1 || true' EXIT
+trap 'dpkg -P ferry >/dev/null 2>&1 || true' EXIT
 id ferry >/dev/null 2>&1 || fail "postinst did not create the user ferry"
 [ -d /var/lib/ferry ] || fail "postinst did not create /var/lib/ferry"
 [ "$(stat -c %U /var/lib/ferry)" = ferry ] || fail "/var/lib/ferry is not owned by ferry"
@@ -150,8 +150,8 @@ kill -TERM "$nats_pid"
 wait "$nats_pid" || fail "ferry nats-server did not stop cleanly on SIGTERM: $(cat "$store.log")"
 ok
 rm -rf "$store" "$store.log"
-dpkg -r ferry >/dev/null || fail "dpkg -r ferry failed"
-[ ! -e /usr/bin/ferry ] || fail "dpkg -r left /usr/bin/ferry behind"
+dpkg -P ferry >/dev/null || fail "dpkg -P ferry failed"
+[ ! -e /usr/bin/ferry ] && [ ! -e /etc/ferry/ferry.yaml ] || fail "dpkg -P left files behind"
 trap - EXIT
 ok
 

@@ -66,11 +66,11 @@ type daemon struct {
 	closers []func()
 }
 
-func openDaemon(name string, cf *cephFlags, nf *natsFlags, df *daemonFlags) (d *daemon, err error) {
-	d = &daemon{}
+func openDaemon(name string, cf *cephFlags, nf *natsFlags, df *daemonFlags) (_ *daemon, err error) {
+	d := &daemon{}
 	defer func() {
 		if err != nil {
-			d.close()
+			d.close() // what was opened before the failure
 		}
 	}()
 	if d.log, err = df.logger(); err != nil {
