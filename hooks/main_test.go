@@ -32,6 +32,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// The ferry processes the tests start take every option on their
+	// command line: a ferry.yaml installed on this machine must not count.
+	os.Setenv("FERRY_CONFIG", os.DevNull)
 	testbed.Main(m, func(b *testbed.Bed) (err error) {
 		bed = b
 		sourceConnection = ceph.SiteConn(b.Source)

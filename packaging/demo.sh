@@ -10,6 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FERRY=${FERRY:-bin/ferry}
+# The demo passes everything on the command line: a ferry.yaml installed on
+# this machine must not change it.
+export FERRY_CONFIG=/dev/null
 DIR=${DEMO_DIR:-.demo}
 SITE=internal/testbed/ceph-site.sh
 NATS_PORT=${DEMO_NATS_PORT:-34222}
