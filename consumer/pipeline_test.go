@@ -497,3 +497,26 @@ func TestPoolMap(t *testing.T) {
 		t.Fatalf("an image appeared in the unmapped pool: %v", err)
 	}
 }
+
+// TestBackupGivenUp: when the backup site gives a backup up (here: a full
+// backup into a backup image that already holds another chain), the
+// publisher waiting for it learns why at once instead of waiting on.
+func TestBackupGivenUp(t *testing.T) {
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "given-up"}))
+	p.startConsumer()
+	img := ceph.TestImage(t, source, "vm", 4*mib)
+	if err := backup.CreateImage(img, 4*mib); err != nil {
+		t.Fatal(err)
+	}
+	if err := backup.CreateSnapshot(img.AtSnap("someone-elses")); err != nil {
+		t.Fatal(err)
+	}
+	m := p.send(snapshot(t, img))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := p.pub.WaitConfirmed(ctx, m)
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("WaitConfirmed = %v (context: %v), want the backup site's reason", err, ctx.Err())
+	}
+	requireContains(t, err.Error(), "--resync")
+}

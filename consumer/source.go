@@ -40,7 +40,7 @@ type chunkFuture struct {
 
 // prefetch bounds the chunks fetched ahead of the import (memory: about
 // prefetch chunks).
-const prefetch = 6
+const prefetch = 4
 
 func newManifestSource(ctx context.Context, store *chunk.Store, m *ferry.Manifest) *manifestSource {
 	ctx, cancel := context.WithCancel(ctx)

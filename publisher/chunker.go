@@ -147,7 +147,7 @@ type sendJob struct {
 	owned bool // an extent page: raw is not from the free list
 }
 
-const senders = 4
+const senders = 3
 
 func newSender(ctx context.Context, store *chunk.Store, chunkSize uint64) *sender {
 	s := &sender{ctx: ctx, store: store, buffers: make(chan []byte, senders+2), jobs: make(chan sendJob), seen: map[string]bool{}}

@@ -250,8 +250,8 @@ func (p *Publisher) WaitConfirmed(ctx context.Context, m *ferry.Manifest) (*ferr
 			return p.book.Get(ctx, m.Image)
 		}
 		if len(r.MissingChunks) == 0 {
-			p.log.Warn("backup site reports a failure; it will retry", "image", m.Image.AtSnap("").String(), "snapshot", m.ToSnap, "backup_id", m.BackupID, "error", r.Error)
-			continue
+			// The consumer reports only what it gave up on (retries stay quiet).
+			return nil, fmt.Errorf("the backup site gave up on %s: %s", m.BackupID, r.Error)
 		}
 		p.log.Warn("backup site lost chunks; sending them again", "image", m.Image.AtSnap("").String(), "snapshot", m.ToSnap, "backup_id", m.BackupID, "chunks", len(r.MissingChunks))
 		if _, err := p.Backup(ctx, ferry.SnapshotEvent{Image: m.Image, Consistency: m.Consistency, Resync: m.Resync, Created: m.Created}, nil); err != nil {

@@ -17,7 +17,7 @@ import (
 // defaultMemoryLimit keeps a backup's working set, with Go's garbage
 // collector headroom, inside the memory a hypervisor can spare. It is soft:
 // the collector works harder near it. GOMEMLIMIT overrides it.
-const defaultMemoryLimit = 192 << 20
+const defaultMemoryLimit = 128 << 20
 
 func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {

@@ -16,8 +16,8 @@ import (
 // ioBuffers*ioSize whatever the image size.
 const (
 	ioSize    = 4 << 20
-	ioWorkers = 8
-	ioBuffers = 12
+	ioWorkers = 6
+	ioBuffers = 8
 	// Imports of scattered small writes are bound by their round trips, so
 	// many more of them are kept in flight, in small buffers.
 	importWriters      = 32

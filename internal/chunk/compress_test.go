@@ -27,8 +27,8 @@ func TestCompressIsStandardGzip(t *testing.T) {
 		"text":   {text, true},
 		"small":  {text[:1000], true},
 	} {
-		buf, err := s.compress(tc.raw)
-		if err != nil {
+		var buf bytes.Buffer
+		if err := s.compress(&buf, tc.raw); err != nil {
 			t.Fatal(err)
 		}
 		zr, err := gzip.NewReader(bytes.NewReader(buf.Bytes()))
@@ -51,7 +51,10 @@ func TestCompressIsStandardGzip(t *testing.T) {
 func TestDecodeRejectsCorruption(t *testing.T) {
 	raw := bytes.Repeat([]byte("abc"), 5000)
 	s := &Store{level: 6}
-	buf, _ := s.compress(raw)
+	var buf bytes.Buffer
+	if err := s.compress(&buf, raw); err != nil {
+		t.Fatal(err)
+	}
 	good := buf.Bytes()
 	for name, tc := range map[string]struct {
 		data []byte
