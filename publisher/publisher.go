@@ -30,6 +30,9 @@ import (
 // DefaultChunkSize matches Ceph's default object size, so chunks are objects.
 const DefaultChunkSize = 4 << 20
 
+// publisherReaders is the export's reads in flight during a backup.
+const publisherReaders = 6
+
 // Publisher backs up images of one source cluster.
 type Publisher struct {
 	ceph      *ceph.Cluster
@@ -113,7 +116,9 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 
 	send := newSender(ctx, p.store, p.chunkSize)
 	ck := newChunker(p.chunkSize, send)
-	_, expErr := p.ceph.Export(ctx, ceph.ExportOptions{Image: ev.Image, FromSnap: base}, ck, rep)
+	// Compressing and sending, not reading, sets the pace here: fewer reads
+	// in flight keep the same speed in less memory.
+	_, expErr := p.ceph.Export(ctx, ceph.ExportOptions{Image: ev.Image, FromSnap: base, Readers: publisherReaders}, ck, rep)
 	sendErr := send.finish()
 	if expErr != nil {
 		return nil, expErr

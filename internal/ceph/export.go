@@ -11,13 +11,16 @@ import (
 	"github.com/ferry-dr/ferry/internal/rbddiff"
 )
 
-// Tuning of the I/O engine. Reads and writes are at most ioSize bytes and at
-// most ioBuffers of them exist at once, so memory stays under
-// ioBuffers*ioSize whatever the image size.
+// Tuning of the I/O engine. Reads and writes are at most ioSize bytes and a
+// fixed number of buffers exist at once, so memory stays bounded whatever
+// the image size.
 const (
-	ioSize    = 4 << 20
-	ioWorkers = 6
-	ioBuffers = 8
+	ioSize = 4 << 20
+	// DefaultReaders is how many reads an export keeps in flight: enough to
+	// outrun rbd export-diff. A caller whose consumer is slower than the
+	// reads (the publisher, which compresses and sends) can ask for fewer
+	// and save the memory.
+	DefaultReaders = 8
 	// Imports of scattered small writes are bound by their round trips, so
 	// many more of them are kept in flight, in small buffers.
 	importWriters      = 32
@@ -37,6 +40,7 @@ type ExportOptions struct {
 	Image       ferry.ImageSpec
 	FromSnap    string
 	WholeObject bool // report changes at object granularity, like rbd's --whole-object
+	Readers     int  // reads in flight; 0 means DefaultReaders
 }
 
 // ExportStats sums up an export.
@@ -113,11 +117,11 @@ type readJob struct {
 
 // exportExtents runs the scan, the readers and the ordered emitter:
 //
-//	scan (librbd callbacks) -> jobs -> ioWorkers readers -> in-order emit -> sink
+//	scan (librbd callbacks) -> jobs -> readers -> in-order emit -> sink
 //
 // A reader takes a free buffer before it takes a job, and jobs are taken in
 // order, so the job the emitter waits for always holds a buffer: no deadlock,
-// and never more than ioBuffers buffers.
+// and never more than its buffers.
 func exportExtents(ctx context.Context, img *rbd.Image, opts ExportOptions, size uint64, sink rbddiff.Sink, p progress.Reporter, stats *ExportStats) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -134,15 +138,20 @@ func exportExtents(ctx context.Context, img *rbd.Image, opts ExportOptions, size
 	p.SetTotal(total)
 	stats.ScannedBytes = total
 
-	free := make(chan []byte, ioBuffers)
-	for range ioBuffers {
+	readers := opts.Readers
+	if readers <= 0 {
+		readers = DefaultReaders
+	}
+	nbuf := readers * 3 / 2 // a few more buffers than readers keep the emitter fed
+	free := make(chan []byte, nbuf)
+	for range nbuf {
 		free <- make([]byte, ioSize)
 	}
 	reads := make(chan *readJob)
-	ordered := make(chan *readJob, ioBuffers)
+	ordered := make(chan *readJob, nbuf)
 
 	var wg sync.WaitGroup
-	for range ioWorkers {
+	for range readers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
