@@ -16,15 +16,7 @@ import (
 // the primary site, "backup" the backup site.
 var source, backup *ceph.Cluster
 
-func TestMain(m *testing.M) {
-	testbed.Main(m, func(bed *testbed.Bed) (err error) {
-		if source, err = ceph.Connect(ceph.SiteConn(bed.Source)); err != nil {
-			return err
-		}
-		backup, err = ceph.Connect(ceph.SiteConn(bed.Backup))
-		return err
-	})
-}
+func TestMain(m *testing.M) { ceph.RunTests(m, &source, &backup) }
 
 const (
 	kib = 1 << 10
