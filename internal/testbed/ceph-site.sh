@@ -62,6 +62,20 @@ alive() {
 	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
 }
 
+# wait_gone TRIES PID...: wait up to TRIES*0.1 s until none of the pids is alive.
+wait_gone() {
+	local tries=$1 pid i alive
+	shift
+	for ((i = 0; i < tries; i++)); do
+		alive=0
+		for pid in "$@"; do
+			alive "$pid" && alive=1
+		done
+		[ "$alive" -eq 0 ] && return 0
+		sleep 0.1
+	done
+}
+
 # stop_daemons NAME...: SIGTERM to each, wait up to ~10 s for all, then SIGKILL the rest.
 stop_daemons() {
 	local name pid pids=() i
@@ -72,28 +86,14 @@ stop_daemons() {
 		fi
 	done
 	[ "${#pids[@]}" -gt 0 ] || return 0
-	for ((i = 0; i < 100; i++)); do
-		local alive=0
-		for pid in "${pids[@]}"; do
-			alive "$pid" && alive=1
-		done
-		[ "$alive" -eq 0 ] && break
-		sleep 0.1
-	done
+	wait_gone 100 "${pids[@]}" # 10 s for a graceful stop
 	for pid in "${pids[@]}"; do
 		if alive "$pid"; then
 			log "pid $pid did not stop after SIGTERM; sending SIGKILL"
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
 	done
-	for ((i = 0; i < 50; i++)); do
-		local alive=0
-		for pid in "${pids[@]}"; do
-			alive "$pid" && alive=1
-		done
-		[ "$alive" -eq 0 ] && break
-		sleep 0.1
-	done
+	wait_gone 50 "${pids[@]}"
 	for name in "$@"; do rm -f "$DIR/run/$name.pid"; done
 }
 
