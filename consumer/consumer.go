@@ -21,7 +21,9 @@ import (
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/chunk"
+	"github.com/ferry-dr/ferry/internal/feed"
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/rbddiff"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -41,6 +43,9 @@ type Options struct {
 	// PoolMap names the backup site's pool for each source pool; an image
 	// keeps its name. Empty: the same pool names at both sites.
 	PoolMap ferry.PoolMap
+	// FeedSilence is how long a backup in flight waits for a word from its
+	// publisher before this attempt is dropped.
+	FeedSilence time.Duration
 	// MaxAttempts bounds the tries of one manifest before it is given up.
 	MaxAttempts int
 	Log         *slog.Logger
@@ -60,6 +65,9 @@ func (o *Options) defaults() {
 	}
 	if o.RetryDelay == 0 {
 		o.RetryDelay = 30 * time.Second
+	}
+	if o.FeedSilence == 0 {
+		o.FeedSilence = 12 * feed.AliveInterval
 	}
 	if o.MaxAttempts == 0 {
 		o.MaxAttempts = 20
@@ -132,6 +140,7 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	err = c.Apply(ctx, &m)
 	stop()
 	var wait *waitError
+	var gone feedGoneError
 	switch {
 	case err == nil:
 		c.observeApplied(&m, time.Since(start))
@@ -143,6 +152,10 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	case errors.As(err, &wait) && time.Since(m.Created) < c.opts.BaseWait:
 		log.Info("backup waits for its base", "reason", err)
 		_ = msg.NakWithDelay(wait.delay)
+	case errors.As(err, &gone):
+		log.Warn("backup attempt dropped; the publisher's next attempt applies it", "error", err)
+		c.observeFailed(&m, err, false)
+		_ = msg.Term()
 	case isPermanent(err) || attempt >= c.opts.MaxAttempts || errors.As(err, &wait):
 		log.Error("backup given up", "attempt", attempt, "error", err)
 		c.observeFailed(&m, err, true)
@@ -209,11 +222,9 @@ func (c *Consumer) Apply(ctx context.Context, m *ferry.Manifest) error {
 	if err := c.book.Put(ctx, st); err != nil {
 		return err
 	}
-	log.Info("applying backup", "base", m.FromSnap, "extents", m.ExtentCount)
+	log.Info("applying backup", "base", m.FromSnap, "extents", m.ExtentCount, "in_flight", m.FeedSeq != 0)
 	start := time.Now()
-	src := newManifestSource(ctx, c.store, m)
-	applied, err := c.ceph.Import(ctx, target, src, nil)
-	src.Close()
+	applied, err := c.importBackup(ctx, target, m)
 	if err != nil {
 		if ce, ok := chunkError(err); ok {
 			c.reportBadChunk(ctx, m, ce)
@@ -230,6 +241,46 @@ func (c *Consumer) Apply(ctx context.Context, m *ferry.Manifest) error {
 	}
 	st.Importing = ""
 	return c.confirm(ctx, st, m, snaps)
+}
+
+// importBackup writes m into target, fed by the chunks as they arrive. A
+// backup in flight completes m from its feed's end.
+func (c *Consumer) importBackup(ctx context.Context, target ferry.ImageSpec, m *ferry.Manifest) (ceph.ImportStats, error) {
+	header := rbddiff.Header{FromSnap: m.FromSnap, ToSnap: m.ToSnap, Size: m.Size}
+	if m.FeedSeq == 0 {
+		list := chunk.PageList(m.ExtentPages)
+		src := chunk.NewDiffReader(ctx, c.store, header, &list)
+		defer src.Close()
+		return c.ceph.Import(ctx, target, src, nil)
+	}
+	pages, err := feed.Follow(ctx, c.bus.Backup, m.Image, m.BackupID, m.FeedAttempt, m.FeedSeq, c.opts.FeedSilence)
+	if err != nil {
+		return ceph.ImportStats{}, err
+	}
+	defer pages.Close()
+	src := chunk.NewDiffReader(ctx, c.store, header, pages)
+	defer src.Close()
+	applied, err := c.ceph.Import(ctx, target, src, nil)
+	if err != nil {
+		if isFeedGone(err) {
+			err = feedGoneError{err}
+		}
+		return applied, err
+	}
+	end := pages.End() // set: the import only ends after the feed's end
+	m.ExtentPages, m.ExtentCount, m.Stats = pages.Pages(), end.Extents, end.Stats
+	return applied, nil
+}
+
+// feedGoneError: the publisher will not finish this attempt (it started
+// over, gave up, or went silent). This manifest is dropped; the backup is
+// applied from the publisher's next attempt, after a rollback.
+type feedGoneError struct{ error }
+
+func (e feedGoneError) Unwrap() error { return e.error }
+
+func isFeedGone(err error) bool {
+	return errors.Is(err, feed.ErrSuperseded) || errors.Is(err, feed.ErrAborted) || errors.Is(err, feed.ErrSilent)
 }
 
 // prepare makes the backup image ready for m: for an incremental, its base
@@ -304,7 +355,24 @@ func (c *Consumer) confirm(ctx context.Context, st *ferry.ImageState, m *ferry.M
 	if err := c.book.Put(ctx, st); err != nil {
 		return err
 	}
+	c.purgeFeeds(ctx, m)
 	return c.publishResult(ctx, bus.ConfirmedSubject, m.Image, ferry.Confirmation{BackupID: m.BackupID, Image: m.Image, Time: st.LastSuccess})
+}
+
+// purgeFeeds drops the image's feed messages older than m's: backups
+// before it are confirmed. m's own feed stays until the next backup, for a
+// redelivery of m.
+func (c *Consumer) purgeFeeds(ctx context.Context, m *ferry.Manifest) {
+	if m.FeedSeq == 0 {
+		return
+	}
+	stream, err := c.bus.Backup.Stream(ctx, bus.PageStream)
+	if err == nil {
+		err = stream.Purge(ctx, jetstream.WithPurgeSubject(bus.Subject(bus.PageSubject, m.Image.AtSnap(""))), jetstream.WithPurgeSequence(m.FeedSeq))
+	}
+	if err != nil {
+		c.opts.Log.Warn("cannot purge old extent page feeds (they age out anyway)", "image", m.Image.AtSnap("").String(), "error", err)
+	}
 }
 
 // fail records a failed attempt in the state (and, when final, tells the source).
@@ -356,4 +424,11 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// chunkError returns the chunk at fault in err, if any.
+func chunkError(err error) (*chunk.Error, bool) {
+	var ce *chunk.Error
+	ok := errors.As(err, &ce)
+	return ce, ok
 }

@@ -1,6 +1,7 @@
 package consumer_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -77,7 +78,7 @@ func TestDuplicateManifest(t *testing.T) {
 	m, want := p.backupNow(img)
 
 	// The same Nats-Msg-Id inside the window is dropped by JetStream.
-	ack, err := p.pubConn.Backup.Publish(context.Background(), bus.Subject(bus.ManifestSubject, img), mustJSON(t, m), jetstream.WithMsgID(m.BackupID))
+	ack, err := p.pubConn.Backup.Publish(context.Background(), bus.Subject(bus.ManifestSubject, img), mustJSON(t, m), jetstream.WithMsgID(m.MessageID()))
 	if err != nil || !ack.Duplicate {
 		t.Fatalf("republish: ack %+v, err %v; want a duplicate", ack, err)
 	}
@@ -188,19 +189,39 @@ func TestConsumerKilledMidImport(t *testing.T) {
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "kill"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(13, 13))
-	const size = 160 * mib
+	const size = 96 * mib
 	img := ceph.TestImage(t, source, "vm", size)
 	ceph.TestWrite(t, source, img, 0, randomBytes(r, 8*mib))
 	p.backupNow(img)
 
 	ceph.TestWrite(t, source, img, 0, randomBytes(r, size)) // a big incremental
 	ev := snapshot(t, img)
-	m := p.send(ev)
-	waitState(t, p, img, func(s *ferry.ImageState) bool { return s.Importing == m.BackupID })
+	// Hold the publisher midway, so the consumer is surely mid-import.
+	hold := &holdAfter{after: 64 * mib, held: make(chan struct{}), release: make(chan struct{})}
+	sent := make(chan *ferry.Manifest, 1)
+	go func() {
+		m, err := p.pub.Backup(context.Background(), ev, hold)
+		if err != nil {
+			t.Error(err)
+		}
+		sent <- m
+	}()
+	<-hold.held
+	info, err := source.Info(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ferry.BackupID(info.ID, img, ev.Image.Snap)
+	waitState(t, p, img, func(s *ferry.ImageState) bool { return s.Importing == id })
 	time.Sleep(200 * time.Millisecond) // let some writes land
 	p.stopConsumer()
+	close(hold.release)
+	m := <-sent
+	if m == nil {
+		t.FailNow()
+	}
 	if slices.Contains(ferrySnapshots(t, backup, img), m.ToSnap) {
-		t.Fatal("the import finished before the consumer was stopped; make it bigger")
+		t.Fatal("the import finished before the consumer was stopped")
 	}
 	p.startConsumer()
 	p.waitConfirmed(m)
@@ -519,4 +540,63 @@ func TestBackupGivenUp(t *testing.T) {
 		t.Fatalf("WaitConfirmed = %v (context: %v), want the backup site's reason", err, ctx.Err())
 	}
 	requireContains(t, err.Error(), "--resync")
+}
+
+// TestImportFollowsSending: the backup site imports a backup while the
+// source site is still sending it. The publisher is held midway; by then
+// the first chunks are in the backup image, and no to-snapshot exists.
+func TestImportFollowsSending(t *testing.T) {
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "follow"}))
+	p.startConsumer()
+	r := rand.New(rand.NewPCG(21, 21))
+	const size = 96 * mib
+	img := ceph.TestImage(t, source, "vm", size)
+	data := randomBytes(r, size)
+	ceph.TestWrite(t, source, img, 0, data)
+	ev := snapshot(t, img)
+
+	hold := &holdAfter{after: 64 * mib, held: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		m, err := p.pub.Backup(context.Background(), ev, hold)
+		if err == nil {
+			p.waitConfirmed(m)
+		}
+		done <- err
+	}()
+	<-hold.held
+	first := uint64(publisher.DefaultChunkSize)
+	deadline := time.Now().Add(time.Minute)
+	for !bytes.Equal(ceph.TestRead(t, backup, img, 0, first), data[:first]) {
+		if time.Now().After(deadline) {
+			close(hold.release)
+			t.Fatal("the backup site imported nothing while the publisher was still sending")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if slices.Contains(ferrySnapshots(t, backup, img), ev.Image.Snap) {
+		t.Fatal("the to-snapshot exists before the publisher sent everything")
+	}
+	close(hold.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+}
+
+// holdAfter is a progress.Reporter that stops the export once it has read
+// `after` bytes, until released.
+type holdAfter struct {
+	after, done   uint64
+	held, release chan struct{}
+}
+
+func (h *holdAfter) SetTotal(uint64) {}
+func (h *holdAfter) Add(n uint64) {
+	h.done += n
+	if h.done >= h.after && h.held != nil {
+		close(h.held)
+		h.held = nil
+		<-h.release
+	}
 }

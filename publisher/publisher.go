@@ -1,9 +1,11 @@
 // Package publisher is the source site's half of a backup: it turns a
 // snapshot into a manifest and the chunks the backup site lacks.
 //
-//	snapshot event -> choose base (state bucket) -> export diff (internal/ceph)
-//	  -> chunker: object-aligned chunks, SHA-256, skip chunks the site has,
-//	     pgzip, store (internal/chunk) -> manifest (Nats-Msg-Id = backup id)
+//	snapshot event -> choose base (state bucket) -> manifest, as soon as
+//	  the diff's header is known -> export diff (internal/ceph) -> chunk
+//	  writer: object-aligned chunks, SHA-256, skip chunks the site has,
+//	  pgzip, store (internal/chunk) -> each extent page on the feed once
+//	  stored (internal/feed) -> feed end with the figures
 //
 // After the backup site confirms a snapshot, Prune deletes the older Ferry
 // snapshots of the image, keeping the newest confirmed one as the next base.
@@ -20,8 +22,10 @@ import (
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/chunk"
+	"github.com/ferry-dr/ferry/internal/feed"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
+	"github.com/ferry-dr/ferry/internal/rbddiff"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -111,48 +115,64 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 	if err != nil {
 		return nil, err
 	}
-	log := p.log.With("image", img.String(), "snapshot", ev.Image.Snap, "backup_id", ferry.BackupID(info.ID, img, ev.Image.Snap), "base", base)
+	backupID := ferry.BackupID(info.ID, img, ev.Image.Snap)
+	log := p.log.With("image", img.String(), "snapshot", ev.Image.Snap, "backup_id", backupID, "base", base)
 	log.Info("backup starting")
 
-	send := newSender(ctx, p.store, p.chunkSize)
-	ck := newChunker(p.chunkSize, send)
-	// Compressing and sending, not reading, sets the pace here: fewer reads
-	// in flight keep the same speed in less memory.
-	_, expErr := p.ceph.Export(ctx, ceph.ExportOptions{Image: ev.Image, FromSnap: base, Readers: publisherReaders}, ck, rep)
-	sendErr := send.finish()
-	if expErr != nil {
-		return nil, expErr
-	}
-	if sendErr != nil {
-		return nil, sendErr
-	}
 	m := &ferry.Manifest{
-		BackupID:      ferry.BackupID(info.ID, img, ev.Image.Snap),
+		BackupID:      backupID,
 		Image:         ev.Image,
 		SourceImageID: info.ID,
 		FromSnap:      base,
 		ToSnap:        ev.Image.Snap,
-		Size:          ck.header.Size,
 		ChunkSize:     p.chunkSize,
-		ExtentPages:   ck.pages,
-		ExtentCount:   ck.extents,
 		Consistency:   ev.Consistency,
 		Resync:        ev.Resync,
 		Created:       ev.Created,
 		VolumeID:      ev.VolumeID,
 		InstanceID:    ev.InstanceID,
-		Stats: ferry.BackupStats{
-			ChangedBytes:    ck.changed,
-			DataBytes:       ck.dataRead,
-			Chunks:          int(send.chunks.Load()),
-			ChunksSent:      int(send.sent.Load()),
-			RawBytesSent:    send.rawSent.Load(),
-			BytesSent:       send.netSent.Load() + send.pageSent.Load(),
-			ExtentBytesSent: send.pageSent.Load(),
-			DurationSeconds: time.Since(start).Seconds(),
-		},
 	}
-	if err := p.publishManifest(ctx, m); err != nil {
+	// The manifest goes out as soon as the diff's header is known, and the
+	// pages follow on the feed as they are stored: the backup site imports
+	// while we still send.
+	var pages *feed.Writer
+	w := chunk.NewDiffWriter(ctx, p.store, chunk.WriterOptions{
+		ChunkSize: p.chunkSize,
+		OnHeader: func(h rbddiff.Header) error {
+			m.Size = h.Size
+			if pages, err = feed.Start(ctx, p.bus.Backup, img, backupID); err != nil {
+				return err
+			}
+			m.FeedSeq, m.FeedAttempt = pages.Seq(), pages.Attempt()
+			return p.publishManifest(ctx, m)
+		},
+		OnPage: func(hash string) error { return pages.Page(ctx, hash) },
+	})
+	// Compressing and sending, not reading, sets the pace here: fewer reads
+	// in flight keep the same speed in less memory.
+	_, err = p.ceph.Export(ctx, ceph.ExportOptions{Image: ev.Image, FromSnap: base, Readers: publisherReaders}, w, rep)
+	ws, sendErr := w.Finish()
+	if err == nil {
+		err = sendErr
+	}
+	if err != nil {
+		if pages != nil {
+			pages.Abort(err)
+		}
+		return nil, err
+	}
+	m.ExtentPages, m.ExtentCount, m.FeedSeq = ws.Pages, ws.Extents, 0 // complete: no feed needed
+	m.Stats = ferry.BackupStats{
+		ChangedBytes:    ws.ChangedBytes,
+		DataBytes:       ws.DataBytes,
+		Chunks:          ws.Chunks,
+		ChunksSent:      ws.ChunksSent,
+		RawBytesSent:    ws.RawBytesSent,
+		BytesSent:       ws.NetBytesSent + ws.PageBytesSent,
+		ExtentBytesSent: ws.PageBytesSent,
+		DurationSeconds: time.Since(start).Seconds(),
+	}
+	if err := pages.End(ctx, feed.End{Extents: m.ExtentCount, Stats: m.Stats}); err != nil {
 		return nil, err
 	}
 	log.Info("backup sent", "data_bytes", m.Stats.DataBytes,
@@ -167,7 +187,7 @@ func (p *Publisher) publishManifest(ctx context.Context, m *ferry.Manifest) erro
 	}
 	msg := nats.NewMsg(bus.Subject(bus.ManifestSubject, m.Image))
 	msg.Data = raw
-	if _, err := p.bus.Backup.PublishMsg(ctx, msg, jetstream.WithMsgID(m.BackupID), jetstream.WithExpectStream(bus.ManifestStream)); err != nil {
+	if _, err := p.bus.Backup.PublishMsg(ctx, msg, jetstream.WithMsgID(m.MessageID()), jetstream.WithExpectStream(bus.ManifestStream)); err != nil {
 		return fmt.Errorf("publish manifest of %s: %w", m.BackupID, err)
 	}
 	return nil

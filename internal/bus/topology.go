@@ -37,6 +37,12 @@ const (
 	ManifestStream  = "FERRY_MANIFESTS"
 	ManifestSubject = "ferry.manifest" // .<pool>.<image>
 	ConsumerDurable = "consumer"
+	// FERRY_PAGES: the extent pages of backups in flight (package feed), so
+	// the consumer imports while the publisher still sends. Limits
+	// retention: the consumer follows a feed again after a crash; it purges
+	// an image's feed up to a backup it confirmed, and age bounds the rest.
+	PageStream  = "FERRY_PAGES"
+	PageSubject = "ferry.pages" // .<pool>.<image>
 	// FERRY_RESULTS: confirmations and failures, for the publisher (pruning,
 	// resending missing chunks) and for `ferry backup` waiting on its backup.
 	ResultStream     = "FERRY_RESULTS"
@@ -115,6 +121,13 @@ func SetupBackup(ctx context.Context, js jetstream.JetStream, r Retention) error
 		MaxMsgSize:  MaxPayload,
 		Storage:     jetstream.FileStorage,
 		Duplicates:  DuplicateWindow,
+	}, {
+		Name:        PageStream,
+		Description: "Ferry: extent pages of backups in flight",
+		Subjects:    []string{PageSubject + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      r.EventMaxAge,
+		Storage:     jetstream.FileStorage,
 	}, {
 		Name:        ResultStream,
 		Description: "Ferry: backup confirmations and failures for the source site",

@@ -51,6 +51,21 @@ func TestDiscard(t testing.TB, c *Cluster, spec ferry.ImageSpec, off, n uint64) 
 	}
 }
 
+// TestRead reads n bytes at off of spec (image@snap, or the head).
+func TestRead(t testing.TB, c *Cluster, spec ferry.ImageSpec, off, n uint64) []byte {
+	t.Helper()
+	img, err := c.openImageReadOnly(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	buf := make([]byte, n)
+	if err := readFull(img, buf, off); err != nil {
+		t.Fatal(err)
+	}
+	return buf
+}
+
 // Content is what a test compares: the size and SHA-256 of an image or snapshot.
 type Content struct {
 	Size   uint64

@@ -13,6 +13,12 @@ import (
 // image size, and neither side holds a whole extent list in memory.
 const PageSize = 16384
 
+// PageChunks is the most data chunks one page names: a page closes at
+// PageSize extents or PageChunks chunks, whichever comes first, so a
+// backup in flight reaches the backup site in steps of a few chunks, and
+// the import follows the sending closely.
+const PageChunks = 8
+
 // EncodePage returns the raw bytes of a page of extents and their address.
 func EncodePage(extents []ferry.Extent) ([]byte, string, error) {
 	raw, err := json.Marshal(extents)

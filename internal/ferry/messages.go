@@ -66,8 +66,15 @@ type Manifest struct {
 	ChunkSize     uint64    `json:"chunk_size"`
 	// ExtentPages address the pages (chunks of JSON []Extent) that list the
 	// backup's extents in ascending order.
-	ExtentPages []string    `json:"extent_pages"`
-	ExtentCount int         `json:"extent_count"`
+	ExtentPages []string `json:"extent_pages"`
+	ExtentCount int      `json:"extent_count"`
+	// The publisher sends the manifest before the data, with FeedSeq set:
+	// the extent pages follow on the feed (package feed) from that stream
+	// sequence on, and ExtentPages, ExtentCount and Stats come with the
+	// feed's end. A manifest with its pages listed has FeedSeq 0.
+	// FeedAttempt names the publisher's try of this backup.
+	FeedSeq     uint64      `json:"feed_seq,omitempty"`
+	FeedAttempt string      `json:"feed_attempt,omitempty"`
 	Consistency Consistency `json:"consistency,omitempty"`
 	Resync      bool        `json:"resync,omitempty"`
 	Created     time.Time   `json:"created"`
@@ -76,6 +83,10 @@ type Manifest struct {
 	// Figures of the publisher's side, for the summary and the status.
 	Stats BackupStats `json:"stats"`
 }
+
+// MessageID is the manifest's Nats-Msg-Id: a retried publish of the same
+// try is dropped; a new try (after a crash, or to resend lost chunks) is not.
+func (m *Manifest) MessageID() string { return m.BackupID + "#" + m.FeedAttempt }
 
 // BackupStats are the figures of one backup.
 type BackupStats struct {

@@ -1,27 +1,45 @@
-package consumer
+package chunk
 
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
-	"github.com/ferry-dr/ferry/internal/chunk"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
 )
 
-// manifestSource replays a manifest as an rbddiff.Source for the import
-// engine. A fetcher goroutine walks the extent pages ahead of the import and
-// fetches (and verifies) chunks with several fetches in flight; Next hands
-// the extents out in order. A chunk that is missing or corrupt stops the
-// stream before any of its bytes are handed out.
-type manifestSource struct {
-	m      *ferry.Manifest
+// Pages yields the addresses of a diff's extent pages in order, and io.EOF
+// after the last. A backup in flight yields them as they are stored.
+type Pages interface {
+	NextPage(ctx context.Context) (string, error)
+}
+
+// PageList is the Pages of a diff whose pages are all known.
+type PageList []string
+
+// NextPage hands out the first page and drops it from the list.
+func (l *PageList) NextPage(context.Context) (string, error) {
+	if len(*l) == 0 {
+		return "", io.EOF
+	}
+	p := (*l)[0]
+	*l = (*l)[1:]
+	return p, nil
+}
+
+// DiffReader replays a diff stored as chunks as an rbddiff.Source for the
+// import engine. A fetcher goroutine walks the extent pages ahead of the
+// import and fetches (and verifies) chunks with several fetches in flight;
+// Next hands the extents out in order. A chunk that is missing or corrupt
+// stops the stream before any of its bytes are handed out.
+type DiffReader struct {
+	header rbddiff.Header
 	items  chan *fetched
 	slots  chan struct{} // one per chunk fetched and not yet passed by Next
 	cur    *chunkFuture
+	ctx    context.Context
 	cancel context.CancelFunc
 	err    error
 }
@@ -42,14 +60,16 @@ type chunkFuture struct {
 // prefetch chunks).
 const prefetch = 4
 
-func newManifestSource(ctx context.Context, store *chunk.Store, m *ferry.Manifest) *manifestSource {
+// NewDiffReader returns the diff with header h whose extents the pages list.
+// Close it when done.
+func NewDiffReader(ctx context.Context, store *Store, h rbddiff.Header, pages Pages) *DiffReader {
 	ctx, cancel := context.WithCancel(ctx)
-	s := &manifestSource{m: m, items: make(chan *fetched, 256), slots: make(chan struct{}, prefetch), cancel: cancel}
-	go s.fetch(ctx, store)
+	s := &DiffReader{header: h, items: make(chan *fetched, 256), slots: make(chan struct{}, prefetch), ctx: ctx, cancel: cancel}
+	go s.fetch(ctx, store, pages)
 	return s
 }
 
-func (s *manifestSource) fetch(ctx context.Context, store *chunk.Store) {
+func (s *DiffReader) fetch(ctx context.Context, store *Store, pages Pages) {
 	defer close(s.items)
 	var last *chunkFuture
 	var lastHash string
@@ -61,8 +81,15 @@ func (s *manifestSource) fetch(ctx context.Context, store *chunk.Store) {
 			return false
 		}
 	}
-	for _, page := range s.m.ExtentPages {
-		extents, err := store.GetPage(ctx, page)
+	for {
+		page, err := pages.NextPage(ctx)
+		if err == io.EOF {
+			return
+		}
+		var extents []ferry.Extent
+		if err == nil {
+			extents, err = store.GetPage(ctx, page)
+		}
 		if err != nil {
 			emit(&fetched{data: &chunkFuture{done: closedChan, err: err}})
 			return
@@ -94,16 +121,20 @@ func (s *manifestSource) fetch(ctx context.Context, store *chunk.Store) {
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-func (s *manifestSource) Header() (rbddiff.Header, error) {
-	return rbddiff.Header{FromSnap: s.m.FromSnap, ToSnap: s.m.ToSnap, Size: s.m.Size}, nil
-}
+func (s *DiffReader) Header() (rbddiff.Header, error) { return s.header, nil }
 
-func (s *manifestSource) Next() (rbddiff.Record, error) {
+func (s *DiffReader) Next() (rbddiff.Record, error) {
 	if s.err != nil {
 		return rbddiff.Record{}, s.err
 	}
 	f, ok := <-s.items
 	if !ok {
+		// The fetcher stops early only when cancelled: that is not the end
+		// of the diff, and must never pass for it.
+		if err := s.ctx.Err(); err != nil {
+			s.err = err
+			return rbddiff.Record{}, err
+		}
 		return rbddiff.Record{}, io.EOF
 	}
 	if f.data == nil {
@@ -122,22 +153,15 @@ func (s *manifestSource) Next() (rbddiff.Record, error) {
 	}
 	raw := f.data.raw
 	if f.ext.ChunkOff+f.ext.Length > uint64(len(raw)) {
-		s.err = &chunk.Error{Hash: f.ext.Chunk, Err: fmt.Errorf("%w: extent %#x+%#x reaches past the chunk's %d bytes", chunk.ErrCorrupt, f.ext.Offset, f.ext.Length, len(raw))}
+		s.err = &Error{Hash: f.ext.Chunk, Err: fmt.Errorf("%w: extent %#x+%#x reaches past the chunk's %d bytes", ErrCorrupt, f.ext.Offset, f.ext.Length, len(raw))}
 		return rbddiff.Record{}, s.err
 	}
 	return rbddiff.Record{Kind: rbddiff.Data, Offset: f.ext.Offset, Length: f.ext.Length,
 		Payload: bytes.NewReader(raw[f.ext.ChunkOff : f.ext.ChunkOff+f.ext.Length])}, nil
 }
 
-func (s *manifestSource) Close() {
+func (s *DiffReader) Close() {
 	s.cancel()
 	for range s.items {
 	}
-}
-
-// chunkError returns the chunk at fault in err, if any.
-func chunkError(err error) (*chunk.Error, bool) {
-	var ce *chunk.Error
-	ok := errors.As(err, &ce)
-	return ce, ok
 }

@@ -1,0 +1,31 @@
+package bus
+
+import (
+	"context"
+	"testing"
+)
+
+// TestConn starts an in-process JetStream server with its store in a test
+// directory, sets up both sites' streams on it and returns a connection.
+// Both are stopped when the test ends.
+func TestConn(t testing.TB) *Conn {
+	t.Helper()
+	srv, err := StartServer(ServerOptions{Name: "test", StoreDir: t.TempDir(), InProcess: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	c, err := Connect(ConnOptions{InProcess: srv, Name: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx := context.Background()
+	if err := SetupSource(ctx, c.Source, DefaultRetention); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetupBackup(ctx, c.Backup, DefaultRetention); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
