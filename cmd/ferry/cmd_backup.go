@@ -72,7 +72,8 @@ A consumer must be running at the backup site (ferry consumer run).`,
 			m, err := pub.Backup(ctx, ev, meter)
 			meter.Finish()
 			if err != nil {
-				// No manifest names the snapshot: nothing at the backup site needs it.
+				// The backup did not finish, so the backup site drops it (its
+				// feed said so, or falls silent): nothing there needs the snapshot.
 				if rmErr := cluster.RemoveSnapshot(ev.Image); rmErr != nil {
 					log.Warn("could not remove the unused snapshot", "snapshot", ev.Image.String(), "error", rmErr)
 				}

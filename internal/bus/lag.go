@@ -51,7 +51,7 @@ func ReadLag(ctx context.Context, c *Conn) Lag {
 	domains := map[string]jetstream.JetStream{"source": c.Source, "backup": c.Backup}
 	var lag Lag
 	for _, s := range []struct{ stream, domain string }{
-		{SnapshotStream, "source"}, {ChunkStream, "backup"}, {ManifestStream, "backup"}, {ResultStream, "backup"},
+		{SnapshotStream, "source"}, {ChunkStream, "backup"}, {ManifestStream, "backup"}, {PageStream, "backup"}, {ResultStream, "backup"},
 	} {
 		st := StreamStat{Stream: s.stream, Domain: s.domain}
 		rctx, cancel := context.WithTimeout(ctx, lagTimeout)
