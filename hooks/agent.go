@@ -52,9 +52,13 @@ type BackupReply struct {
 	Snapshot       string            `json:"snapshot,omitempty"`
 	Consistency    ferry.Consistency `json:"consistency,omitempty"`
 	FreezeDuration time.Duration     `json:"freeze_duration_ns,omitempty"`
-	Disks          []string          `json:"disks,omitempty"`
-	Note           string            `json:"note,omitempty"`
-	Error          string            `json:"error,omitempty"`
+	// Where the frozen time went (see FreezeTimes).
+	FreezeCall    time.Duration `json:"freeze_call_ns,omitempty"`
+	SnapshotsTook time.Duration `json:"snapshots_ns,omitempty"`
+	ThawCall      time.Duration `json:"thaw_call_ns,omitempty"`
+	Disks         []string      `json:"disks,omitempty"`
+	Note          string        `json:"note,omitempty"`
+	Error         string        `json:"error,omitempty"`
 }
 
 // AgentSubject is where the agent of host takes on-demand backup requests.
@@ -230,7 +234,8 @@ func (a *Agent) work(ctx context.Context) {
 				a.o.Log.Error("backup failed", "domain", j.domain, "reason", j.reason, "error", r.Error)
 			} else {
 				a.o.Log.Info("snapshot queued for backup", "domain", j.domain, "reason", j.reason, "snapshot", r.Snapshot,
-					"consistency", r.Consistency, "frozen", r.FreezeDuration, "disks", len(r.Disks))
+					"consistency", r.Consistency, "frozen", r.FreezeDuration, "freeze_call", r.FreezeCall,
+					"snapshots", r.SnapshotsTook, "thaw_call", r.ThawCall, "disks", len(r.Disks))
 			}
 			if j.reply != nil {
 				j.reply <- r
@@ -260,6 +265,7 @@ func (a *Agent) Backup(ctx context.Context, domain string) BackupReply {
 		return r
 	}
 	r.Snapshot, r.Consistency, r.FreezeDuration, r.Disks, r.Note = s.Snapshot, s.Consistency, s.FreezeDuration, s.VM.Specs(), s.Note
+	r.FreezeCall, r.SnapshotsTook, r.ThawCall = s.Frozen.Freeze, s.Frozen.Snapshots, s.Frozen.Thaw
 	return r
 }
 

@@ -17,7 +17,13 @@ import (
 // startAgent runs an agent on test:///default until the test ends.
 func startAgent(t *testing.T, conn *bus.Conn, o AgentOptions) *Agent {
 	t.Helper()
-	o.URI = "test:///default"
+	return startAgentOn(t, "test:///default", conn, o)
+}
+
+// startAgentOn runs an agent on the libvirt at uri until the test ends.
+func startAgentOn(t *testing.T, uri string, conn *bus.Conn, o AgentOptions) *Agent {
+	t.Helper()
+	o.URI = uri
 	o.Host = "hv-" + strings.ToLower(newUUID(t)[:8])
 	o.Clusters = newClusters(t)
 	o.Bus = conn

@@ -40,9 +40,19 @@ type VMSnapshot struct {
 	VM             VM
 	Snapshot       string // the same name on every disk
 	Consistency    ferry.Consistency
-	FreezeDuration time.Duration // freeze call to thaw return; 0 when not frozen
+	FreezeDuration time.Duration // freeze call sent to thaw returned; 0 when not frozen
+	Frozen         FreezeTimes   // where FreezeDuration went; zero when not frozen
 	Note           string        // why the snapshot is not quiesced, if it is not
 	Created        time.Time
+}
+
+// FreezeTimes break a guest's frozen time down into its three steps, which
+// add up to VMSnapshot.FreezeDuration.
+type FreezeTimes struct {
+	Freeze    time.Duration   // the freeze call, sent to returned (the agent syncs and freezes every filesystem)
+	Snapshots time.Duration   // freeze returned to the last disk's snapshot created
+	Thaw      time.Duration   // last snapshot created to the thaw call returned (it is sent at once)
+	Disks     []time.Duration // each disk's snapshot call, in VM.Disks order
 }
 
 var (
@@ -73,21 +83,34 @@ func SnapshotVM(ctx context.Context, hv Hypervisor, clusters *Clusters, name str
 	if len(vm.Disks) == 0 {
 		return VMSnapshot{}, fmt.Errorf("domain %s has no RBD disks: nothing to back up", dom.Name)
 	}
-	// Connect before freezing: the frozen time is for snapshots only.
+	// Connect and open every image before freezing, and close them after
+	// the thaw: the frozen time is for the snapshots only.
 	conns := make([]*ceph.Cluster, len(vm.Disks))
+	targets := make([]*ceph.SnapshotTarget, len(vm.Disks))
+	defer func() {
+		for _, t := range targets {
+			if t != nil {
+				_ = t.Close()
+			}
+		}
+	}()
 	for i, d := range vm.Disks {
-		if conns[i], err = clusters.For(d); err != nil {
+		if conns[i], err = clusters.For(d); err == nil {
+			targets[i], err = conns[i].OpenSnapshotTarget(d.Image)
+		}
+		if err != nil {
 			return VMSnapshot{}, fmt.Errorf("snapshot %s: %w", dom.Name, err)
 		}
 	}
 	now := time.Now()
-	s := &snapshotRun{ctx: ctx, vm: vm, conns: conns, name: ferry.NewSnapshotName(now)}
+	s := &snapshotRun{ctx: ctx, vm: vm, conns: conns, targets: targets, name: ferry.NewSnapshotName(now)}
 	out := VMSnapshot{VM: vm, Snapshot: s.name, Created: now.UTC()}
 
 	switch dom.State {
 	case virt.StateShutoff:
 		out.Consistency, out.Note = ferry.CrashConsistent, "domain shut off: disks are idle, not frozen"
-		return out, s.takeAll(time.Time{})
+		_, err := s.takeAll(time.Time{}, ceph.LibrbdQuiesce)
+		return out, err
 	case virt.StateRunning:
 		return s.frozen(hv, dom, opts, out)
 	default:
@@ -96,16 +119,18 @@ func SnapshotVM(ctx context.Context, hv Hypervisor, clusters *Clusters, name str
 			return VMSnapshot{}, fmt.Errorf("snapshot %s: %w, but the domain is %s (resume it first)", dom.Name, ErrQuiesceRequired, dom.State)
 		}
 		out.Consistency, out.Note = ferry.CrashConsistent, "domain "+dom.State.String()+": guest agent cannot freeze it"
-		return out, s.takeAll(time.Time{})
+		_, err := s.takeAll(time.Time{}, ceph.LibrbdQuiesce)
+		return out, err
 	}
 }
 
 // snapshotRun takes one snapshot set and removes it again on failure.
 type snapshotRun struct {
-	ctx   context.Context
-	vm    VM
-	conns []*ceph.Cluster
-	name  string
+	ctx     context.Context
+	vm      VM
+	conns   []*ceph.Cluster
+	targets []*ceph.SnapshotTarget // open before the freeze, closed after the thaw
+	name    string
 }
 
 // removeAll removes the set's snapshot from every disk (only Ferry's own
@@ -117,24 +142,28 @@ func (s *snapshotRun) removeAll() {
 }
 
 // takeAll snapshots every disk at once, so a frozen guest waits for the
-// slowest snapshot rather than for their sum; a zero deadline means none. On
-// any failure, or past the deadline, the snapshots it took are removed: a
-// partial or late set is not consistent.
-func (s *snapshotRun) takeAll(deadline time.Time) error {
+// slowest snapshot rather than for their sum; a zero deadline means none. It
+// returns how long each disk's snapshot took. On any failure, or past the
+// deadline, the snapshots it took are removed: a partial or late set is not
+// consistent.
+func (s *snapshotRun) takeAll(deadline time.Time, mode ceph.SnapshotMode) ([]time.Duration, error) {
 	late := func() bool { return !deadline.IsZero() && time.Now().After(deadline) }
 	if err := s.ctx.Err(); err != nil {
-		return fmt.Errorf("snapshot %s of %s: %w", s.name, s.vm.Name, err)
+		return nil, fmt.Errorf("snapshot %s of %s: %w", s.name, s.vm.Name, err)
 	}
 	if late() {
-		return fmt.Errorf("snapshot %s of %s: %w", s.name, s.vm.Name, ErrFreezeDeadline)
+		return nil, fmt.Errorf("snapshot %s of %s: %w", s.name, s.vm.Name, ErrFreezeDeadline)
 	}
 	errs := make([]error, len(s.vm.Disks))
+	took := make([]time.Duration, len(s.vm.Disks))
 	var wg sync.WaitGroup
-	for i, d := range s.vm.Disks {
+	for i := range s.vm.Disks {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = s.conns[i].CreateSnapshot(d.Image.AtSnap(s.name))
+			t0 := time.Now()
+			errs[i] = s.targets[i].CreateSnapshot(s.name, mode)
+			took[i] = time.Since(t0)
 		}()
 	}
 	wg.Wait()
@@ -154,8 +183,9 @@ func (s *snapshotRun) takeAll(deadline time.Time) error {
 				_ = s.conns[i].RemoveSnapshot(s.vm.Disks[i].Image.AtSnap(s.name))
 			}
 		}
+		return nil, first
 	}
-	return first
+	return took, nil
 }
 
 func (s *snapshotRun) frozen(hv Hypervisor, dom virt.Domain, opts SnapshotOptions, out VMSnapshot) (res VMSnapshot, err error) {
@@ -183,6 +213,8 @@ func (s *snapshotRun) frozen(hv Hypervisor, dom virt.Domain, opts SnapshotOption
 	// time, so an earlier thaw could not cut a slow freeze short anyway.
 	var timer *time.Timer
 	frozeOK := false
+	var frozeAt, snappedAt time.Time
+	var took []time.Duration
 	defer func() {
 		if timer != nil {
 			timer.Stop()
@@ -204,13 +236,19 @@ func (s *snapshotRun) frozen(hv Hypervisor, dom virt.Domain, opts SnapshotOption
 			res = VMSnapshot{}
 		} else if frozeOK {
 			res.FreezeDuration = thawedAt.Sub(start)
+			res.Frozen = FreezeTimes{Freeze: frozeAt.Sub(start), Snapshots: snappedAt.Sub(frozeAt),
+				Thaw: thawedAt.Sub(snappedAt), Disks: took}
 		}
 	}()
 
 	freezeErr := hv.FSFreeze(dom.Name)
+	mode := ceph.LibrbdQuiesce
 	switch {
 	case freezeErr == nil:
-		frozeOK = true
+		frozeAt, frozeOK = time.Now(), true
+		// The agent froze the guest: librbd's own quiesce round trips
+		// would only add to the frozen time.
+		mode = ceph.SkipQuiesce
 		out.Consistency = ferry.Quiesced
 		timer = time.AfterFunc(time.Until(deadline), thaw)
 	case errors.Is(freezeErr, virt.ErrAgentUnavailable):
@@ -222,11 +260,13 @@ func (s *snapshotRun) frozen(hv Hypervisor, dom virt.Domain, opts SnapshotOption
 	default:
 		return VMSnapshot{}, fmt.Errorf("snapshot %s: freeze failed: %w (the guest was thawed; no snapshot taken)", dom.Name, freezeErr)
 	}
-	if err := s.takeAll(deadline); err != nil {
+	took, err = s.takeAll(deadline, mode)
+	snappedAt = time.Now()
+	if err != nil {
 		if errors.Is(err, ErrFreezeDeadline) {
 			err = fmt.Errorf("%w (deadline %s; the guest was thawed at the deadline; raise --freeze-deadline if the cluster is slow)", err, opts.FreezeDeadline)
 		}
 		return VMSnapshot{}, err
 	}
-	return out, nil // the deferred thaw records the frozen time
+	return out, nil // the deferred thaw records the frozen times
 }

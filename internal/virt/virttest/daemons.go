@@ -120,6 +120,25 @@ func (d *Daemons) start(ctx context.Context, daemon, sock string) error {
 	}
 }
 
+// RestartLibvirtd stops libvirtd (SIGTERM, by its pid file) and starts it
+// again, as a package upgrade or `systemctl restart libvirtd` does: running
+// guests keep running, the new daemon takes them over, and every client
+// connection of the old one is closed.
+func (d *Daemons) RestartLibvirtd(ctx context.Context) error {
+	raw, err := os.ReadFile(d.pidFile("libvirtd"))
+	if err != nil {
+		return fmt.Errorf("restart libvirtd: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || pid <= 1 {
+		return fmt.Errorf("restart libvirtd: bad pid file %s: %q", d.pidFile("libvirtd"), raw)
+	}
+	if err := stopPid(pid); err != nil {
+		return fmt.Errorf("restart libvirtd: %w", err)
+	}
+	return d.start(ctx, "libvirtd", "libvirt-sock")
+}
+
 // pids returns the pids of QEMU processes, libvirtd and virtlogd, in the
 // order they should stop.
 func (d *Daemons) pids() []int {
