@@ -29,8 +29,9 @@ func PublishSnapshotEvent(ctx context.Context, conn *bus.Conn, ev ferry.Snapshot
 }
 
 // Run is the publisher daemon: it backs up every snapshot event, prunes
-// source snapshots when the backup site confirms, and resends chunks the
-// backup site reports missing. It returns when ctx ends.
+// source snapshots when the backup site confirms, resends chunks the
+// backup site reports missing, and applies restore jobs from the backup
+// site (restorer.go). It returns when ctx ends.
 func (p *Publisher) Run(ctx context.Context) error {
 	if err := bus.SetupSource(ctx, p.bus.Source, bus.DefaultRetention); err != nil {
 		return err
@@ -48,13 +49,22 @@ func (p *Publisher) Run(ctx context.Context) error {
 		Durable:       bus.PrunerDurable,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverNewPolicy,
+		// Backup results only: restore outcomes are for ferry restore.
+		FilterSubjects: []string{bus.ConfirmedSubject + ".>", bus.FailedSubject + ".>"},
 	})
 	if err != nil {
 		return fmt.Errorf("create consumer %s on %s: %w", bus.PrunerDurable, bus.ResultStream, err)
 	}
-	errc := make(chan error, 2)
+	restores, err := p.restoreJobs(ctx)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 3)
 	go func() { errc <- bus.Dispatch(ctx, events, p.handleEvent) }()
 	go func() { errc <- bus.Dispatch(ctx, results, p.handleResult) }()
+	if restores != nil {
+		go func() { errc <- bus.Dispatch(ctx, restores, p.handleRestore) }()
+	}
 	err = <-errc
 	if ctx.Err() != nil {
 		return nil

@@ -13,13 +13,16 @@ import (
 func newRestoreCommand() *cobra.Command {
 	var (
 		from, to      cephFlags
+		nf            natsFlags
 		target        string
 		fromSnap      string
 		forceRollback bool
 		noProgress    bool
+		noWait        bool
+		timeout       time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "restore POOL/IMAGE@SNAP --to POOL/TARGET [--from-snap COMMON [--force-rollback]] [--to-conf ...]",
+		Use:   "restore POOL/IMAGE@SNAP --to [source:]POOL/TARGET [--from-snap COMMON [--force-rollback]] [--to-conf ...]",
 		Short: "Restore a backup snapshot into a new image (failover) or back into the primary image (failback)",
 		Long: `Copy the backup snapshot POOL/IMAGE@SNAP (on the cluster of -c/--id/--keyring) into
 POOL/TARGET, on the same cluster or, with --to-conf/--to-id/--to-keyring, on another one
@@ -33,7 +36,14 @@ With --from-snap COMMON, TARGET must exist and hold snapshot COMMON, which the b
 image holds too: only the changes COMMON -> SNAP are shipped. TARGET is rolled back to
 COMMON first; if its head was written after COMMON, the restore refuses unless
 --force-rollback (those writes are lost). TARGET ends with snapshot SNAP, so the next
-backup can start incrementally from it.`,
+backup can start incrementally from it.
+
+With --to source:POOL/TARGET, the restore goes to the source site over JetStream, the
+backup pipeline in reverse: this command (at the backup site) stores the diff in the
+backup site's chunk store (chunks already there are not stored again) and queues a job;
+the source site's publisher daemon (ferry publisher run) checks and applies it and
+answers. Only the NATS leafnode needs to cross the WAN; the backup site needs no access
+to the source site's Ceph monitors. The command waits for the answer unless --no-wait.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			snapSpec, err := ferry.ParseImageSpec(args[0])
@@ -43,18 +53,29 @@ backup can start incrementally from it.`,
 			if target == "" {
 				return fmt.Errorf("--to POOL/IMAGE is required: the image to restore into")
 			}
-			targetSpec, err := ferry.ParseImageSpec(target)
-			if err != nil {
-				return fmt.Errorf("--to: %w", err)
-			}
 			if forceRollback && fromSnap == "" {
 				return fmt.Errorf("--force-rollback only applies with --from-snap")
+			}
+			toSource, targetSpec, err := parseRestoreTarget(target)
+			if err != nil {
+				return err
+			}
+			if toSource && to != (cephFlags{}) {
+				return fmt.Errorf("--to source:%s goes over JetStream to the source site's publisher; --to-conf/--to-id/--to-keyring write over librados: choose one", targetSpec)
+			}
+			if !toSource && (noWait || cmd.Flags().Changed("timeout")) {
+				return fmt.Errorf("--no-wait and --timeout only apply to a restore to the source site (--to source:POOL/IMAGE)")
 			}
 			fromCluster, err := from.connect()
 			if err != nil {
 				return err
 			}
 			defer fromCluster.Close()
+			if toSource {
+				return restoreToSource(cmd.Context(), cmd.OutOrStdout(), fromCluster, &nf, recovery.SendOptions{
+					Snapshot: snapSpec, Target: targetSpec, FromSnap: fromSnap, ForceRollback: forceRollback,
+				}, restoreWait{noWait: noWait, timeout: timeout, noProgress: noProgress})
+			}
 			toCluster := fromCluster
 			if to != (cephFlags{}) {
 				if toCluster, err = to.connect(); err != nil {
@@ -93,9 +114,12 @@ backup can start incrementally from it.`,
 	f.StringVar(&to.conf, "to-conf", "", "ceph.conf of the target cluster (default: the backup's cluster)")
 	f.StringVar(&to.id, "to-id", "", "cephx client id at the target cluster")
 	f.StringVar(&to.keyring, "to-keyring", "", "keyring for the target cluster")
-	f.StringVar(&target, "to", "", "POOL/IMAGE to restore into")
+	f.StringVar(&target, "to", "", "POOL/IMAGE to restore into; source:POOL/IMAGE for an image of the source site, over JetStream")
 	f.StringVar(&fromSnap, "from-snap", "", "incremental: ship only the changes since this snapshot, which both images hold")
 	f.BoolVar(&forceRollback, "force-rollback", false, "with --from-snap: discard writes the target took after that snapshot")
 	f.BoolVar(&noProgress, "no-progress", false, "do not show progress")
+	f.BoolVar(&noWait, "no-wait", false, "with --to source:...: return once the restore job is queued, without waiting for the source site")
+	f.DurationVar(&timeout, "timeout", time.Hour, "with --to source:...: how long to wait for the source site's answer")
+	nf.register(f)
 	return cmd
 }

@@ -44,11 +44,21 @@ const (
 	PageStream  = "FERRY_PAGES"
 	PageSubject = "ferry.pages" // .<pool>.<image>
 	// FERRY_RESULTS: confirmations and failures, for the publisher (pruning,
-	// resending missing chunks) and for `ferry backup` waiting on its backup.
+	// resending missing chunks) and for `ferry backup` waiting on its backup;
+	// and the outcomes of restores into the source site, for `ferry restore`.
 	ResultStream     = "FERRY_RESULTS"
 	ConfirmedSubject = "ferry.confirmed" // .<pool>.<image>
 	FailedSubject    = "ferry.failed"    // .<pool>.<image>
+	RestoredSubject  = "ferry.restored"  // .<pool>.<image> of the target, done or failed
 	PrunerDurable    = "pruner"
+	// FERRY_RESTORES: restore jobs from the backup site into images of the
+	// source site (failback over JetStream). It lives in the backup domain so
+	// that `ferry restore` can queue a job while the source site is still
+	// unreachable; the source site's publisher daemon takes it when it is
+	// back. A work queue: a job is for one restorer, and gone once applied.
+	RestoreStream   = "FERRY_RESTORES"
+	RestoreSubject  = "ferry.restore" // .<pool>.<image> of the target
+	RestorerDurable = "restorer"
 	// ferry-state: per image, what the backup site holds (ImageState).
 	StateBucket = "ferry-state"
 	// ferry-chunk-index: one tiny key per stored chunk, so that "does the
@@ -130,11 +140,20 @@ func SetupBackup(ctx context.Context, js jetstream.JetStream, r Retention) error
 		Storage:     jetstream.FileStorage,
 	}, {
 		Name:        ResultStream,
-		Description: "Ferry: backup confirmations and failures for the source site",
-		Subjects:    []string{ConfirmedSubject + ".>", FailedSubject + ".>"},
+		Description: "Ferry: backup confirmations and failures, and restore outcomes",
+		Subjects:    []string{ConfirmedSubject + ".>", FailedSubject + ".>", RestoredSubject + ".>"},
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      r.EventMaxAge,
 		Storage:     jetstream.FileStorage,
+	}, {
+		Name:        RestoreStream,
+		Description: "Ferry: restore jobs into images of the source site",
+		Subjects:    []string{RestoreSubject + ".>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		// A job older than its feed's pages is useless: they age out together.
+		MaxAge:     r.EventMaxAge,
+		Storage:    jetstream.FileStorage,
+		Duplicates: DuplicateWindow,
 	}}
 	for _, cfg := range streams {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {

@@ -5,7 +5,10 @@
 // backup snapshots to keep under a policy like "latest3,days7,weeks4").
 //
 // Restore and verify only read through internal/ceph's diff engine: restore
-// pipes an Export straight into an Import (handoff, no copy, no file), and
+// pipes an Export straight into an Import (handoff, no copy, no file), or,
+// into the source site over JetStream, stores the Export in the backup
+// site's chunk store (SendRestore) for the source site's publisher daemon
+// to Import (ApplyRestoreJob), the backup pipeline in reverse; and
 // verify hashes two Exports, one per cluster, side by side. Each Export keeps
 // several reads in flight on its own cluster and a bounded number of 4 MiB
 // buffers, so memory stays small whatever the image size.

@@ -3,7 +3,6 @@ package recovery
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/ceph"
@@ -57,51 +56,28 @@ func Restore(ctx context.Context, o RestoreOptions, p progress.Reporter) (Restor
 	start := time.Now()
 	o.Target = o.Target.AtSnap("")
 	res := RestoreResult{Snapshot: o.Snapshot, Target: o.Target, FromSnap: o.FromSnap}
-	if o.Snapshot.Snap == "" {
-		return res, fmt.Errorf("restore %s: name the backup snapshot to restore (POOL/IMAGE@SNAP); see `rbd snap ls %s`", o.Snapshot, o.Snapshot)
-	}
-	snapInfo, err := o.From.Info(o.Snapshot)
+	src, err := checkBackup(o.From, o.Snapshot, o.Target, o.FromSnap)
 	if err != nil {
-		return res, fmt.Errorf("restore %s: %w", o.Snapshot, err)
-	}
-	res.Size = snapInfo.Size
-	if err := refuseBackupImage(o); err != nil {
 		return res, err
 	}
-
-	var editHeader func(rbddiff.Header) rbddiff.Header
-	if o.FromSnap == "" {
-		if err := createTarget(o.To, o.Target, snapInfo.Size); err != nil {
-			return res, err
-		}
-		// A fresh image is for attaching: it gets no snapshot (snapshots cost
-		// write performance), so the header's to-snapshot is dropped.
-		editHeader = func(h rbddiff.Header) rbddiff.Header {
-			h.ToSnap, h.Protected = "", false
-			return h
-		}
-	} else {
-		rolledBack, err := prepareIncremental(ctx, o)
-		res.RolledBack = rolledBack
-		if err != nil {
-			return res, err
-		}
+	res.Size = src.Size
+	t := restoreTarget{cluster: o.To, image: o.Target, snapshot: o.Snapshot, size: src.Size, base: src.Base, force: o.ForceRollback}
+	if err := t.refuseBackupImage(func() (bool, error) { return sameCluster(o.From, o.To) }); err != nil {
+		return res, err
+	}
+	res.RolledBack, err = t.prepare(ctx)
+	if err != nil {
+		return res, err
+	}
+	if t.incremental() {
 		res.Target = o.Target.AtSnap(o.Snapshot.Snap)
 	}
 
-	exp, imp, err := pipe(ctx, o, editHeader, p)
+	exp, imp, err := pipe(ctx, o, t.header, p)
 	res.ScannedBytes, res.DataBytes, res.ZeroBytes = exp.ScannedBytes, imp.DataBytes, imp.ZeroBytes
 	res.Duration = time.Since(start)
 	if err != nil {
-		if o.FromSnap == "" {
-			// A half-written new image is worse than none: it would attach.
-			if rmErr := o.To.RemoveImage(o.Target); rmErr != nil {
-				err = fmt.Errorf("%w; removing the partial image %s also failed: %v (remove it with rbd rm)", err, o.Target, rmErr)
-			}
-		} else {
-			err = fmt.Errorf("%w; %s now holds part of the changes: run the same restore again with --force-rollback", err, o.Target)
-		}
-		return res, fmt.Errorf("restore %s to %s: %w", o.Snapshot, o.Target, err)
+		return res, t.failed(err)
 	}
 	return res, nil
 }
@@ -129,93 +105,4 @@ func pipe(ctx context.Context, o RestoreOptions, editHeader func(rbddiff.Header)
 		return exp.stats, imp, importErr // includes the export's error when that was the cause
 	}
 	return exp.stats, imp, exp.err
-}
-
-// refuseBackupImage keeps a restore from writing into the backup image itself,
-// which would break the backup chain.
-func refuseBackupImage(o RestoreOptions) error {
-	if o.Target != o.Snapshot.AtSnap("") {
-		return nil
-	}
-	same := o.From == o.To
-	if !same {
-		a, errA := o.From.FSID()
-		b, errB := o.To.FSID()
-		if errA != nil || errB != nil {
-			return fmt.Errorf("restore %s: cannot tell whether the target is the backup image itself: %v %v", o.Snapshot, errA, errB)
-		}
-		same = a == b
-	}
-	if same {
-		return fmt.Errorf("restore %s: the target %s is the backup image itself; restore into a new image (--to POOL/NEWIMAGE) or into another cluster (--to-conf)", o.Snapshot, o.Target)
-	}
-	return nil
-}
-
-func createTarget(c *ceph.Cluster, target ferry.ImageSpec, size uint64) error {
-	_, err := c.Info(target)
-	switch {
-	case err == nil:
-		return fmt.Errorf("restore into %s: %w: choose a new image name, or pass --from-snap for an incremental restore into it", target, ErrTargetExists)
-	case !errors.Is(err, ceph.ErrNotFound):
-		return fmt.Errorf("restore into %s: %w", target, err)
-	}
-	// CreateImage fails on an existing name too, so a race cannot overwrite.
-	if err := c.CreateImage(target, size); err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	return nil
-}
-
-// prepareIncremental checks that the target shares FromSnap with the backup
-// image, and rolls the target back to it. It reports whether it rolled back.
-func prepareIncremental(ctx context.Context, o RestoreOptions) (bool, error) {
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf("restore %s to %s from %q: "+format, append([]any{o.Snapshot, o.Target, o.FromSnap}, args...)...)
-	}
-	backupSnaps, err := o.From.Snapshots(o.Snapshot)
-	if err != nil {
-		return false, fail("%w", err)
-	}
-	targetSnaps, err := o.To.Snapshots(o.Target)
-	if err != nil {
-		return false, fail("%w (an incremental restore needs the target image; without --from-snap, restore in full into a new image)", err)
-	}
-	b, okB := findSnapshot(backupSnaps, o.FromSnap)
-	t, okT := findSnapshot(targetSnaps, o.FromSnap)
-	switch {
-	case !okB:
-		return false, fail("the backup image has no snapshot %q; choose a snapshot both images hold (rbd snap ls on both)", o.FromSnap)
-	case !okT:
-		return false, fail("the target image has no snapshot %q; choose a snapshot both images hold, or restore in full into a new image", o.FromSnap)
-	case b.Size != t.Size:
-		return false, fail("snapshot %q is %d bytes in the backup but %d bytes in the target: they are not the same snapshot", o.FromSnap, b.Size, t.Size)
-	}
-	if _, ok := findSnapshot(targetSnaps, o.Snapshot.Snap); ok {
-		return false, fail("the target already has snapshot %q: it is restored already (compare with ferry verify), or remove that snapshot first", o.Snapshot.Snap)
-	}
-	changed, err := ChangedSince(ctx, o.To, o.Target, o.FromSnap)
-	if err != nil {
-		return false, fail("%w", err)
-	}
-	if changed > 0 && !o.ForceRollback {
-		return false, fail("%w: objects holding %d bytes were written after %q; the restore would roll them back. Pass --force-rollback to discard them, or restore into a new image to keep both",
-			ErrDiverged, changed, o.FromSnap)
-	}
-	if changed == 0 {
-		return false, nil
-	}
-	if err := o.To.RollbackToSnapshot(o.Target.AtSnap(o.FromSnap)); err != nil {
-		return false, fail("%w", err)
-	}
-	return true, nil
-}
-
-func findSnapshot(snaps []ceph.Snapshot, name string) (ceph.Snapshot, bool) {
-	for _, s := range snaps {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return ceph.Snapshot{}, false
 }

@@ -1,0 +1,75 @@
+package publisher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/recovery"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The publisher daemon also applies restore jobs that `ferry restore ...
+// --to source:POOL/IMAGE` queues at the backup site (failback over
+// JetStream): it is the source site's process that reaches both the
+// source cluster and the backup site's chunk store. What a job does and
+// checks lives in internal/recovery; this file only takes the jobs.
+
+// restoreJobs returns the durable consumer of restore jobs, or nil when the
+// backup site has no restore stream yet (a consumer of an older Ferry set
+// up its streams): backups go on, restores wait for the stream.
+func (p *Publisher) restoreJobs(ctx context.Context) (jetstream.Consumer, error) {
+	cons, err := p.bus.Backup.CreateOrUpdateConsumer(ctx, bus.RestoreStream, jetstream.ConsumerConfig{
+		Durable:     bus.RestorerDurable,
+		Description: "Ferry publisher: applies restore jobs to the source site's images",
+		AckPolicy:   jetstream.AckExplicitPolicy,
+		AckWait:     60 * time.Second,
+		MaxDeliver:  -1, // a redelivered job is answered, never silently dropped
+	})
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		p.log.Warn("the backup site has no restore stream yet; restores into this site over JetStream start once `ferry consumer run` of this version has set it up and the publisher restarts",
+			"stream", bus.RestoreStream)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s on %s: %w", bus.RestorerDurable, bus.RestoreStream, err)
+	}
+	return cons, nil
+}
+
+func (p *Publisher) handleRestore(ctx context.Context, msg jetstream.Msg) {
+	var job ferry.RestoreJob
+	if err := json.Unmarshal(msg.Data(), &job); err != nil || job.ID == "" {
+		p.log.Error("restore job does not parse; dropping it", "subject", msg.Subject(), "error", err)
+		_ = msg.Term()
+		return
+	}
+	log := p.log.With("job", job.ID, "snapshot", job.Snapshot.String(), "target", job.Target.String(), "from_snap", job.FromSnap)
+	var out ferry.RestoreOutcome
+	if meta, err := msg.Metadata(); err == nil && meta.NumDelivered > 1 {
+		// The last restorer that had it stopped without answering: it may
+		// have written part of it, so it is not tried blindly again.
+		out = recovery.InterruptedRestore(&job)
+	} else {
+		log.Info("restore starting")
+		stop := bus.KeepAlive(msg, 20*time.Second)
+		out = recovery.ApplyRestoreJob(ctx, recovery.JobTarget{Cluster: p.ceph, Store: p.store, Backup: p.bus.Backup}, &job)
+		stop()
+	}
+	if out.Error != "" {
+		log.Error("restore failed", "refused", out.Refused, "error", out.Error)
+	} else {
+		log.Info("restore done", "data_bytes", out.DataBytes, "zero_bytes", out.ZeroBytes, "rolled_back", out.RolledBack)
+	}
+	// Answer even while shutting down: ferry restore is waiting for it.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := recovery.PublishRestoreOutcome(actx, p.bus.Backup, out); err != nil {
+		log.Error("cannot tell the backup site how the restore ended", "error", err)
+	}
+	_ = msg.Ack()
+}
