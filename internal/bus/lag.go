@@ -51,7 +51,7 @@ func ReadLag(ctx context.Context, c *Conn) Lag {
 	domains := map[string]jetstream.JetStream{"source": c.Source, "backup": c.Backup}
 	var lag Lag
 	for _, s := range []struct{ stream, domain string }{
-		{SnapshotStream, "source"}, {ChunkStream, "backup"}, {ManifestStream, "backup"}, {PageStream, "backup"}, {ResultStream, "backup"},
+		{SnapshotStream, "source"}, {ChunkStream, "backup"}, {ManifestStream, "backup"}, {PageStream, "backup"}, {ResultStream, "backup"}, {RestoreStream, "backup"},
 	} {
 		st := StreamStat{Stream: s.stream, Domain: s.domain}
 		rctx, cancel := context.WithTimeout(ctx, lagTimeout)
@@ -69,7 +69,7 @@ func ReadLag(ctx context.Context, c *Conn) Lag {
 		lag.Streams = append(lag.Streams, st)
 	}
 	for _, d := range []struct{ stream, consumer, domain string }{
-		{SnapshotStream, PublisherDurable, "source"}, {ManifestStream, ConsumerDurable, "backup"}, {ResultStream, PrunerDurable, "backup"},
+		{SnapshotStream, PublisherDurable, "source"}, {ManifestStream, ConsumerDurable, "backup"}, {ResultStream, PrunerDurable, "backup"}, {RestoreStream, RestorerDurable, "backup"},
 	} {
 		cs := ConsumerStat{Stream: d.stream, Consumer: d.consumer, Domain: d.domain}
 		rctx, cancel := context.WithTimeout(ctx, lagTimeout)
