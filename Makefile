@@ -31,11 +31,17 @@ test: deps vet
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime 20s ./internal/rbddiff/
 
-# Ferry vs rbd and the seed pipeline on the real test bed (~15 min): a Markdown report on
+# Ferry vs rbd and the seed pipeline on the real test bed (~10 min): a Markdown report on
 # stdout and in $(BENCH_OUT).
+# Then the guest's frozen time for 1 and 4 disks (a real libvirtd and TCG guest), with its
+# breakdown (freeze call, snapshots, thaw), in $(BENCH_FROZEN_OUT).
+BENCH_FROZEN_OUT ?= bench-frozen.txt
 bench: build
 	$(GO) test $(GOFLAGS_T) -count=1 -run '^$$' -bench '^BenchmarkTable$$' -benchtime 1x -timeout 60m \
 		./internal/bench/ -args -ferry-bin $(CURDIR)/$(BIN) -bench-big -bench-out $(CURDIR)/$(BENCH_OUT)
+	$(GO) test $(GOFLAGS_T) -count=1 -run '^$$' -bench '^BenchmarkFrozenTime$$' -benchtime 7x -v -timeout 20m \
+		./hooks/ > $(CURDIR)/$(BENCH_FROZEN_OUT) 2>&1 || { cat $(CURDIR)/$(BENCH_FROZEN_OUT); exit 1; }
+	grep -E 'Benchmark|frozen' $(CURDIR)/$(BENCH_FROZEN_OUT)
 
 # The .deb (bin/ferry_VERSION_amd64.deb): binary, systemd units, example
 # config, docs. nfpm runs as a library from its own module in packaging/nfpm.

@@ -27,21 +27,8 @@ type aioImage struct {
 	name string
 }
 
-// zeroCopyWrites lets librbd send asynchronous writes from the caller's
-// buffer instead of copying it first. librbd copies by default because a
-// caller that changes a buffer in flight would break the message CRC; the
-// importer never touches a buffer before its write completes.
-var zeroCopyWrites = map[string]string{"rbd_disable_zero_copy_writes": "false"}
-
 // openAioImage opens name in ioctx at its head for writing.
-func openAioImage(conn *rados.Conn, ioctx *rados.IOContext, name string) (*aioImage, error) {
-	// Read by librbd when an image is opened; harmless for every other user
-	// of the connection, which only reads or writes synchronously.
-	for k, v := range zeroCopyWrites {
-		if err := conn.SetConfigOption(k, v); err != nil {
-			return nil, fmt.Errorf("set %s=%s: %w", k, v, err)
-		}
-	}
+func openAioImage(ioctx *rados.IOContext, name string) (*aioImage, error) {
 	cname := C.CString(name)
 	defer C.free(unsafe.Pointer(cname))
 	a := &aioImage{name: name}

@@ -52,7 +52,7 @@ func (c *Cluster) Import(ctx context.Context, target ferry.ImageSpec, src rbddif
 	if err != nil {
 		return stats, fmt.Errorf("import into %s: %w", name, err)
 	}
-	img, err := openAioImage(c.conn, io, target.Image)
+	img, err := openAioImage(io, target.Image)
 	if err != nil {
 		return stats, fmt.Errorf("import into %s: %w", name, err)
 	}
