@@ -235,13 +235,26 @@ func (p *Publisher) Prune(ctx context.Context, img ferry.ImageSpec) ([]string, e
 	return pruned, nil
 }
 
+// resultClockSkew is how far the NATS server's clock may be behind this
+// host's when WaitConfirmed looks for results.
+const resultClockSkew = 10 * time.Minute
+
 // WaitConfirmed waits until the backup site confirms m, resending chunks it
 // reports missing or corrupt. It returns the state the backup site recorded.
 func (p *Publisher) WaitConfirmed(ctx context.Context, m *ferry.Manifest) (*ferry.ImageState, error) {
-	results, err := p.bus.Backup.OrderedConsumer(ctx, bus.ResultStream, jetstream.OrderedConsumerConfig{
+	// The backup site may answer before Backup returns (it applies while we
+	// send, and refuses at once what it will not apply), so read the
+	// results from the snapshot's time on, with room for clock skew between
+	// this host and the NATS server. Other backups' results are skipped.
+	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{bus.Subject(bus.ConfirmedSubject, m.Image), bus.Subject(bus.FailedSubject, m.Image)},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
-	})
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
+	if !m.Created.IsZero() {
+		from := m.Created.Add(-resultClockSkew)
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &from
+	}
+	results, err := p.bus.Backup.OrderedConsumer(ctx, bus.ResultStream, cfg)
 	if err != nil {
 		return nil, err
 	}
