@@ -140,6 +140,10 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 		ChunkSize: p.chunkSize,
 		OnHeader: func(h rbddiff.Header) error {
 			m.Size = h.Size
+			// The backup site may answer as soon as it has the manifest.
+			if m.ResultsFrom, err = p.nextResult(ctx); err != nil {
+				return err
+			}
 			if pages, err = feed.Start(ctx, p.bus.Backup, img, backupID); err != nil {
 				return err
 			}
@@ -235,24 +239,28 @@ func (p *Publisher) Prune(ctx context.Context, img ferry.ImageSpec) ([]string, e
 	return pruned, nil
 }
 
-// resultClockSkew is how far the NATS server's clock may be behind this
-// host's when WaitConfirmed looks for results.
-const resultClockSkew = 10 * time.Minute
+// nextResult returns the sequence the next message of FERRY_RESULTS gets.
+func (p *Publisher) nextResult(ctx context.Context) (uint64, error) {
+	stream, err := p.bus.Backup.Stream(ctx, bus.ResultStream)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", bus.ResultStream, err)
+	}
+	return stream.CachedInfo().State.LastSeq + 1, nil
+}
 
 // WaitConfirmed waits until the backup site confirms m, resending chunks it
 // reports missing or corrupt. It returns the state the backup site recorded.
 func (p *Publisher) WaitConfirmed(ctx context.Context, m *ferry.Manifest) (*ferry.ImageState, error) {
 	// The backup site may answer before Backup returns (it applies while we
-	// send, and refuses at once what it will not apply), so read the
-	// results from the snapshot's time on, with room for clock skew between
-	// this host and the NATS server. Other backups' results are skipped.
+	// send, and refuses at once what it will not apply): read the results
+	// from where they stood when this try's manifest went out. Other
+	// backups' results are skipped.
 	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{bus.Subject(bus.ConfirmedSubject, m.Image), bus.Subject(bus.FailedSubject, m.Image)},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
 	}
-	if !m.Created.IsZero() {
-		from := m.Created.Add(-resultClockSkew)
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &from
+	if m.ResultsFrom > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, m.ResultsFrom
 	}
 	results, err := p.bus.Backup.OrderedConsumer(ctx, bus.ResultStream, cfg)
 	if err != nil {

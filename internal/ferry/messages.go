@@ -82,6 +82,9 @@ type Manifest struct {
 	InstanceID  string      `json:"instance_id,omitempty"`
 	// Figures of the publisher's side, for the summary and the status.
 	Stats BackupStats `json:"stats"`
+	// ResultsFrom is the first FERRY_RESULTS sequence that can answer this
+	// try: set by the publisher that sent it, for its wait; never sent.
+	ResultsFrom uint64 `json:"-"`
 }
 
 // MessageID is the manifest's Nats-Msg-Id: a retried publish of the same
