@@ -3,12 +3,9 @@ package ceph
 // buffers is a fixed free list of I/O buffers in two sizes: large ones for
 // whole objects, and many small ones so that an incremental of scattered
 // small writes keeps many writes in flight without pinning a 4 MiB buffer
-// for each. The buffers are C memory, because librbd sends asynchronous
-// writes straight from them. Memory is bounded by what newBuffers
-// allocates, once; free returns it.
+// for each. Memory is bounded by what newBuffers allocates, once.
 type buffers struct {
 	large, small chan []byte
-	all          [][]byte
 }
 
 const smallBufSize = 64 << 10
@@ -16,20 +13,16 @@ const smallBufSize = 64 << 10
 func newBuffers(nLarge, nSmall int) *buffers {
 	b := &buffers{large: make(chan []byte, nLarge), small: make(chan []byte, nSmall)}
 	for range nLarge {
-		buf := cAlloc(ioSize)
-		b.all = append(b.all, buf)
-		b.large <- buf
+		b.large <- make([]byte, ioSize)
 	}
 	for range nSmall {
-		buf := cAlloc(smallBufSize)
-		b.all = append(b.all, buf)
-		b.small <- buf
+		b.small <- make([]byte, smallBufSize)
 	}
 	return b
 }
 
-// get returns an empty buffer with room for n bytes (n <= ioSize), waiting
-// for one to come free, or nil when done is closed first.
+// get returns a buffer of n bytes (n <= ioSize), waiting for one to come
+// free, or nil when done is closed first.
 func (b *buffers) get(n uint64, done <-chan struct{}) []byte {
 	pool := b.large
 	if n <= smallBufSize {
@@ -37,7 +30,7 @@ func (b *buffers) get(n uint64, done <-chan struct{}) []byte {
 	}
 	select {
 	case buf := <-pool:
-		return buf[:0]
+		return buf[:n]
 	case <-done:
 		return nil
 	}
@@ -46,16 +39,8 @@ func (b *buffers) get(n uint64, done <-chan struct{}) []byte {
 // put gives a buffer from get back.
 func (b *buffers) put(buf []byte) {
 	if cap(buf) == smallBufSize {
-		b.small <- buf[:0]
+		b.small <- buf[:smallBufSize]
 		return
 	}
-	b.large <- buf[:0]
-}
-
-// free releases the memory. No buffer may be in use any more.
-func (b *buffers) free() {
-	for _, buf := range b.all {
-		cFree(buf)
-	}
-	b.all = nil
+	b.large <- buf[:cap(buf)]
 }

@@ -32,13 +32,6 @@ var importSettings = map[string]string{
 	"rbd_cache":                        "false",
 	"rbd_discard_granularity_bytes":    "4096",
 	"rbd_discard_on_zeroed_write_same": "false",
-	// The import's asynchronous writes go out straight from its buffers
-	// instead of being copied first. librbd copies by default because a
-	// caller that changed a buffer in flight would break the message CRC;
-	// the import never touches a buffer before its write completes, and
-	// synchronous writes return only once done. Set here, before the
-	// connection exists: changing it later races with I/O in flight.
-	"rbd_disable_zero_copy_writes": "false",
 }
 
 // Cluster is a connection to one Ceph cluster.

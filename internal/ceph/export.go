@@ -21,6 +21,13 @@ const (
 	// reads (the publisher, which compresses and sends) can ask for fewer
 	// and save the memory.
 	DefaultReaders = 8
+	// Imports of scattered small writes are bound by their round trips, so
+	// many more of them are kept in flight, in small buffers.
+	importWriters      = 32
+	importSmallBuffers = 64
+	// librbd copies each write on its way out, so a 4 MiB write in flight
+	// costs about three times its size: 8 keep the OSD as busy as 16 did.
+	importLargeBuffers = 8
 	// zeroBlock is the grain at which read data is checked for zeros. librbd
 	// reports a new object as one extent, holes included; without this, a few
 	// scattered 4 KiB writes would ship whole objects of zeros.

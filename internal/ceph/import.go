@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"sync"
 
 	"github.com/ceph/go-ceph/rbd"
 	"github.com/ferry-dr/ferry/internal/ferry"
@@ -43,80 +45,36 @@ func (c *Cluster) Import(ctx context.Context, target ferry.ImageSpec, src rbddif
 		return ImportStats{}, err
 	}
 	stats := ImportStats{Header: h}
-	name := target.AtSnap("")
-	plan, err := c.prepareImport(target, h)
-	if err != nil {
-		return stats, err
-	}
-	io, err := c.ioctx(target.Pool)
-	if err != nil {
-		return stats, fmt.Errorf("import into %s: %w", name, err)
-	}
-	img, err := openAioImage(io, target.Image)
-	if err != nil {
-		return stats, fmt.Errorf("import into %s: %w", name, err)
-	}
-	err = func() error {
-		if err := applyRecords(ctx, img, plan, src, p, &stats); err != nil {
-			return err
-		}
-		if err := img.flush(); err != nil {
-			return err
-		}
-		if h.ToSnap == "" {
-			return nil
-		}
-		return img.createSnapshot(h.ToSnap, h.Protected)
-	}()
-	if cerr := img.close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return stats, fmt.Errorf("import into %s: %w", name, err)
-	}
-	return stats, nil
-}
-
-// importPlan is what the writes need to know about the target.
-type importPlan struct {
-	// chunk bounds one write: the object size, at most ioSize. Records are
-	// gathered into writes that never cross a chunk boundary.
-	chunk uint64
-	// allocated is where the target may hold data before the import; the
-	// rest reads as zeros, so zero records need no write there.
-	allocated allocation
-}
-
-// prepareImport checks the target through go-ceph, resizes it and learns
-// where it may hold data, then closes it: the writes go through their own
-// handle, and one open handle at a time keeps the exclusive lock still.
-func (c *Cluster) prepareImport(target ferry.ImageSpec, h rbddiff.Header) (importPlan, error) {
-	name := target.AtSnap("")
 	img, err := c.openImage(target)
 	if err != nil {
-		return importPlan{}, fmt.Errorf("import into %s: %w (create the image first, e.g. rbd create --size 1 %s)", name, err, name)
+		return stats, fmt.Errorf("import into %s: %w (create the image first, e.g. rbd create --size 1 %s)", target.AtSnap(""), err, target.AtSnap(""))
 	}
 	defer img.Close()
 	if err := checkImportable(img, target, h); err != nil {
-		return importPlan{}, err
+		return stats, err
 	}
 	if err := resizeTo(img, h.Size); err != nil {
-		return importPlan{}, fmt.Errorf("import into %s: resize to %d bytes: %w", name, h.Size, err)
+		return stats, fmt.Errorf("import into %s: resize to %d bytes: %w", target.AtSnap(""), h.Size, err)
 	}
-	st, err := img.Stat()
+	if err := applyRecords(ctx, img, src, p, &stats); err != nil {
+		return stats, fmt.Errorf("import into %s: %w", target.AtSnap(""), err)
+	}
+	if err := img.Flush(); err != nil {
+		return stats, fmt.Errorf("import into %s: flush: %w", target.AtSnap(""), err)
+	}
+	if h.ToSnap == "" {
+		return stats, nil
+	}
+	snap, err := img.CreateSnapshot(h.ToSnap)
 	if err != nil {
-		return importPlan{}, fmt.Errorf("import into %s: stat: %w", name, err)
+		return stats, fmt.Errorf("import into %s: create snapshot %q: %w", target.AtSnap(""), h.ToSnap, err)
 	}
-	io, err := c.ioctx(target.Pool)
-	if err != nil {
-		return importPlan{}, err
+	if h.Protected {
+		if err := snap.Protect(); err != nil {
+			return stats, fmt.Errorf("import into %s: protect snapshot %q: %w", target.AtSnap(""), h.ToSnap, err)
+		}
 	}
-	valid := func() (bool, error) { return fastDiffValid(io, target.Image) }
-	alloc, err := targetAllocation(img, valid, h.Size)
-	if err != nil {
-		return importPlan{}, fmt.Errorf("import into %s: %w", name, err)
-	}
-	return importPlan{chunk: min(st.Obj_size, ioSize), allocated: alloc}, nil
+	return stats, nil
 }
 
 func checkImportable(img *rbd.Image, target ferry.ImageSpec, h rbddiff.Header) error {
@@ -154,8 +112,108 @@ func resizeTo(img *rbd.Image, size uint64) error {
 	return img.Resize(size)
 }
 
-// writeFull and zeroRange write synchronously through go-ceph, for the test
-// helpers; Import writes through its own asynchronous handle (aio.go).
+// writeJob is one write (buf != nil) or one zeroing discard.
+type writeJob struct {
+	off, len uint64
+	buf      []byte
+}
+
+// applyRecords reads records in order and hands them to importWriters writers.
+// Records never overlap (the reader checks), so writes may land in any order.
+func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, p progress.Reporter, stats *ImportStats) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	bufs := newBuffers(importLargeBuffers, importSmallBuffers)
+	jobs := make(chan writeJob)
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err; cancel() })
+	}
+	for range importWriters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for job := range jobs {
+				if ctx.Err() != nil {
+					if job.buf != nil {
+						bufs.put(job.buf)
+					}
+					continue
+				}
+				var err error
+				if job.buf != nil {
+					err = writeFull(img, job.buf, job.off)
+					bufs.put(job.buf)
+				} else {
+					err = zeroRange(img, job.off, job.len)
+				}
+				if err != nil {
+					fail(err)
+					continue
+				}
+				p.Add(job.len)
+			}
+		}()
+	}
+
+	readErr := func() error {
+		defer close(jobs)
+		for {
+			rec, err := src.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			switch rec.Kind {
+			case rbddiff.Zero:
+				stats.ZeroBytes += rec.Length
+				if err := send(ctx, jobs, writeJob{off: rec.Offset, len: rec.Length}); err != nil {
+					return err
+				}
+			case rbddiff.Data:
+				stats.DataBytes += rec.Length
+				for off, end := rec.Offset, rec.Offset+rec.Length; off < end; {
+					n := min(end-off, ioSize)
+					buf := bufs.get(n, ctx.Done())
+					if buf == nil {
+						return ctx.Err()
+					}
+					if _, err := io.ReadFull(rec.Payload, buf); err != nil {
+						bufs.put(buf)
+						return fmt.Errorf("read data record at %#x: %w", off, err)
+					}
+					if err := send(ctx, jobs, writeJob{off: off, len: n, buf: buf}); err != nil {
+						bufs.put(buf)
+						return err
+					}
+					off += n
+				}
+			}
+		}
+	}()
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr // a failed write explains a cancelled read
+	}
+	return readErr
+}
+
+func send(ctx context.Context, jobs chan<- writeJob, j writeJob) error {
+	select {
+	case jobs <- j:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func writeFull(img *rbd.Image, buf []byte, off uint64) error {
 	n, err := img.WriteAt(buf, int64(off))
 	if err == nil && n != len(buf) {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"syscall"
 	"unsafe"
 
 	"github.com/ferry-dr/ferry/internal/ferry"
@@ -45,7 +46,7 @@ func (c *Cluster) OpenSnapshotTarget(spec ferry.ImageSpec) (*SnapshotTarget, err
 	defer C.free(unsafe.Pointer(name))
 	t := &SnapshotTarget{spec: spec.AtSnap("")}
 	if ret := C.rbd_open(C.rados_ioctx_t(io.Pointer()), name, &t.image, nil); ret < 0 {
-		return nil, fmt.Errorf("open image %s/%s: %w", spec.Pool, spec.Image, rbdError(ret))
+		return nil, fmt.Errorf("open image %s/%s: %w", spec.Pool, spec.Image, rbdErr(ret))
 	}
 	return t, nil
 }
@@ -81,7 +82,7 @@ func (t *SnapshotTarget) CreateSnapshot(name string, mode SnapshotMode) error {
 		return fmt.Errorf("create snapshot %s: %w", t.spec.AtSnap(name), errTargetClosed)
 	}
 	if ret := C.ferry_snap_create(t.image, cname, flags); ret < 0 {
-		return fmt.Errorf("create snapshot %s: %w", t.spec.AtSnap(name), rbdError(ret))
+		return fmt.Errorf("create snapshot %s: %w", t.spec.AtSnap(name), rbdErr(ret))
 	}
 	return nil
 }
@@ -98,7 +99,17 @@ func (t *SnapshotTarget) Close() error {
 	ret := C.rbd_close(t.image)
 	t.image = nil
 	if ret < 0 {
-		return fmt.Errorf("close image %s: %w", t.spec, rbdError(ret))
+		return fmt.Errorf("close image %s: %w", t.spec, rbdErr(ret))
 	}
 	return nil
+}
+
+// rbdErr turns librbd's negative errno into an error that errors.Is
+// matches against the errno, and against ErrNotFound for ENOENT.
+func rbdErr(ret C.int) error {
+	errno := syscall.Errno(-ret)
+	if errno == syscall.ENOENT {
+		return fmt.Errorf("%w: %v", ErrNotFound, errno)
+	}
+	return errno
 }
