@@ -175,19 +175,6 @@ func removeImage(c *ceph.Cluster, spec ferry.ImageSpec) {
 	_ = c.RemoveImage(spec)
 }
 
-func snapshotNames(t testing.TB, spec ferry.ImageSpec) []string {
-	t.Helper()
-	snaps, err := source.Snapshots(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, s := range snaps {
-		out = append(out, s.Name)
-	}
-	return out
-}
-
 func randomBytes(t testing.TB, n int) []byte {
 	t.Helper()
 	b := make([]byte, n)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/ferry"
 )
 
@@ -173,16 +174,16 @@ func TestAgentBacksUpOptedInDomains(t *testing.T) {
 		}
 	})
 
-	waitFor(t, "two policy snapshots of the opted-in VM", func() bool { return len(snapshotNames(t, in.disks[0])) >= 2 })
+	waitFor(t, "two policy snapshots of the opted-in VM", func() bool { return len(ceph.TestSnapshotNames(t, source, in.disks[0])) >= 2 })
 	waitFor(t, "ten policy refreshes", func() bool { return src.calls.Load() >= 10 })
 	for _, spec := range in.disks {
-		for _, s := range snapshotNames(t, spec) {
+		for _, s := range ceph.TestSnapshotNames(t, source, spec) {
 			if !ferry.IsFerrySnapshot(s) {
 				t.Fatalf("%s: unexpected snapshot %q", spec, s)
 			}
 		}
 	}
-	if got := snapshotNames(t, typo.disks[0]); len(got) != 0 {
+	if got := ceph.TestSnapshotNames(t, source, typo.disks[0]); len(got) != 0 {
 		t.Fatalf("VM with an unknown policy has snapshots %v", got)
 	}
 	waitFor(t, "two snapshot events of the opted-in volume", func() bool {

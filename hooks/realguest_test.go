@@ -165,7 +165,7 @@ func (g *realGuest) requireThawed(t testing.TB) {
 func (g *realGuest) requireNoSnapshots(t testing.TB) {
 	t.Helper()
 	for _, spec := range g.disks {
-		if got := snapshotNames(t, spec); len(got) != 0 {
+		if got := ceph.TestSnapshotNames(t, source, spec); len(got) != 0 {
 			t.Fatalf("%s keeps snapshots %v of a failed set", spec, got)
 		}
 	}

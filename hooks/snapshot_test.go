@@ -46,7 +46,7 @@ func TestSnapshotVMRunningEndToEnd(t *testing.T) {
 		t.Fatalf("frozen marker left after a thaw: %v", entries)
 	}
 	for i, spec := range v.disks {
-		if got := snapshotNames(t, spec); !slices.Equal(got, []string{snap.Snapshot}) {
+		if got := ceph.TestSnapshotNames(t, source, spec); !slices.Equal(got, []string{snap.Snapshot}) {
 			t.Fatalf("%s snapshots %v, want [%s]", spec, got, snap.Snapshot)
 		}
 		// Writes after the snapshot must not show in it.
@@ -124,7 +124,7 @@ func TestSnapshotVMShutOff(t *testing.T) {
 		t.Fatalf("%+v: want crash-consistent, not frozen", snap)
 	}
 	for _, spec := range v.disks {
-		if got := snapshotNames(t, spec); !slices.Equal(got, []string{snap.Snapshot}) {
+		if got := ceph.TestSnapshotNames(t, source, spec); !slices.Equal(got, []string{snap.Snapshot}) {
 			t.Fatalf("%s: %v", spec, got)
 		}
 	}
@@ -150,7 +150,7 @@ func TestSnapshotVMPaused(t *testing.T) {
 		t.Fatalf("err %v, want ErrQuiesceRequired", err)
 	}
 	for _, spec := range v.disks {
-		if got := snapshotNames(t, spec); len(got) != 0 {
+		if got := ceph.TestSnapshotNames(t, source, spec); len(got) != 0 {
 			t.Fatalf("%s has snapshots %v after a refused snapshot", spec, got)
 		}
 	}
@@ -175,7 +175,7 @@ func TestSnapshotVMFreezeDeadline(t *testing.T) {
 	}
 	t.Log(err)
 	for _, spec := range v.disks {
-		if got := snapshotNames(t, spec); len(got) != 0 {
+		if got := ceph.TestSnapshotNames(t, source, spec); len(got) != 0 {
 			t.Fatalf("%s keeps snapshots %v of a failed set", spec, got)
 		}
 	}

@@ -205,7 +205,7 @@ func TestRestoreToSourceInFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	ceph.RequireSameContent(t, backup, bak.AtSnap("s1"), source, target)
-	if got := snapshotNames(t, source, target); len(got) != 0 || out.Target.Snap != "" {
+	if got := ceph.TestSnapshotNames(t, source, target); len(got) != 0 || out.Target.Snap != "" {
 		t.Errorf("restored image has snapshots %v (outcome %+v), want none: it is for attaching", got, out)
 	}
 	if out.DataBytes == 0 || stats.ChunksSent == 0 || stats.BytesStored() == 0 {
@@ -274,7 +274,7 @@ func TestFailbackOverJetStream(t *testing.T) {
 	if ceph.TestContent(t, source, primary) != diverged {
 		t.Fatal("a refused failback changed the primary image")
 	}
-	if got := snapshotNames(t, source, primary); !slices.Equal(got, []string{common}) {
+	if got := ceph.TestSnapshotNames(t, source, primary); !slices.Equal(got, []string{common}) {
 		t.Fatalf("a refused failback changed the primary's snapshots: %v", got)
 	}
 
@@ -289,7 +289,7 @@ func TestFailbackOverJetStream(t *testing.T) {
 	}
 	ceph.RequireSameContent(t, backup, primary.AtSnap(later), source, primary.AtSnap(later))
 	ceph.RequireSameContent(t, backup, primary.AtSnap(later), source, primary)
-	if got := snapshotNames(t, source, primary); !slices.Equal(got, []string{common, later}) {
+	if got := ceph.TestSnapshotNames(t, source, primary); !slices.Equal(got, []string{common, later}) {
 		t.Errorf("primary snapshots %v, want [%s %s]: the restored one is the next common base", got, common, later)
 	}
 	_, _, err = s.restore(failback)
@@ -377,19 +377,6 @@ func snap(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec, name string) {
 	if err := c.CreateSnapshot(spec.AtSnap(name)); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func snapshotNames(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec) []string {
-	t.Helper()
-	snaps, err := c.Snapshots(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, s := range snaps {
-		names = append(names, s.Name)
-	}
-	return names
 }
 
 func randomBytes(r *rand.Rand, n int) []byte {

@@ -51,6 +51,20 @@ func TestDiscard(t testing.TB, c *Cluster, spec ferry.ImageSpec, off, n uint64) 
 	}
 }
 
+// TestSnapshotNames lists the snapshots of spec's image, oldest first.
+func TestSnapshotNames(t testing.TB, c *Cluster, spec ferry.ImageSpec) []string {
+	t.Helper()
+	snaps, err := c.Snapshots(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, len(snaps))
+	for i, s := range snaps {
+		names[i] = s.Name
+	}
+	return names
+}
+
 // TestRead reads n bytes at off of spec (image@snap, or the head).
 func TestRead(t testing.TB, c *Cluster, spec ferry.ImageSpec, off, n uint64) []byte {
 	t.Helper()

@@ -67,19 +67,6 @@ func snap(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec, name string) {
 	}
 }
 
-func snapshotNames(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec) []string {
-	t.Helper()
-	snaps, err := c.Snapshots(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := make([]string, len(snaps))
-	for i, s := range snaps {
-		names[i] = s.Name
-	}
-	return names
-}
-
 // copyFull makes dst on cluster to hold src's snapshot, through Ferry's
 // engine and a diff in memory, the way a full backup lands.
 func copyFull(t testing.TB, from *ceph.Cluster, src ferry.ImageSpec, to *ceph.Cluster, dst ferry.ImageSpec) {

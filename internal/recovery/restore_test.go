@@ -35,7 +35,7 @@ func backupImage(t *testing.T) ferry.ImageSpec {
 func TestRestoreIntoNewImage(t *testing.T) {
 	ctx := context.Background()
 	img := backupImage(t)
-	before := snapshotNames(t, backup, img)
+	before := ceph.TestSnapshotNames(t, backup, img)
 	for _, s := range []string{"s1", "s2"} {
 		target := ferry.ImageSpec{Pool: testbed.Pool, Image: testbed.ImageName(t, "restored-"+s)}
 		removeAtEnd(t, backup, target)
@@ -45,7 +45,7 @@ func TestRestoreIntoNewImage(t *testing.T) {
 			t.Fatal(err)
 		}
 		ceph.RequireSameContent(t, backup, img.AtSnap(s), backup, target)
-		if got := snapshotNames(t, backup, target); len(got) != 0 {
+		if got := ceph.TestSnapshotNames(t, backup, target); len(got) != 0 {
 			t.Errorf("restored image has snapshots %v, want none (it is for attaching)", got)
 		}
 		if res.Size != 24*mib+3*kib || res.DataBytes == 0 || meter.Done() != res.ScannedBytes {
@@ -58,7 +58,7 @@ func TestRestoreIntoNewImage(t *testing.T) {
 		}
 		ceph.RequireSameContent(t, backup, img.AtSnap(s), backup, target)
 	}
-	if after := snapshotNames(t, backup, img); !slices.Equal(before, after) {
+	if after := ceph.TestSnapshotNames(t, backup, img); !slices.Equal(before, after) {
 		t.Errorf("the backup image's snapshots changed: %v -> %v", before, after)
 	}
 }
@@ -163,7 +163,7 @@ func TestFailbackIncremental(t *testing.T) {
 	}
 	ceph.RequireSameContent(t, backup, bak.AtSnap("later"), source, primary.AtSnap("later"))
 	ceph.RequireSameContent(t, backup, bak.AtSnap("later"), source, primary)
-	if got := snapshotNames(t, source, primary); !slices.Equal(got, []string{"common", "later"}) {
+	if got := ceph.TestSnapshotNames(t, source, primary); !slices.Equal(got, []string{"common", "later"}) {
 		t.Errorf("primary snapshots %v, want [common later] (later is the next common base)", got)
 	}
 
