@@ -140,6 +140,7 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 		ChunkSize: p.chunkSize,
 		OnHeader: func(h rbddiff.Header) error {
 			m.Size = h.Size
+			var err error // this closure's own: Export's result is set below
 			// The backup site may answer as soon as it has the manifest.
 			if m.ResultsFrom, err = p.nextResult(ctx); err != nil {
 				return err
@@ -166,16 +167,7 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 		return nil, err
 	}
 	m.ExtentPages, m.ExtentCount, m.FeedSeq = ws.Pages, ws.Extents, 0 // complete: no feed needed
-	m.Stats = ferry.BackupStats{
-		ChangedBytes:    ws.ChangedBytes,
-		DataBytes:       ws.DataBytes,
-		Chunks:          ws.Chunks,
-		ChunksSent:      ws.ChunksSent,
-		RawBytesSent:    ws.RawBytesSent,
-		BytesSent:       ws.NetBytesSent + ws.PageBytesSent,
-		ExtentBytesSent: ws.PageBytesSent,
-		DurationSeconds: time.Since(start).Seconds(),
-	}
+	m.Stats = ws.BackupStats(time.Since(start))
 	if err := pages.End(ctx, feed.End{Extents: m.ExtentCount, Stats: m.Stats}); err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
@@ -34,6 +35,21 @@ type WriteStats struct {
 	NetBytesSent    uint64 // and after
 	PageBytesSent   uint64 // compressed bytes of extent pages stored
 	ChunksDuplicate int    // data chunks seen earlier in the same diff
+}
+
+// BackupStats are the figures of a backup (or restore) that stored this
+// diff and took d to do it.
+func (s WriteStats) BackupStats(d time.Duration) ferry.BackupStats {
+	return ferry.BackupStats{
+		ChangedBytes:    s.ChangedBytes,
+		DataBytes:       s.DataBytes,
+		Chunks:          s.Chunks,
+		ChunksSent:      s.ChunksSent,
+		RawBytesSent:    s.RawBytesSent,
+		BytesSent:       s.NetBytesSent + s.PageBytesSent,
+		ExtentBytesSent: s.PageBytesSent,
+		DurationSeconds: d.Seconds(),
+	}
 }
 
 // DiffWriter is the rbddiff.Sink that stores a diff as chunks. It cuts the

@@ -130,6 +130,7 @@ func SendRestore(ctx context.Context, o SendOptions, p progress.Reporter) (*Remo
 		ChunkSize: o.ChunkSize,
 		OnHeader: func(h rbddiff.Header) error {
 			rr.Job.Size, rr.Job.Protected = h.Size, h.Protected
+			var err error // this closure's own: Export's result is set below
 			if pages, err = feed.Start(exportCtx, o.Bus.Backup, restoreFeedImage(o.Target), job.ID); err != nil {
 				return err
 			}
@@ -145,11 +146,7 @@ func SendRestore(ctx context.Context, o SendOptions, p progress.Reporter) (*Remo
 		err = storeErr
 	}
 	if err == nil {
-		err = pages.End(exportCtx, feed.End{Extents: ws.Extents, Stats: ferry.BackupStats{
-			ChangedBytes: ws.ChangedBytes, DataBytes: ws.DataBytes, Chunks: ws.Chunks, ChunksSent: ws.ChunksSent,
-			RawBytesSent: ws.RawBytesSent, BytesSent: ws.NetBytesSent + ws.PageBytesSent, ExtentBytesSent: ws.PageBytesSent,
-			DurationSeconds: rr.Stats.Duration.Seconds(),
-		}})
+		err = pages.End(exportCtx, feed.End{Extents: ws.Extents, Stats: ws.BackupStats(rr.Stats.Duration)})
 	}
 	if err != nil {
 		if pages != nil {
