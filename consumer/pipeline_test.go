@@ -341,8 +341,14 @@ func TestPublisherDaemonAndLineage(t *testing.T) {
 	p := newPipeline(t, srv)
 	p.startConsumer()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go p.pub.Run(ctx)
+	pubDone := make(chan error, 1)
+	go func() { pubDone <- p.pub.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-pubDone; err != nil {
+			t.Errorf("publisher daemon: %v", err)
+		}
+	}()
 
 	img := ceph.TestImage(t, source, "vm", 8*mib)
 	ceph.TestWrite(t, source, img, 0, []byte("daemon"))

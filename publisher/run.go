@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
@@ -59,17 +60,30 @@ func (p *Publisher) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	errc := make(chan error, 3)
-	go func() { errc <- bus.Dispatch(ctx, events, p.handleEvent) }()
-	go func() { errc <- bus.Dispatch(ctx, results, p.handleResult) }()
+	// Run returns only once every handler has returned: the caller closes
+	// the Ceph connection next, and librbd aborts the process when its
+	// connection goes away under a running export or import.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var firstErr error
+	var once sync.Once
+	dispatch := func(cons jetstream.Consumer, handle func(context.Context, jetstream.Msg)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := bus.Dispatch(ctx, cons, handle)
+			once.Do(func() { firstErr = err }) // one dispatcher ending ends the daemon
+			cancel()
+		}()
+	}
+	dispatch(events, p.handleEvent)
+	dispatch(results, p.handleResult)
 	if restores != nil {
-		go func() { errc <- bus.Dispatch(ctx, restores, p.handleRestore) }()
+		dispatch(restores, p.handleRestore)
 	}
-	err = <-errc
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
+	wg.Wait()
+	return firstErr
 }
 
 func (p *Publisher) handleEvent(ctx context.Context, msg jetstream.Msg) {
