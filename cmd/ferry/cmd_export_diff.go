@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -74,8 +73,9 @@ An existing PATH is never overwritten, and PATH appears only once the diff is co
 // temporary file unless commit succeeded.
 func openDiffOutput(path string) (out io.Writer, commit func() error, abort func(), err error) {
 	if path == "-" {
-		bw := bufio.NewWriterSize(os.Stdout, 1<<20)
-		return bw, bw.Flush, func() {}, nil
+		// The diff writer buffers small records itself and writes large
+		// payloads straight through; another buffer would only copy them.
+		return os.Stdout, func() error { return nil }, func() {}, nil
 	}
 	if _, err := os.Lstat(path); err == nil {
 		return nil, nil, nil, fmt.Errorf("%s already exists; remove it or choose another path", path)

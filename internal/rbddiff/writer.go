@@ -10,6 +10,11 @@ import (
 
 const writeBufferSize = 64 << 10
 
+// directWriteMin is the data record payload from which the payload goes
+// straight to the underlying writer instead of through the buffer: one
+// more write call, but no copy of the bytes (an export is mostly payload).
+const directWriteMin = 32 << 10
+
 const refuse = "refusing to write it (extents must ascend, not overlap and stay within Header.Size)"
 
 // Writer encodes a diff as rbd export-diff would: for the same content the
@@ -20,6 +25,7 @@ const refuse = "refusing to write it (extents must ascend, not overlap and stay 
 // return a plain error; content that would make an invalid diff returns a
 // *FormatError and writes nothing, so the caller may carry on.
 type Writer struct {
+	out    io.Writer
 	bw     *bufio.Writer
 	format Format
 	off    int64 // stream offset of the next byte written
@@ -40,7 +46,7 @@ const (
 
 // NewWriter returns a Writer producing a diff of format f (V1 or V2) on w.
 func NewWriter(w io.Writer, f Format) *Writer {
-	return &Writer{bw: bufio.NewWriterSize(w, writeBufferSize), format: f}
+	return &Writer{out: w, bw: bufio.NewWriterSize(w, writeBufferSize), format: f}
 }
 
 // WriteHeader writes the banner and metadata in rbd's order: 'f' if FromSnap
@@ -108,7 +114,11 @@ func (w *Writer) WriteData(offset uint64, p []byte) error {
 		return err
 	}
 	w.writeExtent(tagWrite, offset, uint64(len(p)))
-	w.write(p)
+	if len(p) >= directWriteMin {
+		w.writeDirect(p)
+	} else {
+		w.write(p)
+	}
 	return w.err
 }
 
@@ -186,6 +196,25 @@ func (w *Writer) recordHeaderLen() int {
 		return 9
 	}
 	return 1
+}
+
+// writeDirect flushes what is buffered, then writes b unbuffered.
+func (w *Writer) writeDirect(b []byte) {
+	if w.err != nil {
+		return
+	}
+	if err := w.bw.Flush(); err != nil {
+		w.err = fmt.Errorf("rbd diff: write at offset %d: %w", w.off-int64(w.bw.Buffered()), err)
+		return
+	}
+	n, err := w.out.Write(b)
+	w.off += int64(n)
+	if err == nil && n < len(b) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		w.err = fmt.Errorf("rbd diff: write at offset %d: %w", w.off, err)
+	}
 }
 
 func (w *Writer) write(b []byte) {
