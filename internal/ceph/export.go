@@ -28,10 +28,6 @@ const (
 	// librbd copies each write on its way out, so a 4 MiB write in flight
 	// costs about three times its size: 8 keep the OSD as busy as 16 did.
 	importLargeBuffers = 8
-	// zeroBlock is the grain at which read data is checked for zeros. librbd
-	// reports a new object as one extent, holes included; without this, a few
-	// scattered 4 KiB writes would ship whole objects of zeros.
-	zeroBlock = 4 << 10
 )
 
 // ExportOptions selects what to export: the changes of Image between FromSnap
@@ -110,18 +106,25 @@ func exportHeader(img *rbd.Image, opts ExportOptions) (rbddiff.Header, error) {
 // readJob is one read of at most ioSize bytes, or a known-zero range (no buffer).
 type readJob struct {
 	ext  extent
-	buf  []byte // filled by a reader; nil for a zero range
+	buf  []byte // taken for the read by the producer; nil for a zero range
 	err  error
 	done chan struct{}
 }
 
+// exportSmallBuffers are the small reads an export keeps in flight besides
+// its large ones. An incremental of scattered small writes is bound by the
+// round trip of each read, not by bytes, so it needs many more reads in
+// flight than a full export does, and they cost little memory.
+const exportSmallBuffers = 48
+
 // exportExtents runs the scan, the readers and the ordered emitter:
 //
-//	scan (librbd callbacks) -> jobs -> readers -> in-order emit -> sink
+//	scan (librbd callbacks) -> producer -> readers -> in-order emit -> sink
 //
-// A reader takes a free buffer before it takes a job, and jobs are taken in
-// order, so the job the emitter waits for always holds a buffer: no deadlock,
-// and never more than its buffers.
+// The producer takes a buffer for each read before it hands the read out,
+// in order, so every buffer is held by a read that comes before the one
+// waiting for a buffer: the emitter always gets the read it waits for, and
+// memory never exceeds the buffers.
 func exportExtents(ctx context.Context, img *rbd.Image, opts ExportOptions, size uint64, sink rbddiff.Sink, p progress.Reporter, stats *ExportStats) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -142,31 +145,18 @@ func exportExtents(ctx context.Context, img *rbd.Image, opts ExportOptions, size
 	if readers <= 0 {
 		readers = DefaultReaders
 	}
-	nbuf := readers * 3 / 2 // a few more buffers than readers keep the emitter fed
-	free := make(chan []byte, nbuf)
-	for range nbuf {
-		free <- make([]byte, ioSize)
-	}
+	nLarge := readers * 3 / 2 // a few more buffers than reads keep the emitter fed
+	bufs := newBuffers(nLarge, exportSmallBuffers)
+	inFlight := nLarge + exportSmallBuffers
 	reads := make(chan *readJob)
-	ordered := make(chan *readJob, nbuf)
+	ordered := make(chan *readJob, inFlight)
 
 	var wg sync.WaitGroup
-	for range readers {
+	for range readers + exportSmallBuffers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				var buf []byte
-				select {
-				case buf = <-free:
-				case <-ctx.Done():
-					return
-				}
-				job, ok := <-reads
-				if !ok {
-					return
-				}
-				job.buf = buf[:job.ext.len]
+			for job := range reads {
 				job.err = readFull(img, job.buf, job.ext.off)
 				close(job.done)
 			}
@@ -181,7 +171,11 @@ func exportExtents(ctx context.Context, img *rbd.Image, opts ExportOptions, size
 			for off := e.off; off < e.end(); {
 				n := min(e.end()-off, ioSize-off%ioSize)
 				job := &readJob{ext: extent{off: off, len: n, exists: e.exists}, done: make(chan struct{})}
-				if !e.exists {
+				if e.exists {
+					if job.buf = bufs.get(n, ctx.Done()); job.buf == nil {
+						return
+					}
+				} else {
 					close(job.done)
 				}
 				select {
@@ -217,7 +211,7 @@ func exportExtents(ctx context.Context, img *rbd.Image, opts ExportOptions, size
 				err = em.zero(job.ext.off, job.ext.len)
 			} else {
 				err = em.data(job.ext.off, job.buf)
-				free <- job.buf[:cap(job.buf)]
+				bufs.put(job.buf)
 			}
 			if err != nil {
 				return err
@@ -277,23 +271,9 @@ func (e *emitter) flush() error {
 	return err
 }
 
-// data splits buf (image bytes at off) into runs of zero and non-zero blocks,
-// with block edges on absolute multiples of zeroBlock.
+// data splits buf (image bytes at off) into data and zero records.
 func (e *emitter) data(off uint64, buf []byte) error {
-	runStart, runZero := 0, false
-	for i := 0; i < len(buf); {
-		next := min(len(buf), i+int(zeroBlock-(off+uint64(i))%zeroBlock))
-		z := isZero(buf[i:next])
-		if i > runStart && z != runZero {
-			if err := e.run(off, buf, runStart, i, runZero); err != nil {
-				return err
-			}
-			runStart = i
-		}
-		runZero = z
-		i = next
-	}
-	return e.run(off, buf, runStart, len(buf), runZero)
+	return zeroRuns(off, buf, func(from, to int, zero bool) error { return e.run(off, buf, from, to, zero) })
 }
 
 func (e *emitter) run(off uint64, buf []byte, from, to int, zero bool) error {
@@ -308,17 +288,4 @@ func (e *emitter) run(off uint64, buf []byte, from, to int, zero bool) error {
 	}
 	e.stats.DataBytes += uint64(to - from)
 	return e.sink.WriteData(off+uint64(from), buf[from:to])
-}
-
-var zeros = make([]byte, zeroBlock)
-
-func isZero(b []byte) bool {
-	for len(b) > 0 {
-		n := min(len(b), len(zeros))
-		if string(b[:n]) != string(zeros[:n]) { // compiles to memequal, no allocation
-			return false
-		}
-		b = b[n:]
-	}
-	return true
 }

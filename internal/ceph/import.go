@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ceph/go-ceph/rbd"
 	"github.com/ferry-dr/ferry/internal/ferry"
@@ -56,7 +57,14 @@ func (c *Cluster) Import(ctx context.Context, target ferry.ImageSpec, src rbddif
 	if err := resizeTo(img, h.Size); err != nil {
 		return stats, fmt.Errorf("import into %s: resize to %d bytes: %w", target.AtSnap(""), h.Size, err)
 	}
-	if err := applyRecords(ctx, img, src, p, &stats); err != nil {
+	// A full diff into an image that reads as zeros need not write zeros.
+	blank := false
+	if h.FromSnap == "" {
+		if blank, err = readsAsZeros(img, h.Size); err != nil {
+			return stats, fmt.Errorf("import into %s: %w", target.AtSnap(""), err)
+		}
+	}
+	if err := applyRecords(ctx, img, src, blank, p, &stats); err != nil {
 		return stats, fmt.Errorf("import into %s: %w", target.AtSnap(""), err)
 	}
 	if err := img.Flush(); err != nil {
@@ -112,15 +120,58 @@ func resizeTo(img *rbd.Image, size uint64) error {
 	return img.Resize(size)
 }
 
+// readsAsZeros tells whether the head of img holds no data at all, own or
+// its parent's: then a full diff's zeros are already in place. It asks
+// librbd's object map, so it answers only for images with fast-diff; for
+// others it says no rather than list every object.
+func readsAsZeros(img *rbd.Image, size uint64) (bool, error) {
+	features, err := img.GetFeatures()
+	if err != nil {
+		return false, err
+	}
+	if features&rbd.FeatureFastDiff == 0 {
+		return false, nil
+	}
+	if size == 0 {
+		return true, nil // and librbd asserts on a diff of an empty range
+	}
+	objects, err := diffIterate(img, "", 0, size, rbd.EnableWholeObject)
+	if err != nil {
+		return false, err
+	}
+	for _, o := range objects {
+		if o.exists {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // writeJob is one write (buf != nil) or one zeroing discard.
 type writeJob struct {
 	off, len uint64
 	buf      []byte
+	held     *heldBuffer // the buffer buf was cut from
+}
+
+// heldBuffer is an I/O buffer shared by the writes cut from it; the last
+// reference released gives it back.
+type heldBuffer struct {
+	buf  []byte
+	refs atomic.Int32
+}
+
+func (h *heldBuffer) release(bufs *buffers) {
+	if h.refs.Add(-1) == 0 {
+		bufs.put(h.buf)
+	}
 }
 
 // applyRecords reads records in order and hands them to importWriters writers.
 // Records never overlap (the reader checks), so writes may land in any order.
-func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, p progress.Reporter, stats *ImportStats) error {
+// Zero blocks inside data records are zeroed rather than written, as rbd
+// import-diff does; on a blank image (see readsAsZeros) zeros are skipped.
+func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, blank bool, p progress.Reporter, stats *ImportStats) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -140,15 +191,15 @@ func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, p pro
 			defer wg.Done()
 			for job := range jobs {
 				if ctx.Err() != nil {
-					if job.buf != nil {
-						bufs.put(job.buf)
+					if job.held != nil {
+						job.held.release(bufs)
 					}
 					continue
 				}
 				var err error
 				if job.buf != nil {
 					err = writeFull(img, job.buf, job.off)
-					bufs.put(job.buf)
+					job.held.release(bufs)
 				} else {
 					err = zeroRange(img, job.off, job.len)
 				}
@@ -161,6 +212,32 @@ func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, p pro
 		}()
 	}
 
+	zero := func(off, n uint64) error {
+		if blank {
+			p.Add(n)
+			return nil
+		}
+		return send(ctx, jobs, writeJob{off: off, len: n})
+	}
+	// write hands out the data and zero runs of buf, which holds n bytes of
+	// a data record at off.
+	write := func(off uint64, buf []byte) error {
+		h := &heldBuffer{buf: buf}
+		h.refs.Store(1) // this function's own, until every run is out
+		defer h.release(bufs)
+		return zeroRuns(off, buf, func(from, to int, isZero bool) error {
+			runOff, runLen := off+uint64(from), uint64(to-from)
+			if isZero {
+				return zero(runOff, runLen)
+			}
+			h.refs.Add(1)
+			if err := send(ctx, jobs, writeJob{off: runOff, len: runLen, buf: buf[from:to], held: h}); err != nil {
+				h.release(bufs)
+				return err
+			}
+			return nil
+		})
+	}
 	readErr := func() error {
 		defer close(jobs)
 		for {
@@ -174,7 +251,7 @@ func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, p pro
 			switch rec.Kind {
 			case rbddiff.Zero:
 				stats.ZeroBytes += rec.Length
-				if err := send(ctx, jobs, writeJob{off: rec.Offset, len: rec.Length}); err != nil {
+				if err := zero(rec.Offset, rec.Length); err != nil {
 					return err
 				}
 			case rbddiff.Data:
@@ -189,8 +266,7 @@ func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, p pro
 						bufs.put(buf)
 						return fmt.Errorf("read data record at %#x: %w", off, err)
 					}
-					if err := send(ctx, jobs, writeJob{off: off, len: n, buf: buf}); err != nil {
-						bufs.put(buf)
+					if err := write(off, buf); err != nil {
 						return err
 					}
 					off += n

@@ -6,7 +6,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"testing"
+
+	"github.com/ceph/go-ceph/rbd"
 
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
@@ -163,6 +166,35 @@ func TestImportTargets(t *testing.T) {
 			requireContent(t, backup, dst, applyOps(tg.before, ops))
 		})
 	}
+
+	// Zeros make no objects: 2 (a zero record), 4 (a data record of zeros)
+	// and 5 (zero records only) are never created.
+	t.Run("new image stays thin", func(t *testing.T) {
+		dst := newImage(t, backup, "dst", 1)
+		if err := importBytes(t, context.Background(), dst, diff); err != nil {
+			t.Fatal(err)
+		}
+		img, err := backup.openImageReadOnly(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer img.Close()
+		objects, err := diffIterate(img, "", 0, size, rbd.EnableWholeObject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var written []uint64
+		for _, o := range objects {
+			if o.exists {
+				for off := o.off; off < o.end(); off += obj {
+					written = append(written, off/obj)
+				}
+			}
+		}
+		if want := []uint64{0, 1, 3}; !slices.Equal(written, want) {
+			t.Errorf("objects written %v, want %v", written, want)
+		}
+	})
 }
 
 // cancelAfter is a Source that cancels the import after n records.
