@@ -169,8 +169,8 @@ func (h *heldBuffer) release(bufs *buffers) {
 
 // applyRecords reads records in order and hands them to importWriters writers.
 // Records never overlap (the reader checks), so writes may land in any order.
-// Zero blocks inside data records are zeroed rather than written, as rbd
-// import-diff does; on a blank image (see readsAsZeros) zeros are skipped.
+// Touching records within an object are combined into one write (see
+// coalescer); on a blank image (see readsAsZeros) zeros are skipped.
 func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, blank bool, p progress.Reporter, stats *ImportStats) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -212,38 +212,13 @@ func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, blank
 		}()
 	}
 
-	zero := func(off, n uint64) error {
-		if blank {
-			p.Add(n)
-			return nil
-		}
-		return send(ctx, jobs, writeJob{off: off, len: n})
-	}
-	// write hands out the data and zero runs of buf, which holds n bytes of
-	// a data record at off.
-	write := func(off uint64, buf []byte) error {
-		h := &heldBuffer{buf: buf}
-		h.refs.Store(1) // this function's own, until every run is out
-		defer h.release(bufs)
-		return zeroRuns(off, buf, func(from, to int, isZero bool) error {
-			runOff, runLen := off+uint64(from), uint64(to-from)
-			if isZero {
-				return zero(runOff, runLen)
-			}
-			h.refs.Add(1)
-			if err := send(ctx, jobs, writeJob{off: runOff, len: runLen, buf: buf[from:to], held: h}); err != nil {
-				h.release(bufs)
-				return err
-			}
-			return nil
-		})
-	}
+	co := &coalescer{ctx: ctx, bufs: bufs, jobs: jobs, blank: blank, progress: p}
 	readErr := func() error {
 		defer close(jobs)
 		for {
 			rec, err := src.Next()
 			if err == io.EOF {
-				return nil
+				return co.flush()
 			}
 			if err != nil {
 				return err
@@ -251,26 +226,14 @@ func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, blank
 			switch rec.Kind {
 			case rbddiff.Zero:
 				stats.ZeroBytes += rec.Length
-				if err := zero(rec.Offset, rec.Length); err != nil {
-					return err
-				}
+				err = co.zero(rec.Offset, rec.Length)
 			case rbddiff.Data:
 				stats.DataBytes += rec.Length
-				for off, end := rec.Offset, rec.Offset+rec.Length; off < end; {
-					n := min(end-off, ioSize)
-					buf := bufs.get(n, ctx.Done())
-					if buf == nil {
-						return ctx.Err()
-					}
-					if _, err := io.ReadFull(rec.Payload, buf); err != nil {
-						bufs.put(buf)
-						return fmt.Errorf("read data record at %#x: %w", off, err)
-					}
-					if err := write(off, buf); err != nil {
-						return err
-					}
-					off += n
-				}
+				err = co.data(rec.Offset, rec.Length, rec.Payload)
+			}
+			if err != nil {
+				co.drop()
+				return err
 			}
 		}
 	}()
@@ -279,6 +242,174 @@ func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, blank
 		return firstErr // a failed write explains a cancelled read
 	}
 	return readErr
+}
+
+// zeroFillMax is the longest run of zeros that an import writes as data
+// when it lies next to data in the same object. Every write or zeroing op
+// costs the OSD about as much as a few hundred KiB of data, so a diff of
+// data and short zero runs in turn (what an export of half-empty objects
+// gives) lands as one write per object rather than hundreds of small ops;
+// longer runs are zeroed, so the image stays about as thin as its source.
+const zeroFillMax = 64 << 10
+
+// coalescer turns the records of a diff into writes and zeroing ops:
+// touching records within one ioSize-aligned window are gathered into one
+// buffer, and when the window is done it is cut into writes and zero ops
+// (flush). Untouched ranges between records are never written.
+type coalescer struct {
+	ctx      context.Context
+	bufs     *buffers
+	jobs     chan<- writeJob
+	blank    bool
+	progress progress.Reporter
+
+	off uint64 // image offset of buf[0]
+	buf []byte // gathered bytes; nil when nothing is pending
+}
+
+func (c *coalescer) end() uint64 { return c.off + uint64(len(c.buf)) }
+
+// room makes the pending buffer able to take n more bytes at off, flushing
+// first unless off continues it within the same window.
+func (c *coalescer) room(off, n uint64) error {
+	if c.buf != nil && (c.end() != off || c.off/ioSize != off/ioSize) {
+		if err := c.flush(); err != nil {
+			return err
+		}
+	}
+	if c.buf == nil {
+		buf := c.bufs.get(n, c.ctx.Done())
+		if buf == nil {
+			return c.ctx.Err()
+		}
+		c.off, c.buf = off, buf[:0]
+		return nil
+	}
+	if need := len(c.buf) + int(n); need > cap(c.buf) {
+		// A small buffer outgrown: move to a large one (the window bounds it).
+		large := c.bufs.get(ioSize, c.ctx.Done())
+		if large == nil {
+			return c.ctx.Err()
+		}
+		large = append(large[:0], c.buf...)
+		c.bufs.put(c.buf)
+		c.buf = large
+	}
+	return nil
+}
+
+// data gathers a data record of n bytes at off read from payload.
+func (c *coalescer) data(off, n uint64, payload io.Reader) error {
+	for n > 0 {
+		m := min(n, ioSize-off%ioSize) // up to the end of the window
+		if err := c.room(off, m); err != nil {
+			return err
+		}
+		at := len(c.buf)
+		c.buf = c.buf[:at+int(m)]
+		if _, err := io.ReadFull(payload, c.buf[at:]); err != nil {
+			return fmt.Errorf("read data record at %#x: %w", off, err)
+		}
+		off, n = off+m, n-m
+		if off%ioSize == 0 {
+			if err := c.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// zero takes a zero record: short ones continuing the pending data are
+// gathered as zeros, others flush it and become one zero op.
+func (c *coalescer) zero(off, n uint64) error {
+	if n <= zeroFillMax && c.buf != nil && c.end() == off && off/ioSize == (off+n-1)/ioSize && off/ioSize == c.off/ioSize {
+		if err := c.room(off, n); err != nil {
+			return err
+		}
+		at := len(c.buf)
+		c.buf = c.buf[:at+int(n)]
+		clear(c.buf[at:])
+		if (off+n)%ioSize == 0 {
+			return c.flush()
+		}
+		return nil
+	}
+	if err := c.flush(); err != nil {
+		return err
+	}
+	return c.zeroOp(off, n)
+}
+
+func (c *coalescer) zeroOp(off, n uint64) error {
+	if c.blank {
+		c.progress.Add(n)
+		return nil
+	}
+	return send(c.ctx, c.jobs, writeJob{off: off, len: n})
+}
+
+// flush cuts the pending bytes into writes and zero ops: zero runs of at
+// most zeroFillMax next to data stay in the writes, longer ones are zeroed.
+func (c *coalescer) flush() error {
+	if c.buf == nil {
+		return nil
+	}
+	off, buf := c.off, c.buf
+	c.buf = nil
+	h := &heldBuffer{buf: buf}
+	h.refs.Store(1) // this function's own, until every write is out
+	defer h.release(c.bufs)
+	for _, r := range writeRuns(off, buf) {
+		runOff, runLen := off+uint64(r.from), uint64(r.to-r.from)
+		if r.zero {
+			if err := c.zeroOp(runOff, runLen); err != nil {
+				return err
+			}
+			continue
+		}
+		h.refs.Add(1)
+		if err := send(c.ctx, c.jobs, writeJob{off: runOff, len: runLen, buf: buf[r.from:r.to], held: h}); err != nil {
+			h.release(c.bufs)
+			return err
+		}
+	}
+	return nil
+}
+
+// drop gives back the pending buffer after a failure.
+func (c *coalescer) drop() {
+	if c.buf != nil {
+		c.bufs.put(c.buf)
+		c.buf = nil
+	}
+}
+
+type run struct {
+	from, to int
+	zero     bool
+}
+
+// writeRuns splits buf (image bytes at off) into data and zero runs, with
+// zero runs of at most zeroFillMax that touch data counted as data.
+func writeRuns(off uint64, buf []byte) []run {
+	var raw []run
+	_ = zeroRuns(off, buf, func(from, to int, zero bool) error {
+		raw = append(raw, run{from, to, zero})
+		return nil
+	})
+	var out []run
+	for i, r := range raw {
+		if r.zero && r.to-r.from <= zeroFillMax && ((i > 0 && !raw[i-1].zero) || (i+1 < len(raw) && !raw[i+1].zero)) {
+			r.zero = false
+		}
+		if n := len(out); n > 0 && out[n-1].zero == r.zero {
+			out[n-1].to = r.to
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 func send(ctx context.Context, jobs chan<- writeJob, j writeJob) error {

@@ -234,3 +234,39 @@ func TestImportCancelled(t *testing.T) {
 	}
 	requireContent(t, backup, dst.AtSnap("s1"), applyOps(make([]byte, size), ops))
 }
+
+// TestWriteRuns: zero runs up to zeroFillMax that touch data are written
+// with it; longer ones, and zeros with no data beside them, are zeroed.
+func TestWriteRuns(t *testing.T) {
+	const k = 1 << 10
+	// blocks builds a buffer from (length, zero) pairs.
+	blocks := func(spec ...any) []byte {
+		var b []byte
+		for i := 0; i < len(spec); i += 2 {
+			n, zero := spec[i].(int), spec[i+1].(bool)
+			chunk := make([]byte, n)
+			if !zero {
+				for j := range chunk {
+					chunk[j] = 0xab
+				}
+			}
+			b = append(b, chunk...)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		buf  []byte
+		want []run
+	}{
+		{"data, short zeros, data", blocks(64*k, false, 64*k, true, 64*k, false), []run{{0, 192 * k, false}}},
+		{"data, long zeros, data", blocks(64*k, false, 68*k, true, 4*k, false), []run{{0, 64 * k, false}, {64 * k, 132 * k, true}, {132 * k, 136 * k, false}}},
+		{"short zeros at both ends", blocks(8*k, true, 4*k, false, 60*k, true), []run{{0, 72 * k, false}}},
+		{"zeros only", blocks(8*k, true), []run{{0, 8 * k, true}}},
+		{"data only", blocks(12*k, false), []run{{0, 12 * k, false}}},
+	} {
+		if got := writeRuns(4*mib, tc.buf); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
