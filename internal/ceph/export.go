@@ -16,10 +16,12 @@ import (
 // the image size.
 const (
 	ioSize = 4 << 20
-	// DefaultReaders is how many reads an export keeps in flight: enough to
-	// outrun rbd export-diff. A caller whose consumer is slower than the
-	// reads (the publisher, which compresses and sends) can ask for fewer
-	// and save the memory.
+	// DefaultReaders sizes an export's large reads (up to ioSize): it gets
+	// 1.5 times as many ioSize buffers, each a read in flight or data
+	// waiting to be emitted; enough to outrun rbd export-diff. A caller
+	// whose consumer is slower than the reads (the publisher, which
+	// compresses and sends) can ask for fewer and save the memory. Small
+	// reads have exportSmallBuffers of their own.
 	DefaultReaders = 8
 	// Imports of scattered small writes are bound by their round trips, so
 	// many more of them are kept in flight, in small buffers.
@@ -36,7 +38,7 @@ type ExportOptions struct {
 	Image       ferry.ImageSpec
 	FromSnap    string
 	WholeObject bool // report changes at object granularity, like rbd's --whole-object
-	Readers     int  // reads in flight; 0 means DefaultReaders
+	Readers     int  // sizes the large reads, see DefaultReaders; 0 means DefaultReaders
 }
 
 // ExportStats sums up an export.
