@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
@@ -60,30 +59,11 @@ func (p *Publisher) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Run returns only once every handler has returned: the caller closes
-	// the Ceph connection next, and librbd aborts the process when its
-	// connection goes away under a running export or import.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	var firstErr error
-	var once sync.Once
-	dispatch := func(cons jetstream.Consumer, handle func(context.Context, jetstream.Msg)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := bus.Dispatch(ctx, cons, handle)
-			once.Do(func() { firstErr = err }) // one dispatcher ending ends the daemon
-			cancel()
-		}()
-	}
-	dispatch(events, p.handleEvent)
-	dispatch(results, p.handleResult)
+	ds := []bus.Dispatcher{{Consumer: events, Handle: p.handleEvent}, {Consumer: results, Handle: p.handleResult}}
 	if restores != nil {
-		dispatch(restores, p.handleRestore)
+		ds = append(ds, bus.Dispatcher{Consumer: restores, Handle: p.handleRestore})
 	}
-	wg.Wait()
-	return firstErr
+	return bus.DispatchAll(ctx, ds...)
 }
 
 func (p *Publisher) handleEvent(ctx context.Context, msg jetstream.Msg) {

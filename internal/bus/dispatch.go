@@ -54,3 +54,41 @@ func Dispatch(ctx context.Context, cons jetstream.Consumer, handle func(context.
 		q <- msg
 	}
 }
+
+// Dispatcher is one consumer and its handler, for DispatchAll.
+type Dispatcher struct {
+	Consumer jetstream.Consumer
+	Handle   func(context.Context, jetstream.Msg)
+}
+
+// DispatchAll runs a Dispatch for each of ds until ctx ends or one of them
+// ends, which ends the others. It returns only once every handler has
+// returned: a daemon's caller closes its Ceph connection next, and librbd
+// aborts the process when its connection goes away under a running export
+// or import. The error is the first one any Dispatch returned.
+func DispatchAll(ctx context.Context, ds ...Dispatcher) error {
+	fns := make([]func(context.Context) error, len(ds))
+	for i, d := range ds {
+		fns[i] = func(ctx context.Context) error { return Dispatch(ctx, d.Consumer, d.Handle) }
+	}
+	return runAll(ctx, fns...)
+}
+
+// runAll runs fns concurrently; the first to return cancels the others.
+// It waits for all of them and returns the first error.
+func runAll(ctx context.Context, fns ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(fns))
+	for _, fn := range fns {
+		go func() { errs <- fn(ctx) }()
+	}
+	var first error
+	for range fns {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+		cancel()
+	}
+	return first
+}
