@@ -2,8 +2,9 @@ package ceph
 
 // buffers is a fixed free list of I/O buffers in two sizes: large ones for
 // whole objects, and many small ones so that an incremental of scattered
-// small writes keeps many writes in flight without pinning a 4 MiB buffer
-// for each. Memory is bounded by what newBuffers allocates, once.
+// small extents keeps many reads (export) or writes (import) in flight
+// without pinning a 4 MiB buffer for each. Memory is bounded by what
+// newBuffers allocates, once.
 type buffers struct {
 	large, small chan []byte
 }
