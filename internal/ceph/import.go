@@ -46,40 +46,41 @@ func (c *Cluster) Import(ctx context.Context, target ferry.ImageSpec, src rbddif
 		return ImportStats{}, err
 	}
 	stats := ImportStats{Header: h}
+	name := target.AtSnap("")
 	img, err := c.openImage(target)
 	if err != nil {
-		return stats, fmt.Errorf("import into %s: %w (create the image first, e.g. rbd create --size 1 %s)", target.AtSnap(""), err, target.AtSnap(""))
+		return stats, fmt.Errorf("import into %s: %w (create the image first, e.g. rbd create --size 1 %s)", name, err, name)
 	}
 	defer img.Close()
 	if err := checkImportable(img, target, h); err != nil {
 		return stats, err
 	}
 	if err := resizeTo(img, h.Size); err != nil {
-		return stats, fmt.Errorf("import into %s: resize to %d bytes: %w", target.AtSnap(""), h.Size, err)
+		return stats, fmt.Errorf("import into %s: resize to %d bytes: %w", name, h.Size, err)
 	}
 	// A full diff into an image that reads as zeros need not write zeros.
 	blank := false
 	if h.FromSnap == "" {
 		if blank, err = readsAsZeros(img, h.Size); err != nil {
-			return stats, fmt.Errorf("import into %s: %w", target.AtSnap(""), err)
+			return stats, fmt.Errorf("import into %s: %w", name, err)
 		}
 	}
 	if err := applyRecords(ctx, img, src, blank, p, &stats); err != nil {
-		return stats, fmt.Errorf("import into %s: %w", target.AtSnap(""), err)
+		return stats, fmt.Errorf("import into %s: %w", name, err)
 	}
 	if err := img.Flush(); err != nil {
-		return stats, fmt.Errorf("import into %s: flush: %w", target.AtSnap(""), err)
+		return stats, fmt.Errorf("import into %s: flush: %w", name, err)
 	}
 	if h.ToSnap == "" {
 		return stats, nil
 	}
 	snap, err := img.CreateSnapshot(h.ToSnap)
 	if err != nil {
-		return stats, fmt.Errorf("import into %s: create snapshot %q: %w", target.AtSnap(""), h.ToSnap, err)
+		return stats, fmt.Errorf("import into %s: create snapshot %q: %w", name, h.ToSnap, err)
 	}
 	if h.Protected {
 		if err := snap.Protect(); err != nil {
-			return stats, fmt.Errorf("import into %s: protect snapshot %q: %w", target.AtSnap(""), h.ToSnap, err)
+			return stats, fmt.Errorf("import into %s: protect snapshot %q: %w", name, h.ToSnap, err)
 		}
 	}
 	return stats, nil
@@ -323,7 +324,9 @@ func (c *coalescer) data(off, n uint64, payload io.Reader) error {
 // zero takes a zero record: short ones continuing the pending data are
 // gathered as zeros, others flush it and become one zero op.
 func (c *coalescer) zero(off, n uint64) error {
-	if n <= zeroFillMax && c.buf != nil && c.end() == off && off/ioSize == (off+n-1)/ioSize && off/ioSize == c.off/ioSize {
+	// Pending bytes never reach the end of their window (it is flushed
+	// there), so continuing them means staying in the same window.
+	if n <= zeroFillMax && c.buf != nil && c.end() == off && off%ioSize+n <= ioSize {
 		if err := c.room(off, n); err != nil {
 			return err
 		}
