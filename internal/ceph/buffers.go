@@ -1,5 +1,14 @@
 package ceph
 
+import (
+	"errors"
+	"fmt"
+)
+
+// errBuffersOut: an I/O buffer was not given back by the end of an export or
+// import, a bug. The buffer is left allocated, since librbd may hold it.
+var errBuffersOut = errors.New("internal error: I/O buffers not given back")
+
 // buffers is a fixed free list of I/O buffers in two sizes: large ones for
 // whole objects, and many small ones so that an incremental of scattered
 // small extents keeps many reads (export) or writes (import) in flight
@@ -11,15 +20,40 @@ type buffers struct {
 
 const smallBufSize = 64 << 10
 
+// newBuffers allocates Go memory, for synchronous librbd calls.
 func newBuffers(nLarge, nSmall int) *buffers {
+	return newBuffersFrom(nLarge, nSmall, func(n int) []byte { return make([]byte, n) })
+}
+
+// newCBuffers allocates C memory, for asynchronous librbd calls; give it
+// back with free once every buffer is home.
+func newCBuffers(nLarge, nSmall int) *buffers { return newBuffersFrom(nLarge, nSmall, cAlloc) }
+
+func newBuffersFrom(nLarge, nSmall int, alloc func(int) []byte) *buffers {
 	b := &buffers{large: make(chan []byte, nLarge), small: make(chan []byte, nSmall)}
 	for range nLarge {
-		b.large <- make([]byte, ioSize)
+		b.large <- alloc(ioSize)
 	}
 	for range nSmall {
-		b.small <- make([]byte, smallBufSize)
+		b.small <- alloc(smallBufSize)
 	}
 	return b
+}
+
+// free releases the C memory of newCBuffers that is home. A buffer still
+// out may be in librbd's hands: it is left alone (leaked), and reported.
+func (b *buffers) free() error {
+	out := 0
+	for _, pool := range []chan []byte{b.large, b.small} {
+		out += cap(pool) - len(pool)
+		for len(pool) > 0 {
+			cFree(<-pool)
+		}
+	}
+	if out > 0 {
+		return fmt.Errorf("%w: %d left allocated", errBuffersOut, out)
+	}
+	return nil
 }
 
 // get returns a buffer of n bytes (n <= ioSize), waiting for one to come

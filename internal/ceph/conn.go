@@ -32,6 +32,9 @@ var importSettings = map[string]string{
 	"rbd_cache":                        "false",
 	"rbd_discard_granularity_bytes":    "4096",
 	"rbd_discard_on_zeroed_write_same": "false",
+	// librbd copies a write's buffer when the write starts (its default);
+	// pinned so that a ceph.conf cannot change what Ferry is tested with.
+	"rbd_disable_zero_copy_writes": "true",
 }
 
 // Cluster is a connection to one Ceph cluster.

@@ -332,6 +332,45 @@ func TestExportRefusals(t *testing.T) {
 	}
 }
 
+// cancellingSink cancels the export after n data records; the rest are dropped.
+type cancellingSink struct {
+	rbddiff.Sink
+	n      int
+	cancel func()
+}
+
+func (c *cancellingSink) WriteData(off uint64, p []byte) error {
+	if c.n--; c.n == 0 {
+		c.cancel()
+	}
+	return c.Sink.WriteData(off, p)
+}
+
+// TestExportCancelled: an export stopped with many reads in flight returns
+// the reason, after waiting for every read it started (every buffer back).
+// Then the same image exports in full.
+func TestExportCancelled(t *testing.T) {
+	r := rand.New(rand.NewPCG(12, 12))
+	src := newImage(t, source, "src", 64*mib)
+	for off := uint64(0); off < 64*mib; off += 256 << 10 {
+		writeAt(t, source, src, off, randomBytes(r, 64<<10)) // many small extents in flight
+	}
+	snap(t, source, src, "s1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sink := &cancellingSink{Sink: rbddiff.NewWriter(discardWriter{}, rbddiff.V1), n: 20, cancel: cancel}
+	_, err := source.Export(ctx, ExportOptions{Image: src.AtSnap("s1")}, sink, nil)
+	if !errors.Is(err, context.Canceled) || errors.Is(err, errBuffersOut) {
+		t.Fatalf("cancelled export returned %v, want context.Canceled and every buffer back", err)
+	}
+	path, _ := ferryExport(t, ExportOptions{Image: src.AtSnap("s1")}, rbddiff.V1)
+	dst := newImage(t, backup, "dst", 1)
+	if err := ferryImport(t, path, dst); err != nil {
+		t.Fatal(err)
+	}
+	requireSameContent(t, src.AtSnap("s1"), dst.AtSnap("s1"))
+}
+
 type discardWriter struct{}
 
 func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"sync/atomic"
 
 	"github.com/ceph/go-ceph/rbd"
@@ -51,7 +50,12 @@ func (c *Cluster) Import(ctx context.Context, target ferry.ImageSpec, src rbddif
 	if err != nil {
 		return stats, fmt.Errorf("import into %s: %w (create the image first, e.g. rbd create --size 1 %s)", name, err, name)
 	}
-	defer img.Close()
+	imgOpen := true
+	defer func() {
+		if imgOpen {
+			img.Close()
+		}
+	}()
 	if err := checkImportable(img, target, h); err != nil {
 		return stats, err
 	}
@@ -65,23 +69,31 @@ func (c *Cluster) Import(ctx context.Context, target ferry.ImageSpec, src rbddif
 			return stats, fmt.Errorf("import into %s: %w", name, err)
 		}
 	}
-	if err := applyRecords(ctx, img, src, blank, p, &stats); err != nil {
+	// The writes go through a handle of librbd's C API (see aioImage); the
+	// go-ceph handle is closed first, so the two never pass the image's
+	// exclusive lock back and forth.
+	imgOpen = false
+	img.Close()
+	io, err := c.ioctx(target.Pool)
+	if err != nil {
+		return stats, err
+	}
+	w, err := openAioWritable(io, target)
+	if err != nil {
 		return stats, fmt.Errorf("import into %s: %w", name, err)
 	}
-	if err := img.Flush(); err != nil {
-		return stats, fmt.Errorf("import into %s: flush: %w", name, err)
+	defer w.close()
+	if err := applyRecords(ctx, w, src, blank, p, &stats); err != nil {
+		return stats, fmt.Errorf("import into %s: %w", name, err)
+	}
+	if err := w.flush(); err != nil {
+		return stats, fmt.Errorf("import into %s: %w", name, err)
 	}
 	if h.ToSnap == "" {
 		return stats, nil
 	}
-	snap, err := img.CreateSnapshot(h.ToSnap)
-	if err != nil {
-		return stats, fmt.Errorf("import into %s: create snapshot %q: %w", name, h.ToSnap, err)
-	}
-	if h.Protected {
-		if err := snap.Protect(); err != nil {
-			return stats, fmt.Errorf("import into %s: protect snapshot %q: %w", name, h.ToSnap, err)
-		}
+	if err := w.createSnapshot(h.ToSnap, h.Protected); err != nil {
+		return stats, fmt.Errorf("import into %s: %w", name, err)
 	}
 	return stats, nil
 }
@@ -148,11 +160,11 @@ func readsAsZeros(img *rbd.Image, size uint64) (bool, error) {
 	return true, nil
 }
 
-// writeJob is one write (buf != nil) or one zeroing discard.
-type writeJob struct {
-	off, len uint64
-	buf      []byte
-	held     *heldBuffer // the buffer buf was cut from
+// writeOp is a write or zeroing op in flight.
+type writeOp struct {
+	op   *aioOp
+	len  uint64
+	held *heldBuffer // the buffer a write was cut from; nil for a zero op
 }
 
 // heldBuffer is an I/O buffer shared by the writes cut from it; the last
@@ -168,54 +180,45 @@ func (h *heldBuffer) release(bufs *buffers) {
 	}
 }
 
-// applyRecords reads records in order and hands them to importWriters writers.
-// Records never overlap (the reader checks), so writes may land in any order.
-// Touching records within an object are combined into one write (see
-// coalescer); on a blank image (see readsAsZeros) zeros are skipped.
-func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, blank bool, p progress.Reporter, stats *ImportStats) error {
+// importZeroOps bounds the zero ops in flight (data writes are bounded by
+// the buffers).
+const importZeroOps = 64
+
+// applyRecords reads records in order and turns them into writes and zero
+// ops (see coalescer), which it starts at once; a waiter waits for them in
+// the order they were started and gives their buffers back. Records never
+// overlap (the reader checks), so ops may complete in any order. On a blank
+// image (see readsAsZeros) zeros are skipped. Every op started is waited
+// for, on every path.
+func applyRecords(ctx context.Context, w *aioImage, src rbddiff.Source, blank bool, p progress.Reporter, stats *ImportStats) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	bufs := newBuffers(importLargeBuffers, importSmallBuffers)
-	jobs := make(chan writeJob)
-	var (
-		wg       sync.WaitGroup
-		errOnce  sync.Once
-		firstErr error
-	)
-	fail := func(err error) {
-		errOnce.Do(func() { firstErr = err; cancel() })
-	}
-	for range importWriters {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for job := range jobs {
-				if ctx.Err() != nil {
-					if job.held != nil {
-						job.held.release(bufs)
-					}
-					continue
-				}
-				var err error
-				if job.buf != nil {
-					err = writeFull(img, job.buf, job.off)
-					job.held.release(bufs)
-				} else {
-					err = zeroRange(img, job.off, job.len)
-				}
-				if err != nil {
-					fail(err)
-					continue
-				}
-				p.Add(job.len)
+	bufs := newCBuffers(importLargeBuffers, importSmallBuffers)
+	inFlight := make(chan writeOp, importLargeBuffers+importSmallBuffers+importZeroOps)
+	var waitErr error
+	waited := make(chan struct{})
+	go func() {
+		defer close(waited)
+		for o := range inFlight {
+			err := o.op.wait()
+			if o.held != nil {
+				o.held.release(bufs)
 			}
-		}()
-	}
+			if err != nil {
+				if waitErr == nil {
+					waitErr = err
+					cancel() // start nothing more
+				}
+				continue
+			}
+			p.Add(o.len)
+		}
+	}()
 
-	co := &coalescer{ctx: ctx, bufs: bufs, jobs: jobs, blank: blank, progress: p}
+	co := &coalescer{ctx: ctx, bufs: bufs, img: w, inFlight: inFlight, blank: blank, progress: p}
 	readErr := func() error {
-		defer close(jobs)
+		defer close(inFlight)
 		for {
 			rec, err := src.Next()
 			if err == io.EOF {
@@ -238,11 +241,12 @@ func applyRecords(ctx context.Context, img *rbd.Image, src rbddiff.Source, blank
 			}
 		}
 	}()
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr // a failed write explains a cancelled read
+	<-waited
+	err := readErr
+	if waitErr != nil {
+		err = waitErr // a failed write explains a cancelled read
 	}
-	return readErr
+	return errors.Join(err, bufs.free())
 }
 
 // zeroFillMax is the longest run of zeros that an import writes as data
@@ -260,7 +264,8 @@ const zeroFillMax = 64 << 10
 type coalescer struct {
 	ctx      context.Context
 	bufs     *buffers
-	jobs     chan<- writeJob
+	img      *aioImage
+	inFlight chan<- writeOp
 	blank    bool
 	progress progress.Reporter
 
@@ -349,7 +354,43 @@ func (c *coalescer) zeroOp(off, n uint64) error {
 		c.progress.Add(n)
 		return nil
 	}
-	return send(c.ctx, c.jobs, writeJob{off: off, len: n})
+	for n > 0 {
+		l := min(n, maxIOLen)
+		if err := c.start(func() (*aioOp, error) { return c.img.zero(off, l) }, l, nil); err != nil {
+			return err
+		}
+		off, n = off+l, n-l
+	}
+	return nil
+}
+
+// start starts an op of n bytes (unless the import failed) and hands it to
+// the waiter; held, if any, is released when the op is done.
+func (c *coalescer) start(begin func() (*aioOp, error), n uint64, held *heldBuffer) error {
+	err := c.ctx.Err()
+	var op *aioOp
+	if err == nil {
+		op, err = begin()
+	}
+	if err != nil {
+		if held != nil {
+			held.release(c.bufs)
+		}
+		return err
+	}
+	select {
+	case c.inFlight <- writeOp{op: op, len: n, held: held}:
+		return nil
+	case <-c.ctx.Done():
+		err := op.wait()
+		if held != nil {
+			held.release(c.bufs)
+		}
+		if err != nil {
+			return err
+		}
+		return c.ctx.Err()
+	}
 }
 
 // flush cuts the pending bytes into writes and zero ops: zero runs of at
@@ -372,8 +413,8 @@ func (c *coalescer) flush() error {
 			continue
 		}
 		h.refs.Add(1)
-		if err := send(c.ctx, c.jobs, writeJob{off: runOff, len: runLen, buf: buf[r.from:r.to], held: h}); err != nil {
-			h.release(c.bufs)
+		data := buf[r.from:r.to]
+		if err := c.start(func() (*aioOp, error) { return c.img.write(runOff, data) }, runLen, h); err != nil {
 			return err
 		}
 	}
@@ -413,39 +454,4 @@ func writeRuns(off uint64, buf []byte) []run {
 		out = append(out, r)
 	}
 	return out
-}
-
-func send(ctx context.Context, jobs chan<- writeJob, j writeJob) error {
-	select {
-	case jobs <- j:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func writeFull(img *rbd.Image, buf []byte, off uint64) error {
-	n, err := img.WriteAt(buf, int64(off))
-	if err == nil && n != len(buf) {
-		err = fmt.Errorf("short write: %d of %d bytes", n, len(buf))
-	}
-	if err != nil {
-		return fmt.Errorf("write %#x+%#x: %w", off, len(buf), err)
-	}
-	return nil
-}
-
-// zeroRange makes [off, off+n) read as zeros. The connection sets
-// rbd_skip_partial_discard=false, so librbd zeroes partial objects instead of
-// silently skipping them; whole objects are removed, which keeps the image thin.
-func zeroRange(img *rbd.Image, off, n uint64) error {
-	for n > 0 {
-		l := min(n, maxIOLen)
-		if _, err := img.Discard(off, l); err != nil {
-			return fmt.Errorf("zero %#x+%#x: %w", off, l, err)
-		}
-		off += l
-		n -= l
-	}
-	return nil
 }

@@ -222,8 +222,8 @@ func TestImportCancelled(t *testing.T) {
 	defer cancel()
 	src := &cancelAfter{Source: rbddiff.NewReader(bytes.NewReader(diff)), n: 10, cancel: cancel}
 	_, err := backup.Import(ctx, dst, src, nil)
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled import returned %v, want context.Canceled", err)
+	if !errors.Is(err, context.Canceled) || errors.Is(err, errBuffersOut) {
+		t.Fatalf("cancelled import returned %v, want context.Canceled and every buffer back", err)
 	}
 	if snaps, _ := backup.Snapshots(dst); len(snaps) != 0 {
 		t.Fatalf("a cancelled import made snapshots %v", snaps)

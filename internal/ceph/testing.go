@@ -2,8 +2,10 @@ package ceph
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"testing"
 
+	"github.com/ceph/go-ceph/rbd"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/testbed"
 )
@@ -134,4 +136,44 @@ func RunTests(m *testing.M, source, backup **Cluster) {
 		*backup, err = Connect(SiteConn(bed.Backup))
 		return err
 	})
+}
+
+// readFull reads len(buf) bytes at off through go-ceph's synchronous reads:
+// the tests' judge stays apart from the export's asynchronous reads.
+func readFull(img *rbd.Image, buf []byte, off uint64) error {
+	for done := 0; done < len(buf); {
+		n, err := img.ReadAt(buf[done:], int64(off)+int64(done))
+		if err != nil {
+			return fmt.Errorf("read %#x+%#x: %w", off+uint64(done), len(buf)-done, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("read %#x+%#x: librbd returned no data before the end of the extent", off+uint64(done), len(buf)-done)
+		}
+		done += n
+	}
+	return nil
+}
+
+func writeFull(img *rbd.Image, buf []byte, off uint64) error {
+	n, err := img.WriteAt(buf, int64(off))
+	if err == nil && n != len(buf) {
+		err = fmt.Errorf("short write: %d of %d bytes", n, len(buf))
+	}
+	if err != nil {
+		return fmt.Errorf("write %#x+%#x: %w", off, len(buf), err)
+	}
+	return nil
+}
+
+// zeroRange makes [off, off+n) read as zeros (see importSettings).
+func zeroRange(img *rbd.Image, off, n uint64) error {
+	for n > 0 {
+		l := min(n, maxIOLen)
+		if _, err := img.Discard(off, l); err != nil {
+			return fmt.Errorf("zero %#x+%#x: %w", off, l, err)
+		}
+		off += l
+		n -= l
+	}
+	return nil
 }
