@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/spf13/cobra"
 )
 
@@ -35,6 +36,9 @@ func setMemoryLimit(limit int64) {
 
 func main() {
 	setMemoryLimit(defaultMemoryLimit)
+	if err := ceph.ReturnLargeBuffers(); err != nil {
+		fmt.Fprintln(os.Stderr, "ferry: warning:", err, "(resident memory may grow by tens of MiB)")
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCommand().ExecuteContext(ctx); err != nil {
