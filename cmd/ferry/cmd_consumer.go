@@ -25,7 +25,6 @@ func newConsumerCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			setMemoryLimit(consumerMemoryLimit)
 			d, err := openDaemon("ferry consumer", &cf, &nf, &df)
 			if err != nil {
 				return err
