@@ -1,10 +1,13 @@
 package main
 
 import (
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/spf13/cobra"
 )
@@ -25,6 +28,9 @@ func newConsumerCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if err := ceph.ReturnLargeBuffers(); err != nil {
+				fmt.Fprintln(os.Stderr, "ferry: warning:", err, "(resident memory may be tens of MiB higher)")
+			}
 			d, err := openDaemon("ferry consumer", &cf, &nf, &df)
 			if err != nil {
 				return err
