@@ -37,10 +37,26 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# start_site DIR MON_PORT DAEMON_PORT_MIN: these fixed ports lie in Linux's ephemeral range, so a
+# client socket may hold one for a moment; on exit 75 (a port in use) try two other sets.
+start_site() {
+	local dir=$1 mon=$2 min=$3 off rc
+	for off in 0 300 600; do
+		if [ "$off" -ne 0 ]; then
+			echo "demo: a port of $(basename "$dir") was in use; trying ports $((mon + off)) and $((min + off))-$((min + off + 99))" >&2
+			bash "$SITE" down "$dir" >/dev/null 2>&1 || true
+		fi
+		rc=0
+		bash "$SITE" up "$dir" $((mon + off)) $((min + off)) $((min + off + 99)) >/dev/null || rc=$?
+		[ "$rc" -eq 75 ] || return "$rc"
+	done
+	return 75
+}
+
 say "Starting the source site and the backup site (two Ceph clusters)"
-bash "$SITE" up "$DIR/source" 36789 36800 36899 >/dev/null &
+start_site "$DIR/source" 36789 36800 &
 s1=$!
-bash "$SITE" up "$DIR/backup" 46789 46800 46899 >/dev/null &
+start_site "$DIR/backup" 46789 46800 &
 s2=$!
 wait "$s1"
 wait "$s2"
