@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"os"
 	"time"
 
 	"github.com/ferry-dr/ferry/consumer"
@@ -28,9 +26,7 @@ func newConsumerCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if err := ceph.ReturnLargeBuffers(); err != nil {
-				fmt.Fprintln(os.Stderr, "ferry: warning:", err, "(resident memory may be tens of MiB higher)")
-			}
+			warnMalloc(ceph.ReturnLargeBuffers())
 			d, err := openDaemon("ferry consumer", &cf, &nf, &df)
 			if err != nil {
 				return err

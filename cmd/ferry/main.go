@@ -29,11 +29,17 @@ func setMemoryLimit(limit int64) {
 	}
 }
 
-func main() {
-	setMemoryLimit(memoryLimit)
-	if err := ceph.LimitMallocArenas(); err != nil {
+// warnMalloc reports a glibc tuning that did not apply; Ferry runs on
+// without it.
+func warnMalloc(err error) {
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "ferry: warning:", err, "(resident memory may be tens of MiB higher)")
 	}
+}
+
+func main() {
+	setMemoryLimit(memoryLimit)
+	warnMalloc(ceph.LimitMallocArenas())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCommand().ExecuteContext(ctx); err != nil {

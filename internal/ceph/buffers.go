@@ -20,27 +20,20 @@ type buffers struct {
 
 const smallBufSize = 64 << 10
 
-// newBuffers allocates Go memory, for synchronous librbd calls.
+// newBuffers allocates C memory, for librbd's asynchronous calls (see
+// aioImage); give it back with free once every buffer is home.
 func newBuffers(nLarge, nSmall int) *buffers {
-	return newBuffersFrom(nLarge, nSmall, func(n int) []byte { return make([]byte, n) })
-}
-
-// newCBuffers allocates C memory, for asynchronous librbd calls; give it
-// back with free once every buffer is home.
-func newCBuffers(nLarge, nSmall int) *buffers { return newBuffersFrom(nLarge, nSmall, cAlloc) }
-
-func newBuffersFrom(nLarge, nSmall int, alloc func(int) []byte) *buffers {
 	b := &buffers{large: make(chan []byte, nLarge), small: make(chan []byte, nSmall)}
 	for range nLarge {
-		b.large <- alloc(ioSize)
+		b.large <- cAlloc(ioSize)
 	}
 	for range nSmall {
-		b.small <- alloc(smallBufSize)
+		b.small <- cAlloc(smallBufSize)
 	}
 	return b
 }
 
-// free releases the C memory of newCBuffers that is home. A buffer still
+// free releases the buffers that are home. A buffer still
 // out may be in librbd's hands: it is left alone (leaked), and reported.
 func (b *buffers) free() error {
 	out := 0

@@ -134,13 +134,12 @@ func (j *readJob) wait() error {
 }
 
 // finish waits for the read and gives its buffer back.
-func (j *readJob) finish(bufs *buffers) error {
+func (j *readJob) finish(bufs *buffers) {
 	j.wait()
 	if j.buf != nil {
 		bufs.put(j.buf)
 		j.buf = nil
 	}
-	return j.err
 }
 
 // exportSmallBuffers are the small reads an export keeps in flight besides
@@ -179,7 +178,7 @@ func exportExtents(ctx context.Context, img *rbd.Image, reader *aioImage, opts E
 		readers = DefaultReaders
 	}
 	nLarge := readers * 3 / 2 // a few more buffers than reads keep the emitter fed
-	bufs := newCBuffers(nLarge, exportSmallBuffers)
+	bufs := newBuffers(nLarge, exportSmallBuffers)
 	ordered := make(chan *readJob, nLarge+exportSmallBuffers)
 
 	// The submitter cuts extents into ioSize pieces aligned to ioSize.

@@ -194,7 +194,7 @@ func applyRecords(ctx context.Context, w *aioImage, src rbddiff.Source, blank bo
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	bufs := newCBuffers(importLargeBuffers, importSmallBuffers)
+	bufs := newBuffers(importLargeBuffers, importSmallBuffers)
 	inFlight := make(chan writeOp, importLargeBuffers+importSmallBuffers+importZeroOps)
 	var waitErr error
 	waited := make(chan struct{})
