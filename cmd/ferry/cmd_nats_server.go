@@ -23,6 +23,7 @@ One server serves a single machine or site. For two sites, give each its own --d
 join the source site's server to the backup site's with --leafnode-remote.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			setMemoryLimit(natsServerMemoryLimit)
 			host, portStr, err := net.SplitHostPort(listen)
 			if err != nil {
 				return fmt.Errorf("--listen %q: %w", listen, err)

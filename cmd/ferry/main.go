@@ -22,6 +22,14 @@ import (
 // are C memory, outside it. GOMEMLIMIT overrides it.
 const memoryLimit = 80 << 20
 
+// natsServerMemoryLimit replaces memoryLimit in the embedded NATS server,
+// whose file store keeps the blocks it has just written in memory for the
+// consumer's reads. At 80 MiB its collector and the scavenger worked without
+// pause and the server took 8.4-9.2 CPU-seconds for a 1 GiB backup (more than
+// all other processes together); at 160 MiB 3.2-3.7, at 192 MiB the same,
+// with resident memory 204-211 MiB and 229-252 MiB.
+const natsServerMemoryLimit = 160 << 20
+
 // setMemoryLimit applies limit unless GOMEMLIMIT chose one.
 func setMemoryLimit(limit int64) {
 	if os.Getenv("GOMEMLIMIT") == "" {
