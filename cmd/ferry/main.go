@@ -25,9 +25,9 @@ const memoryLimit = 80 << 20
 // natsServerMemoryLimit replaces memoryLimit in the embedded NATS server,
 // whose file store keeps the blocks it has just written in memory for the
 // consumer's reads. At 80 MiB its collector and the scavenger worked without
-// pause and the server took 8.4-9.2 CPU-seconds for a 1 GiB backup (more than
-// all other processes together); at 160 MiB 3.2-3.7, at 192 MiB the same,
-// with resident memory 204-211 MiB and 229-252 MiB.
+// pause and the server took 5.9-9.2 CPU-seconds for a 1 GiB backup, the most
+// of any process; at 160 MiB 3.2-3.7 with a resident size of 199-206 MiB,
+// and at 192 MiB no less CPU for 224-246 MiB.
 const natsServerMemoryLimit = 160 << 20
 
 // setMemoryLimit applies limit unless GOMEMLIMIT chose one.
