@@ -50,6 +50,7 @@ func main() {
 	warnMalloc(ceph.LimitMallocArenas())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go ceph.ReturnFreeMemory(ctx)
 	if err := newRootCommand().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "ferry:", err)
 		os.Exit(1)
