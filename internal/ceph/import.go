@@ -50,9 +50,8 @@ func (c *Cluster) Import(ctx context.Context, target ferry.ImageSpec, src rbddif
 	if err != nil {
 		return stats, fmt.Errorf("import into %s: %w (create the image first, e.g. rbd create --size 1 %s)", name, err, name)
 	}
-	imgOpen := true
 	defer func() {
-		if imgOpen {
+		if img != nil {
 			img.Close()
 		}
 	}()
@@ -72,8 +71,8 @@ func (c *Cluster) Import(ctx context.Context, target ferry.ImageSpec, src rbddif
 	// The writes go through a handle of librbd's C API (see aioImage); the
 	// go-ceph handle is closed first, so the two never pass the image's
 	// exclusive lock back and forth.
-	imgOpen = false
 	img.Close()
+	img = nil
 	io, err := c.ioctx(target.Pool)
 	if err != nil {
 		return stats, err
