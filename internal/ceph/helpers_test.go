@@ -15,7 +15,12 @@ import (
 // test uses images of its own, so tests run in any order.
 var source, backup *Cluster
 
-func TestMain(m *testing.M) { RunTests(m, &source, &backup) }
+func TestMain(m *testing.M) {
+	if os.Getenv(envAbortChild) != "" {
+		abortChild() // the child of TestAbortPrintsStack: no test bed
+	}
+	RunTests(m, &source, &backup)
+}
 
 func newImage(t testing.TB, c *Cluster, prefix string, size uint64) ferry.ImageSpec {
 	return TestImage(t, c, prefix, size)
