@@ -48,9 +48,6 @@ func warnMalloc(err error) {
 func main() {
 	setMemoryLimit(memoryLimit)
 	warnMalloc(ceph.LimitMallocArenas())
-	if err := ceph.PrintAbortStacks(); err != nil {
-		fmt.Fprintln(os.Stderr, "ferry: warning:", err)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go ceph.ReturnFreeMemory(ctx)

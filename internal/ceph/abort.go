@@ -37,20 +37,24 @@ static void ferry_abort(void) { abort(); }
 */
 import "C"
 
-import "fmt"
+import (
+	"fmt"
+	"sync"
+)
 
-// PrintAbortStacks makes an abort() in C or C++ code (librados and librbd
+// printAbortStacks makes an abort() in C or C++ code (librados and librbd
 // call it on a failed assertion or an uncaught exception, such as
 // "terminate called after throwing an instance of 'std::system_error'")
 // print the aborting thread's stack to stderr before the process dies.
 // Without it Go prints nothing for a signal raised on a thread of librados'
-// own, and the only trace of such a crash is "signal: aborted".
-func PrintAbortStacks() error {
-	if ret := C.ferry_install_abort_handler(); ret != 0 {
-		return fmt.Errorf("ceph: install the SIGABRT handler: returned %d", ret)
+// own, and the only trace of such a crash is "signal: aborted". Connect
+// installs it once, so every process that can be inside librados has it.
+var printAbortStacks = sync.OnceValue(func() error {
+	if ret, err := C.ferry_install_abort_handler(); ret != 0 {
+		return fmt.Errorf("ceph: install the SIGABRT handler that prints librados' stack on an abort: %v", err)
 	}
 	return nil
-}
+})
 
-// abortForTest calls C's abort(), for the test of PrintAbortStacks.
+// abortForTest calls C's abort(), for the test of printAbortStacks.
 func abortForTest() { C.ferry_abort() }

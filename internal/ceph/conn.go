@@ -48,6 +48,9 @@ type Cluster struct {
 
 // Connect opens a connection to the cluster described by opts.
 func Connect(opts ConnOptions) (*Cluster, error) {
+	if err := printAbortStacks(); err != nil {
+		return nil, err
+	}
 	var conn *rados.Conn
 	var err error
 	if opts.ID != "" {

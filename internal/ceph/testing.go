@@ -3,7 +3,6 @@ package ceph
 import (
 	"crypto/sha256"
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/ceph/go-ceph/rbd"
@@ -130,10 +129,6 @@ func RequireSameContent(t testing.TB, ca *Cluster, a ferry.ImageSpec, cb *Cluste
 // RunTests is TestMain for a package whose tests use both sites of the test
 // bed: it connects *source and *backup to them, then runs the tests.
 func RunTests(m *testing.M, source, backup **Cluster) {
-	if err := PrintAbortStacks(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
 	testbed.Main(m, func(bed *testbed.Bed) (err error) {
 		if *source, err = Connect(SiteConn(bed.Source)); err != nil {
 			return err
