@@ -24,6 +24,19 @@ var clientTimeouts = map[string]string{
 	"rados_mon_op_timeout": "30",
 }
 
+// librbdRaceSettings work around a use-after-free in librbd 16.2 (Pacific).
+// When an open completes, the librados thread that finished it hands the
+// opener its result and only then takes a lock inside the image's state
+// again. An opener that reads and closes the image quickly can free that
+// state first: the thread then locks freed memory, and the process aborts
+// ("std::system_error: Invalid argument"), crashes, or that thread hangs and
+// with it every later open. With one thread, the opener's result is
+// delivered by that same thread after it has let go of the lock, so the
+// close cannot overtake it. TestOpenCloseRace reproduces the race.
+var librbdRaceSettings = map[string]string{
+	"librados_thread_count": "1",
+}
+
 // importSettings make a discard of a partial range zero it instead of being
 // silently skipped (librbd's default), so a 'z' record always lands.
 var importSettings = map[string]string{
@@ -74,6 +87,9 @@ func Connect(opts ConnOptions) (*Cluster, error) {
 		settings[k] = v
 	}
 	for k, v := range importSettings {
+		settings[k] = v
+	}
+	for k, v := range librbdRaceSettings {
 		settings[k] = v
 	}
 	if opts.Keyring != "" {
