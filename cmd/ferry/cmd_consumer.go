@@ -5,7 +5,6 @@ import (
 
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
-	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/spf13/cobra"
 )
@@ -26,7 +25,6 @@ func newConsumerCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			warnMalloc(ceph.ReturnLargeBuffers())
 			d, err := openDaemon("ferry consumer", &cf, &nf, &df)
 			if err != nil {
 				return err

@@ -26,10 +26,9 @@ const (
 	// Imports of scattered small writes are bound by their round trips, so
 	// many more of them are kept in flight, in small buffers.
 	importSmallBuffers = 64
-	// librbd copies each write when it starts and glibc keeps the freed
-	// copies, so a 4 MiB write in flight costs several times its size. With
-	// asynchronous writes 4 keep the OSD as busy as 8 did (full imports
-	// within 4% of each other) at 40-70 MiB less RSS.
+	// With asynchronous writes 4 keep the OSD as busy as 8 did (full
+	// imports within 4% of each other) at 40-70 MiB less RSS (measured when
+	// librbd still copied each write).
 	importLargeBuffers = 4
 )
 

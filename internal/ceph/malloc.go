@@ -46,28 +46,12 @@ func LimitMallocArenas() error {
 	return nil
 }
 
-// ReturnLargeBuffers makes glibc give 4 MiB blocks back to the kernel when
-// they are freed, for a long-running importer. librados and librbd allocate
-// such a block for every object-sized write; glibc's default raises its
-// mmap threshold to the size of each mmapped block freed, so after the first
-// one the blocks come from the heap arenas, which keep them. Measured: the
-// consumer's peak over ten full clone backups 168-186 MiB with it, 241-282
-// without. It costs CPU on every such allocation (15-20% on a full export),
-// so only the consumer uses it. Call it once at start.
-func ReturnLargeBuffers() error {
-	if C.mallopt(C.M_MMAP_THRESHOLD, C.int(ioSize)) != 1 {
-		return errors.New("mallopt(M_MMAP_THRESHOLD) failed")
-	}
-	return nil
-}
-
 // ReturnFreeMemory gives the memory that glibc holds free back to the
 // kernel (malloc_trim) every second until ctx ends; every command runs it.
 // How many freed object-sized blocks the arenas keep at once varies from run
 // to run: on full 1 GiB backups, interleaved, `ferry backup` peaked at
 // 179-194 MiB with it and 194-235 MiB without (267 MiB once), at the same
-// speed. The consumer, which also returns 4 MiB blocks as they are freed
-// (ReturnLargeBuffers), measured the same with it or without.
+// speed.
 func ReturnFreeMemory(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
