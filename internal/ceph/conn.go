@@ -2,6 +2,7 @@ package ceph
 
 import (
 	"fmt"
+	"maps"
 	"sync"
 
 	"github.com/ceph/go-ceph/rados"
@@ -87,14 +88,8 @@ func Connect(opts ConnOptions) (*Cluster, error) {
 		return nil, fmt.Errorf("ceph: read config %s: %w (pass -c/--conf or set CEPH_CONF)", confName(opts.Conf), err)
 	}
 	settings := map[string]string{}
-	for k, v := range clientTimeouts {
-		settings[k] = v
-	}
-	for k, v := range importSettings {
-		settings[k] = v
-	}
-	for k, v := range librbdRaceSettings {
-		settings[k] = v
+	for _, m := range []map[string]string{clientTimeouts, importSettings, librbdRaceSettings} {
+		maps.Copy(settings, m)
 	}
 	if opts.Keyring != "" {
 		settings["keyring"] = opts.Keyring
