@@ -145,15 +145,15 @@ func (t restoreTarget) prepareIncremental(ctx context.Context) (bool, error) {
 	if _, ok := findSnapshot(targetSnaps, t.snapshot.Snap); ok {
 		return false, fail("the target already has snapshot %q: it is restored already (compare with ferry verify), or remove that snapshot first", t.snapshot.Snap)
 	}
-	changed, err := ChangedSince(ctx, t.cluster, t.image, from)
+	changed, err := t.cluster.HeadChangedSince(t.image, from)
 	if err != nil {
 		return false, fail("%w", err)
 	}
-	if changed > 0 && !t.force {
-		return false, fail("%w: objects holding %d bytes were written after %q; the restore would roll them back. Pass --force-rollback to discard them, or restore into a new image to keep both",
-			ErrDiverged, changed, from)
+	if changed.Changed() && !t.force {
+		return false, fail("%w: its head differs from %q (%s); the restore would roll that back. Pass --force-rollback to discard it, or restore into a new image to keep both",
+			ErrDiverged, from, changed)
 	}
-	if changed == 0 {
+	if !changed.Changed() {
 		return false, nil
 	}
 	if err := t.cluster.RollbackToSnapshot(t.image.AtSnap(from)); err != nil {

@@ -130,8 +130,8 @@ func TestFailbackIncremental(t *testing.T) {
 	ceph.TestDiscard(t, backup, bak, 20*mib, 64*kib)
 	snap(t, backup, bak, "later")
 
-	if n, err := ChangedSince(ctx, source, primary, "common"); err != nil || n != 0 {
-		t.Fatalf("ChangedSince right after the snapshot = %d, %v; want 0", n, err)
+	if h, err := source.HeadChangedSince(primary, "common"); err != nil || h.Changed() {
+		t.Fatalf("HeadChangedSince right after the snapshot = %+v, %v; want no change", h, err)
 	}
 	// The primary diverged: the VM wrote after "common".
 	ceph.TestWrite(t, source, primary, 16*mib, randomBytes(r, 64*kib))
