@@ -217,11 +217,6 @@ func (c *Consumer) Apply(ctx context.Context, m *ferry.Manifest) error {
 	if err := c.prepare(ctx, st, m, target, snaps, exists, log); err != nil {
 		return err
 	}
-
-	st.Status, st.Importing, st.LastAttempt, st.VolumeID = ferry.StatusRunning, m.BackupID, time.Now().UTC(), m.VolumeID
-	if err := c.book.Put(ctx, st); err != nil {
-		return err
-	}
 	log.Info("applying backup", "base", m.FromSnap, "extents", m.ExtentCount, "in_flight", m.FeedSeq != 0)
 	start := time.Now()
 	applied, err := c.importBackup(ctx, target, m)
@@ -284,24 +279,44 @@ func isFeedGone(err error) bool {
 }
 
 // prepare makes the backup image ready for m: for an incremental, its base
-// must be there and a half-applied earlier attempt is rolled back; a full
-// backup starts from a fresh image.
+// must be there, and the image goes back to it when a half-applied earlier
+// attempt or later snapshots' data lie on top; a full backup starts from a
+// fresh image. Before it changes anything it records m as being imported
+// (markImporting), so that whatever it leaves behind is known to be
+// Ferry's. Data on the backup image that no import recorded is somebody
+// else's: never built on, removed or rolled back without the operator's word.
 func (c *Consumer) prepare(ctx context.Context, st *ferry.ImageState, m *ferry.Manifest, target ferry.ImageSpec, snaps []string, exists bool, log *slog.Logger) error {
 	if m.FromSnap != "" {
 		if !contains(snaps, m.FromSnap) {
 			return &waitError{msg: fmt.Sprintf("base snapshot %s@%s is not at the backup site (yet): the backup that creates it must be applied first; if it never comes, run the backup with --resync",
 				target, m.FromSnap), delay: c.opts.BaseRetry}
 		}
-		// The diff is only right on top of exactly the base's content: undo a
-		// cut-off import, or later snapshots' data, before applying it.
+		// The diff is only right on top of exactly the base's content.
+		newest := snaps[len(snaps)-1]
+		var reason string
 		switch {
 		case st.Importing != "":
-			log.Warn("an earlier import was cut off; rolling back to the base", "base", m.FromSnap, "cut_off", st.Importing)
-		case snaps[len(snaps)-1] != m.FromSnap:
-			log.Warn("the base is not the newest snapshot of the backup image; rolling back to it", "base", m.FromSnap, "newest", snaps[len(snaps)-1])
-		default:
-			return nil
+			reason = "an earlier import was cut off; rolling back to the base"
+		case newest != m.FromSnap:
+			reason = "the base is not the newest snapshot of the backup image; rolling back to it"
 		}
+		if st.Importing == "" {
+			change, err := c.ceph.HeadChangedSince(target, newest)
+			if err != nil {
+				return err
+			}
+			if change.Changed() {
+				if !m.ForceRollback {
+					return headWrittenError(target, newest, change)
+				}
+				reason = "the backup image was written outside Ferry (" + change.String() + "); rolling back to the base, as the backup asks (--force-rollback)"
+			}
+		}
+		cutOff := st.Importing
+		if err := c.markImporting(ctx, st, m); err != nil || reason == "" {
+			return err
+		}
+		log.Warn(reason, "base", m.FromSnap, "newest", newest, "cut_off", cutOff)
 		return c.ceph.RollbackToSnapshot(target.AtSnap(m.FromSnap))
 	}
 	if exists && len(snaps) > 0 {
@@ -309,23 +324,62 @@ func (c *Consumer) prepare(ctx context.Context, st *ferry.ImageState, m *ferry.M
 			return permanentError{fmt.Errorf("%s at the backup site already holds snapshots (%s) and this is a full backup: applying it would mix two chains; run the backup with --resync to start a new chain (the old image is kept)",
 				target, strings.Join(snaps, ", "))}
 		}
+		st.Confirmed, st.SourceImageID = nil, m.SourceImageID
+		if err := c.markImporting(ctx, st, m); err != nil {
+			return err
+		}
 		kept := target.Image + ".pre-resync-" + time.Now().UTC().Format("20060102T150405Z")
 		if err := c.ceph.RenameImage(target, kept); err != nil {
 			return err
 		}
 		log.Warn("resync: kept the old backup image under a new name", "kept_as", kept)
-		exists = false
-		st.Confirmed, st.SourceImageID = nil, m.SourceImageID
+		return c.ceph.CreateImage(target, m.Size)
+	}
+	if exists && st.Importing == "" {
+		// No snapshots and no import on record: an image this consumer
+		// created and died before recording (empty), or somebody else's.
+		change, err := c.ceph.HeadChangedSince(target, "")
+		if err != nil {
+			return err
+		}
+		if change.Changed() {
+			return permanentError{fmt.Errorf("%w: %s at the backup site has no snapshots but holds data (%s) that no import of Ferry's wrote; Ferry will not remove it. If it is not needed, remove it (rbd rm %s); to keep it, rename it (rbd mv); then run the backup again",
+				ErrHeadWritten, target, change, target)}
+		}
+	}
+	if err := c.markImporting(ctx, st, m); err != nil {
+		return err
 	}
 	if exists {
-		// No snapshot: what is there is a cut-off first import. Start over so
-		// no stray data survives where the full diff writes nothing.
+		// A cut-off first import: start over, so no stray data survives
+		// where the full diff writes nothing.
 		log.Warn("removing a cut-off first import before applying it again")
 		if err := c.ceph.RemoveImage(target); err != nil {
 			return err
 		}
 	}
 	return c.ceph.CreateImage(target, m.Size)
+}
+
+// markImporting records that m is being imported into the backup image,
+// before anything of it changes: a consumer that dies midway then rolls
+// back on its next try instead of taking its own writes for somebody else's.
+func (c *Consumer) markImporting(ctx context.Context, st *ferry.ImageState, m *ferry.Manifest) error {
+	st.Status, st.Importing, st.LastAttempt, st.VolumeID = ferry.StatusRunning, m.BackupID, time.Now().UTC(), m.VolumeID
+	return c.book.Put(ctx, st)
+}
+
+// ErrHeadWritten: the backup image was written outside Ferry.
+var ErrHeadWritten = errors.New("backup image written outside Ferry")
+
+// headWrittenError refuses an incremental onto a backup image whose head
+// differs from its newest snapshot while no import of Ferry's is on record:
+// somebody else wrote it (a failover or a test that used the backup image
+// itself). Built on, the backup would not match its source; rolled back,
+// those writes would be lost. The operator decides.
+func headWrittenError(target ferry.ImageSpec, newest string, change ceph.HeadChange) error {
+	return permanentError{fmt.Errorf("%w: the head of %s at the backup site differs from its newest snapshot %s (%s), and no import of Ferry's made it so; an incremental on top would not match its source. If those writes are not needed (a test), run the backup with --force-rollback, which discards them; to keep them (a failover ran on this image), run it with --resync, which keeps this image as %s.pre-resync-<time> and starts a new chain",
+		ErrHeadWritten, target, newest, change, target)}
 }
 
 func (c *Consumer) backupSnapshots(target ferry.ImageSpec) (names []string, exists bool, err error) {

@@ -182,6 +182,18 @@ func (p *pipeline) waitConfirmed(m *ferry.Manifest) *ferry.ImageState {
 	return st
 }
 
+// waitRefused waits until the backup site gives m up and returns its reason.
+func (p *pipeline) waitRefused(m *ferry.Manifest) error {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := p.pub.WaitConfirmed(ctx, m)
+	if err == nil || ctx.Err() != nil {
+		p.t.Fatalf("waiting for %s: %v, want the backup site's refusal", m.BackupID, err)
+	}
+	return err
+}
+
 // ferrySnapshots lists Ferry's snapshots of img on cluster c.
 func ferrySnapshots(t testing.TB, c *ceph.Cluster, img ferry.ImageSpec) []string {
 	t.Helper()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -539,13 +540,7 @@ func TestBackupGivenUp(t *testing.T) {
 	if err := backup.CreateSnapshot(img.AtSnap("someone-elses")); err != nil {
 		t.Fatal(err)
 	}
-	m := p.send(snapshot(t, img))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	_, err := p.pub.WaitConfirmed(ctx, m)
-	if err == nil || ctx.Err() != nil {
-		t.Fatalf("WaitConfirmed = %v (context: %v), want the backup site's reason", err, ctx.Err())
-	}
+	err := p.waitRefused(p.send(snapshot(t, img)))
 	requireContains(t, err.Error(), "--resync")
 }
 
@@ -606,4 +601,104 @@ func (h *holdAfter) Add(n uint64) {
 		h.held = nil
 		<-h.release
 	}
+}
+
+// TestBackupHeadWrittenOutsideFerry: writes into a backup image that no
+// import of Ferry's made (a failover or a test that used the image itself)
+// stop the next backup with an error that says what to do, and are neither
+// built on (the backup would differ from its source) nor rolled back (they
+// may be a failover's data). A resize alone counts too. The operator then
+// discards them (--force-rollback) or keeps them (--resync).
+func TestBackupHeadWrittenOutsideFerry(t *testing.T) {
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "written"}))
+	p.startConsumer()
+	r := rand.New(rand.NewPCG(22, 22))
+	const size = 16 * mib
+	img := ceph.TestImage(t, source, "vm", size)
+	ceph.TestWrite(t, source, img, 0, randomBytes(r, size))
+	last, _ := p.backupNow(img)
+	bak := testbed.Shared().Backup
+
+	for _, tc := range []struct {
+		name   string
+		write  func()
+		want   string
+		resync bool // keep the writes; else discard them
+	}{
+		{"written", func() { ceph.TestWrite(t, backup, img, 5*mib+512, randomBytes(r, 4096)) }, "bytes written", false},
+		{"resized", func() { bak.Rbd(t, "resize", "--no-progress", "--allow-shrink", "--size", "12M", bak.Spec(img.Image)) }, "resized from", true},
+	} {
+		tc.write()
+		written := ceph.TestContent(t, backup, img)
+		scribble(t, img, size, r, 10)
+		ev := snapshot(t, img)
+		err := p.waitRefused(p.send(ev))
+		for _, want := range []string{tc.want, last.ToSnap, "--force-rollback", "--resync"} {
+			requireContains(t, err.Error(), want)
+		}
+		if got := ceph.TestContent(t, backup, img); got != written {
+			t.Fatalf("%s: the refused backup changed the backup image's head", tc.name)
+		}
+		if got := ferrySnapshots(t, backup, img); slices.Contains(got, ev.Image.Snap) {
+			t.Fatalf("%s: the refused backup created %s at the backup site", tc.name, ev.Image.Snap)
+		}
+
+		// The operator's word: the next backup goes through.
+		ev = snapshot(t, img)
+		ev.Resync, ev.ForceRollback = tc.resync, !tc.resync
+		m := p.send(ev)
+		p.waitConfirmed(m)
+		ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+		if tc.resync {
+			kept := ""
+			for _, name := range strings.Fields(bak.Rbd(t, "ls", testbed.Pool)) {
+				if strings.HasPrefix(name, img.Image+".pre-resync-") {
+					kept = name
+				}
+			}
+			if kept == "" {
+				t.Fatalf("%s: --resync kept no %s.pre-resync-* image", tc.name, img.Image)
+			}
+			keptImg := ferry.ImageSpec{Pool: img.Pool, Image: kept}
+			if got := ceph.TestContent(t, backup, keptImg); got != written {
+				t.Fatalf("%s: the image kept by --resync does not hold the writes", tc.name)
+			}
+		}
+		if _, err := p.pub.Prune(context.Background(), img); err != nil {
+			t.Fatal(err)
+		}
+		last = m
+	}
+}
+
+// TestFullBackupKeepsForeignImage: a full backup whose backup image already
+// exists, without snapshots but with data that no import of Ferry's wrote,
+// is refused and the image left as it is; an empty leftover (an image
+// created by a consumer that died before it could record it) is replaced.
+func TestFullBackupKeepsForeignImage(t *testing.T) {
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "foreign"}))
+	p.startConsumer()
+	r := rand.New(rand.NewPCG(23, 23))
+	img := ceph.TestImage(t, source, "vm", 8*mib)
+	ceph.TestWrite(t, source, img, 0, randomBytes(r, 8*mib))
+	if err := backup.CreateImage(img, 8*mib); err != nil {
+		t.Fatal(err)
+	}
+	ceph.TestWrite(t, backup, img, mib, []byte("somebody's data"))
+	foreign := ceph.TestContent(t, backup, img)
+
+	err := p.waitRefused(p.send(snapshot(t, img)))
+	requireContains(t, err.Error(), "no snapshots but holds data")
+	if got := ceph.TestContent(t, backup, img); got != foreign {
+		t.Fatal("the refused full backup changed the image that was there")
+	}
+
+	// An empty image of that name is harmless: it is replaced.
+	if err := backup.RemoveImage(img); err != nil {
+		t.Fatal(err)
+	}
+	if err := backup.CreateImage(img, 4*mib); err != nil {
+		t.Fatal(err)
+	}
+	p.backupNow(img)
 }

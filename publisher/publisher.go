@@ -128,6 +128,7 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 		ChunkSize:     p.chunkSize,
 		Consistency:   ev.Consistency,
 		Resync:        ev.Resync,
+		ForceRollback: ev.ForceRollback,
 		Created:       ev.Created,
 		VolumeID:      ev.VolumeID,
 		InstanceID:    ev.InstanceID,
@@ -292,7 +293,7 @@ func (p *Publisher) WaitConfirmed(ctx context.Context, m *ferry.Manifest) (*ferr
 			return nil, fmt.Errorf("the backup site gave up on %s: %s", m.BackupID, r.Error)
 		}
 		p.log.Warn("backup site lost chunks; sending them again", "image", m.Image.AtSnap("").String(), "snapshot", m.ToSnap, "backup_id", m.BackupID, "chunks", len(r.MissingChunks))
-		if _, err := p.Backup(ctx, ferry.SnapshotEvent{Image: m.Image, Consistency: m.Consistency, Resync: m.Resync, Created: m.Created}, nil); err != nil {
+		if _, err := p.Backup(ctx, ferry.SnapshotEvent{Image: m.Image, Consistency: m.Consistency, Resync: m.Resync, ForceRollback: m.ForceRollback, Created: m.Created}, nil); err != nil {
 			return nil, fmt.Errorf("resend chunks of %s: %w", m.BackupID, err)
 		}
 	}

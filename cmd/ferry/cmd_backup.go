@@ -21,6 +21,7 @@ func newBackupCommand() *cobra.Command {
 		nf         natsFlags
 		po         publisherFlags
 		resync     bool
+		rollback   bool
 		noWait     bool
 		timeout    time.Duration
 		noProgress bool
@@ -61,7 +62,7 @@ A consumer must be running at the backup site (ferry consumer run).`,
 			}
 
 			now := time.Now().UTC()
-			ev := ferry.SnapshotEvent{Image: img.AtSnap(ferry.NewSnapshotName(now)), Consistency: ferry.CrashConsistent, Resync: resync, Created: now}
+			ev := ferry.SnapshotEvent{Image: img.AtSnap(ferry.NewSnapshotName(now)), Consistency: ferry.CrashConsistent, Resync: resync, ForceRollback: rollback, Created: now}
 			if quiesced {
 				ev.Consistency = ferry.Quiesced
 			}
@@ -107,6 +108,7 @@ A consumer must be running at the backup site (ferry consumer run).`,
 	nf.register(cmd.Flags())
 	po.register(cmd.Flags())
 	cmd.Flags().BoolVar(&resync, "resync", false, "send a full backup and start a new chain at the backup site (the old backup image is kept)")
+	cmd.Flags().BoolVar(&rollback, "force-rollback", false, "let the backup site discard writes made to the backup image outside Ferry (it refuses to apply on top of them otherwise)")
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the backup is queued, without waiting for the backup site")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Hour, "how long to wait for the backup site's confirmation")
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "do not show progress")

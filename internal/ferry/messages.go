@@ -32,7 +32,10 @@ type SnapshotEvent struct {
 	Image       ImageSpec   `json:"image"` // with Snap set
 	Consistency Consistency `json:"consistency,omitempty"`
 	Resync      bool        `json:"resync,omitempty"` // force a full backup into a fresh backup image
-	Created     time.Time   `json:"created"`
+	// ForceRollback lets the backup site discard writes made to the backup
+	// image outside Ferry (it refuses to apply on top of them otherwise).
+	ForceRollback bool      `json:"force_rollback,omitempty"`
+	Created       time.Time `json:"created"`
 	// Optional OpenStack and libvirt identity of the disk.
 	VolumeID   string `json:"volume_id,omitempty"`
 	InstanceID string `json:"instance_id,omitempty"`
@@ -77,9 +80,11 @@ type Manifest struct {
 	FeedAttempt string      `json:"feed_attempt,omitempty"`
 	Consistency Consistency `json:"consistency,omitempty"`
 	Resync      bool        `json:"resync,omitempty"`
-	Created     time.Time   `json:"created"`
-	VolumeID    string      `json:"volume_id,omitempty"`
-	InstanceID  string      `json:"instance_id,omitempty"`
+	// ForceRollback: see SnapshotEvent.
+	ForceRollback bool      `json:"force_rollback,omitempty"`
+	Created       time.Time `json:"created"`
+	VolumeID      string    `json:"volume_id,omitempty"`
+	InstanceID    string    `json:"instance_id,omitempty"`
 	// Figures of the publisher's side, for the summary and the status.
 	Stats BackupStats `json:"stats"`
 	// ResultsFrom is the first FERRY_RESULTS sequence that can answer this
