@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -105,8 +106,35 @@ func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) 
 const ackWait = 60 * time.Second
 
 // Run pulls manifests until ctx ends: one backup at a time per image,
-// images in parallel.
+// images in parallel. Only one consumer of a backup site runs at a time: it
+// holds the site's consumer lock, and others started for failover wait as
+// standbys. Two at once could both work on one image (a publisher's new
+// attempt delivered to one while the other still imports the old), and a
+// rollback by one under the other's writes would make a backup that differs
+// from its source.
 func (c *Consumer) Run(ctx context.Context) error {
+	host, _ := os.Hostname()
+	holder := fmt.Sprintf("consumer of site %s on %s, pid %d", c.opts.Site, host, os.Getpid())
+	stoodBy := false
+	held, release, err := bus.HoldLock(ctx, c.bus.Backup, bus.ConsumerLock, holder, func(active string) {
+		c.opts.Log.Info("standby: another consumer applies this site's backups; this one takes over when it stops", "active", active)
+		stoodBy = true
+	})
+	if err != nil {
+		return err
+	}
+	defer release()
+	if stoodBy {
+		c.opts.Log.Info("taking over: this consumer now applies the site's backups")
+	}
+	err = c.run(held)
+	if cause := context.Cause(held); errors.Is(cause, bus.ErrLockLost) {
+		return fmt.Errorf("stopped applying backups: %w (a standby may have taken over; restart this consumer to stand by)", cause)
+	}
+	return err
+}
+
+func (c *Consumer) run(ctx context.Context) error {
 	cons, err := c.bus.Backup.CreateOrUpdateConsumer(ctx, bus.ManifestStream, jetstream.ConsumerConfig{
 		Durable:       bus.ConsumerDurable,
 		Description:   "Ferry consumer: applies manifests to backup images",

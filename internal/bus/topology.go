@@ -70,6 +70,11 @@ const (
 	// extents it was written from, so `ferry scrub` can re-check the backup
 	// image long after the chunks aged out. Object <image key>.<snapshot token>.
 	ScrubBucket = "ferry-scrub"
+	// ferry-locks: key "consumer" names the one `ferry consumer run` that
+	// applies backups at this site; others wait as standbys (HoldLock). The
+	// bucket's TTL drops the lock of a consumer that died without letting go.
+	LockBucket   = "ferry-locks"
+	ConsumerLock = "consumer"
 
 	// DuplicateWindow is how long JetStream drops a republished manifest.
 	DuplicateWindow = 24 * time.Hour
@@ -80,7 +85,16 @@ type Retention struct {
 	ChunkMaxAge   time.Duration
 	ChunkMaxBytes int64 // -1: unlimited
 	EventMaxAge   time.Duration
+	// LockTTL is how long a lock outlives its holder's last renewal
+	// (0: DefaultLockTTL).
+	LockTTL time.Duration
 }
+
+// DefaultLockTTL: a standby takes over this long after the active consumer
+// died. Long against the holder's renewals (every eighth of it), so that
+// only a consumer stalled for most of a minute can lose its lock to another
+// while it still writes.
+const DefaultLockTTL = time.Minute
 
 // DefaultRetention keeps chunks a week, enough to dedup daily backups of
 // many clones of one image, and events a week, enough to ride out an outage.
@@ -175,6 +189,18 @@ func SetupBackup(ctx context.Context, js jetstream.JetStream, r Retention) error
 		Storage:     jetstream.FileStorage,
 	}); err != nil {
 		return fmt.Errorf("set up bucket %s: %w", StateBucket, err)
+	}
+	lockTTL := r.LockTTL
+	if lockTTL == 0 {
+		lockTTL = DefaultLockTTL
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      LockBucket,
+		Description: "Ferry: which consumer is the active one",
+		TTL:         lockTTL,
+		Storage:     jetstream.FileStorage,
+	}); err != nil {
+		return fmt.Errorf("set up bucket %s: %w", LockBucket, err)
 	}
 	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      ScrubBucket,

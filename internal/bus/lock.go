@@ -1,0 +1,123 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrLockLost: a lock was taken away from its holder (it expired while the
+// holder could not renew it, or somebody removed it).
+var ErrLockLost = errors.New("lock lost")
+
+// lockHolder is a lock's value: who holds it, for the standbys' logs.
+type lockHolder struct {
+	Holder string    `json:"holder"`
+	Since  time.Time `json:"since"`
+}
+
+// HoldLock takes key in the lock bucket (which SetupBackup creates) for
+// holder, waiting while another holds it (standby is told who, once per
+// holder), and keeps it by renewing it every eighth of the bucket's TTL; a
+// holder that could not renew it for half the TTL (a NATS outage) gives it
+// up before a standby could take it.
+// The returned context ends when ctx does or when the lock is lost; then
+// context.Cause wraps ErrLockLost. release lets the lock go at once, so a
+// standby need not wait for it to expire.
+func HoldLock(ctx context.Context, js jetstream.JetStream, key, holder string, standby func(holder string)) (held context.Context, release func(), err error) {
+	kv, err := js.KeyValue(ctx, LockBucket)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open lock bucket %s: %w", LockBucket, err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lock bucket %s: %w", LockBucket, err)
+	}
+	ttl := st.TTL()
+	every := ttl / 8
+	if every <= 0 {
+		return nil, nil, fmt.Errorf("lock bucket %s has no TTL: a dead holder's lock would never expire", LockBucket)
+	}
+	value, err := json.Marshal(lockHolder{Holder: holder, Since: time.Now().UTC()})
+	if err != nil {
+		return nil, nil, err
+	}
+	var rev uint64
+	var told string
+	for {
+		rev, err = kv.Create(ctx, key, value)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, nil, fmt.Errorf("take lock %s: %w", key, err)
+		}
+		if other := currentHolder(ctx, kv, key); other != "" && other != told {
+			standby(other)
+			told = other
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(every):
+		}
+	}
+
+	held, lose := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		renewed := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-held.Done():
+				return
+			case <-t.C:
+				next, err := kv.Update(held, key, value, rev)
+				switch {
+				case err == nil:
+					rev, renewed = next, time.Now()
+				case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+					lose(fmt.Errorf("%w: lock %s expired or was taken over", ErrLockLost, key))
+					return
+				case time.Since(renewed) > ttl/2:
+					// A standby may take it over soon: stop before that.
+					lose(fmt.Errorf("%w: could not renew lock %s for %s: %v", ErrLockLost, key, time.Since(renewed).Round(time.Second), err))
+					return
+				}
+			}
+		}
+	}()
+	release = func() {
+		close(done)
+		<-stopped
+		// Only while the lock is still ours (the revision says so); if this
+		// fails, it expires.
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = kv.Delete(dctx, key, jetstream.LastRevision(rev))
+		cancel()
+		lose(context.Canceled)
+	}
+	return held, release, nil
+}
+
+func currentHolder(ctx context.Context, kv jetstream.KeyValue, key string) string {
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		return ""
+	}
+	var h lockHolder
+	if json.Unmarshal(e.Value(), &h) != nil {
+		return "(unreadable lock value)"
+	}
+	return fmt.Sprintf("%s (since %s)", h.Holder, h.Since.Format(time.RFC3339))
+}
