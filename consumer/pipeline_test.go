@@ -542,6 +542,52 @@ func TestBackupGivenUp(t *testing.T) {
 	}
 	err := p.waitRefused(p.send(snapshot(t, img)))
 	requireContains(t, err.Error(), "--resync")
+	if !errors.Is(err, publisher.ErrGivenUp) {
+		t.Errorf("WaitConfirmed = %v, want ErrGivenUp", err)
+	}
+}
+
+// TestGivenUpSnapshotRemoved: the publisher daemon removes the source
+// snapshot of a backup the backup site gave up (nothing will read it, and
+// one left per failed backup costs the image write performance for as long
+// as the fault lasts); the confirmed base stays.
+func TestGivenUpSnapshotRemoved(t *testing.T) {
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "given-up-snap"}))
+	p.startConsumer()
+	ctx, cancel := context.WithCancel(context.Background())
+	pubDone := make(chan error, 1)
+	go func() { pubDone <- p.pub.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-pubDone; err != nil {
+			t.Errorf("publisher daemon: %v", err)
+		}
+	}()
+	img := ceph.TestImage(t, source, "vm", 8*mib)
+	ceph.TestWrite(t, source, img, 0, []byte("base"))
+	base, _ := p.backupNow(img)
+
+	ceph.TestWrite(t, backup, img, mib, []byte("written at the backup site")) // the next backup is refused
+	ev := snapshot(t, img)
+	if err := publisher.PublishSnapshotEvent(ctx, p.pubConn, ev); err != nil {
+		t.Fatal(err)
+	}
+	st := waitState(t, p, img, func(s *ferry.ImageState) bool { return s.Status == ferry.StatusFailed })
+	requireContains(t, st.LastError, "written outside Ferry")
+	deadline := time.Now().Add(time.Minute)
+	for slices.Contains(ferrySnapshots(t, source, img), ev.Image.Snap) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the source still holds %s, whose backup the backup site gave up", ev.Image)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := ferrySnapshots(t, source, img); !slices.Equal(got, []string{base.ToSnap}) {
+		t.Fatalf("the source holds %v, want only the confirmed base %s", got, base.ToSnap)
+	}
+	// Its event, delivered again, is dropped: there is nothing to send.
+	if _, err := p.pub.Backup(ctx, ev, nil); !errors.Is(err, publisher.ErrSnapshotGone) {
+		t.Fatalf("backup of a removed snapshot: %v, want ErrSnapshotGone", err)
+	}
 }
 
 // TestImportFollowsSending: the backup site imports a backup while the

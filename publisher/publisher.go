@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
@@ -106,6 +107,9 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 	snaps, err := p.ceph.Snapshots(img)
 	if err != nil {
 		return nil, err
+	}
+	if !slices.Contains(snapNames(snaps), ev.Image.Snap) {
+		return nil, fmt.Errorf("back up %s: %w", ev.Image, ErrSnapshotGone)
 	}
 	st, err := p.book.Get(ctx, img)
 	if err != nil {
@@ -232,6 +236,40 @@ func (p *Publisher) Prune(ctx context.Context, img ferry.ImageSpec) ([]string, e
 	return pruned, nil
 }
 
+// ErrSnapshotGone: the snapshot to back up no longer exists at the source
+// (removed after the backup site gave its backup up, or by hand).
+var ErrSnapshotGone = errors.New("the snapshot no longer exists at the source: nothing to send")
+
+// ErrGivenUp: the backup site gave a backup up; it will not apply it.
+var ErrGivenUp = errors.New("the backup site gave up")
+
+// DropGivenUp removes the source snapshot of a backup that the backup site
+// gave up: nothing will ever read it, and a snapshot left behind costs the
+// image write performance (one per failed backup, for as long as the fault
+// lasts). A snapshot the backup site confirmed, or one Ferry did not take,
+// stays. It reports whether it removed one.
+func (p *Publisher) DropGivenUp(ctx context.Context, snap ferry.ImageSpec) (bool, error) {
+	if !ferry.IsFerrySnapshot(snap.Snap) {
+		return false, nil
+	}
+	st, err := p.book.Get(ctx, snap)
+	if err != nil {
+		return false, err
+	}
+	if st != nil && st.HasConfirmed(snap.Snap) {
+		return false, nil
+	}
+	err = p.ceph.RemoveSnapshot(snap)
+	if errors.Is(err, ceph.ErrNotFound) {
+		return false, nil // removed meanwhile (by `ferry backup`, or another publisher)
+	}
+	if err != nil {
+		return false, err
+	}
+	p.log.Info("removed the source snapshot of a backup the backup site gave up", "image", snap.AtSnap("").String(), "snapshot", snap.Snap)
+	return true, nil
+}
+
 // nextResult returns the sequence the next message of FERRY_RESULTS gets.
 func (p *Publisher) nextResult(ctx context.Context) (uint64, error) {
 	stream, err := p.bus.Backup.Stream(ctx, bus.ResultStream)
@@ -290,7 +328,7 @@ func (p *Publisher) WaitConfirmed(ctx context.Context, m *ferry.Manifest) (*ferr
 		}
 		if len(r.MissingChunks) == 0 {
 			// The consumer reports only what it gave up on (retries stay quiet).
-			return nil, fmt.Errorf("the backup site gave up on %s: %s", m.BackupID, r.Error)
+			return nil, fmt.Errorf("%w on %s: %s", ErrGivenUp, m.BackupID, r.Error)
 		}
 		p.log.Warn("backup site lost chunks; sending them again", "image", m.Image.AtSnap("").String(), "snapshot", m.ToSnap, "backup_id", m.BackupID, "chunks", len(r.MissingChunks))
 		if _, err := p.Backup(ctx, ferry.SnapshotEvent{Image: m.Image, Consistency: m.Consistency, Resync: m.Resync, ForceRollback: m.ForceRollback, Created: m.Created}, nil); err != nil {

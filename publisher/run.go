@@ -79,6 +79,9 @@ func (p *Publisher) handleEvent(ctx context.Context, msg jetstream.Msg) {
 	switch {
 	case err == nil || errors.Is(err, ErrAlreadyConfirmed):
 		_ = msg.Ack()
+	case errors.Is(err, ErrSnapshotGone):
+		p.log.Warn("snapshot event dropped", "image", ev.Image.AtSnap("").String(), "snapshot", ev.Image.Snap, "error", err)
+		_ = msg.Term()
 	case errors.Is(err, ErrLineage):
 		p.log.Error("backup refused", "image", ev.Image.AtSnap("").String(), "snapshot", ev.Image.Snap, "error", err)
 		_ = msg.Term()
@@ -100,10 +103,14 @@ func (p *Publisher) handleResult(ctx context.Context, msg jetstream.Msg) {
 		}
 		return
 	}
-	if len(r.MissingChunks) > 0 {
-		p.log.Warn("backup site lost chunks; sending them again", "image", r.Image.AtSnap("").String(), "backup_id", r.BackupID, "chunks", len(r.MissingChunks))
-		if _, err := p.Backup(ctx, ferry.SnapshotEvent{Image: r.Image, Created: time.Now()}, nil); err != nil && !errors.Is(err, ErrAlreadyConfirmed) {
-			p.log.Error("resend failed", "image", r.Image.AtSnap("").String(), "backup_id", r.BackupID, "error", err)
+	if len(r.MissingChunks) == 0 { // given up
+		if _, err := p.DropGivenUp(ctx, r.Image); err != nil {
+			p.log.Error("cannot remove the source snapshot of a backup the backup site gave up", "image", r.Image.AtSnap("").String(), "snapshot", r.Image.Snap, "error", err)
 		}
+		return
+	}
+	p.log.Warn("backup site lost chunks; sending them again", "image", r.Image.AtSnap("").String(), "backup_id", r.BackupID, "chunks", len(r.MissingChunks))
+	if _, err := p.Backup(ctx, ferry.SnapshotEvent{Image: r.Image, Created: time.Now()}, nil); err != nil && !errors.Is(err, ErrAlreadyConfirmed) {
+		p.log.Error("resend failed", "image", r.Image.AtSnap("").String(), "backup_id", r.BackupID, "error", err)
 	}
 }

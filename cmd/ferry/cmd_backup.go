@@ -93,6 +93,13 @@ A consumer must be running at the backup site (ferry consumer run).`,
 			if errors.Is(err, context.DeadlineExceeded) {
 				return fmt.Errorf("the backup site did not confirm %s within %s; is `ferry consumer run` running there? (the backup stays queued and will be applied when it is)", ev.Image, timeout)
 			}
+			if errors.Is(err, publisher.ErrGivenUp) {
+				// Nothing will read the snapshot now; left, it costs the image
+				// write performance.
+				if _, rmErr := pub.DropGivenUp(ctx, ev.Image); rmErr != nil {
+					log.Warn("could not remove the snapshot of the backup the backup site gave up", "snapshot", ev.Image.String(), "error", rmErr)
+				}
+			}
 			if err != nil {
 				return err
 			}
