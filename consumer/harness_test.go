@@ -136,6 +136,20 @@ func (p *pipeline) stopConsumer() {
 	}
 }
 
+// startPublisherDaemon runs the publisher daemon (snapshot events, results,
+// restore jobs) until the test ends.
+func (p *pipeline) startPublisherDaemon() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.pub.Run(ctx) }()
+	p.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			p.t.Errorf("publisher daemon: %v", err)
+		}
+	})
+}
+
 // snapshot takes a Ferry snapshot of img at the source and returns its event.
 func snapshot(t testing.TB, img ferry.ImageSpec) ferry.SnapshotEvent {
 	t.Helper()

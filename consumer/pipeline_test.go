@@ -341,15 +341,8 @@ func TestPublisherDaemonAndLineage(t *testing.T) {
 	srv := startServer(t, bus.ServerOptions{Name: "daemon"})
 	p := newPipeline(t, srv)
 	p.startConsumer()
-	ctx, cancel := context.WithCancel(context.Background())
-	pubDone := make(chan error, 1)
-	go func() { pubDone <- p.pub.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-pubDone; err != nil {
-			t.Errorf("publisher daemon: %v", err)
-		}
-	}()
+	p.startPublisherDaemon()
+	ctx := context.Background()
 
 	img := ceph.TestImage(t, source, "vm", 8*mib)
 	ceph.TestWrite(t, source, img, 0, []byte("daemon"))
@@ -554,15 +547,8 @@ func TestBackupGivenUp(t *testing.T) {
 func TestGivenUpSnapshotRemoved(t *testing.T) {
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "given-up-snap"}))
 	p.startConsumer()
-	ctx, cancel := context.WithCancel(context.Background())
-	pubDone := make(chan error, 1)
-	go func() { pubDone <- p.pub.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-pubDone; err != nil {
-			t.Errorf("publisher daemon: %v", err)
-		}
-	}()
+	p.startPublisherDaemon()
+	ctx := context.Background()
 	img := ceph.TestImage(t, source, "vm", 8*mib)
 	ceph.TestWrite(t, source, img, 0, []byte("base"))
 	base, _ := p.backupNow(img)
