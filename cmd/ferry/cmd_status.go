@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -41,12 +40,13 @@ func newStatusCommand() *cobra.Command {
 				return err
 			}
 			sort.Slice(states, func(i, j int) bool { return states[i].Image.String() < states[j].Image.String() })
+			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
+				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
 				return enc.Encode(states)
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "IMAGE\tSTATUS\tLAST CONFIRMED SNAPSHOT\tAGE\tCONSISTENCY\tLAST ERROR")
 			for _, s := range states {
 				age := "-"
@@ -63,7 +63,20 @@ func newStatusCommand() *cobra.Command {
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Image, s.Status, last, age, orDash(string(s.Consistency)), orDash(errText))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			// Which consumer applies the backups: with standbys, the one to look at.
+			active, err := bus.LockHolder(cmd.Context(), conn.Backup, bus.ConsumerLock)
+			switch {
+			case err != nil:
+				fmt.Fprintf(out, "\nactive consumer: unknown (%v)\n", err)
+			case active == "":
+				fmt.Fprintln(out, "\nactive consumer: none (is `ferry consumer run` running at the backup site?)")
+			default:
+				fmt.Fprintf(out, "\nactive consumer: %s\n", active)
+			}
+			return nil
 		},
 	}
 	nf.register(cmd.Flags())

@@ -117,3 +117,46 @@ func TestStatusStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusActiveConsumer: `ferry status` names the consumer that holds the
+// backup site's lock, and says when none does.
+func TestStatusActiveConsumer(t *testing.T) {
+	srv, err := bus.StartServer(bus.ServerOptions{Name: "active", StoreDir: t.TempDir(), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	conn, err := bus.Connect(bus.ConnOptions{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	ctx := context.Background()
+	if err := bus.SetupBackup(ctx, conn.Backup, bus.DefaultRetention); err != nil {
+		t.Fatal(err)
+	}
+	status := func() string {
+		var out bytes.Buffer
+		root := newRootCommand()
+		root.SetOut(&out)
+		root.SetArgs([]string{"status", "--nats", srv.ClientURL()})
+		if err := root.Execute(); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	if got := status(); !strings.Contains(got, "active consumer: none") {
+		t.Fatalf("no consumer running, status says:\n%s", got)
+	}
+	_, release, err := bus.HoldLock(ctx, conn.Backup, bus.ConsumerLock, "consumer of site dr on host-a, pid 42", func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := status(); !strings.Contains(got, "active consumer: consumer of site dr on host-a, pid 42 (since ") {
+		t.Fatalf("with a consumer holding the lock, status says:\n%s", got)
+	}
+	release()
+	if got := status(); !strings.Contains(got, "active consumer: none") {
+		t.Fatalf("after the consumer let go, status says:\n%s", got)
+	}
+}

@@ -110,6 +110,15 @@ func HoldLock(ctx context.Context, js jetstream.JetStream, key, holder string, s
 	return held, release, nil
 }
 
+// LockHolder names who holds key in the lock bucket, "" when nobody does.
+func LockHolder(ctx context.Context, js jetstream.JetStream, key string) (string, error) {
+	kv, err := js.KeyValue(ctx, LockBucket)
+	if err != nil {
+		return "", fmt.Errorf("open lock bucket %s: %w", LockBucket, err)
+	}
+	return currentHolder(ctx, kv, key), nil
+}
+
 func currentHolder(ctx context.Context, kv jetstream.KeyValue, key string) string {
 	e, err := kv.Get(ctx, key)
 	if err != nil {
