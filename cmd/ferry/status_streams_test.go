@@ -17,20 +17,8 @@ import (
 // server holding a backlog for the consumer, one message redelivered, and no
 // publisher consumer yet.
 func TestStatusStreams(t *testing.T) {
-	srv, err := bus.StartServer(bus.ServerOptions{Name: "status", StoreDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	conn, err := bus.Connect(bus.ConnOptions{URL: srv.ClientURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
+	url, conn := backupSiteServer(t)
 	ctx := context.Background()
-	if err := bus.SetupBackup(ctx, conn.Backup, bus.DefaultRetention); err != nil {
-		t.Fatal(err)
-	}
 	cons, err := conn.Backup.CreateOrUpdateConsumer(ctx, bus.ManifestStream, jetstream.ConsumerConfig{
 		Durable: bus.ConsumerDurable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 200 * time.Millisecond})
 	if err != nil {
@@ -66,7 +54,7 @@ func TestStatusStreams(t *testing.T) {
 	var out bytes.Buffer
 	root := newRootCommand()
 	root.SetOut(&out)
-	root.SetArgs([]string{"status", "--streams", "--json", "--nats", srv.ClientURL()})
+	root.SetArgs([]string{"status", "--streams", "--json", "--nats", url})
 	if err := root.Execute(); err != nil {
 		t.Fatal(err)
 	}
@@ -121,25 +109,13 @@ func TestStatusStreams(t *testing.T) {
 // TestStatusActiveConsumer: `ferry status` names the consumer that holds the
 // backup site's lock, and says when none does.
 func TestStatusActiveConsumer(t *testing.T) {
-	srv, err := bus.StartServer(bus.ServerOptions{Name: "active", StoreDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	conn, err := bus.Connect(bus.ConnOptions{URL: srv.ClientURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
+	url, conn := backupSiteServer(t)
 	ctx := context.Background()
-	if err := bus.SetupBackup(ctx, conn.Backup, bus.DefaultRetention); err != nil {
-		t.Fatal(err)
-	}
 	status := func() string {
 		var out bytes.Buffer
 		root := newRootCommand()
 		root.SetOut(&out)
-		root.SetArgs([]string{"status", "--nats", srv.ClientURL()})
+		root.SetArgs([]string{"status", "--nats", url})
 		if err := root.Execute(); err != nil {
 			t.Fatal(err)
 		}
@@ -159,4 +135,24 @@ func TestStatusActiveConsumer(t *testing.T) {
 	if got := status(); !strings.Contains(got, "active consumer: none") {
 		t.Fatalf("after the consumer let go, status says:\n%s", got)
 	}
+}
+
+// backupSiteServer starts a JetStream server listening on loopback with the
+// backup site's streams and buckets, and returns its URL and a connection.
+func backupSiteServer(t *testing.T) (string, *bus.Conn) {
+	t.Helper()
+	srv, err := bus.StartServer(bus.ServerOptions{Name: t.Name(), StoreDir: t.TempDir(), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	conn, err := bus.Connect(bus.ConnOptions{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	if err := bus.SetupBackup(context.Background(), conn.Backup, bus.DefaultRetention); err != nil {
+		t.Fatal(err)
+	}
+	return srv.ClientURL(), conn
 }
