@@ -42,13 +42,13 @@ func HoldLock(ctx context.Context, js jetstream.JetStream, key, holder string, s
 	if every <= 0 {
 		return nil, nil, fmt.Errorf("lock bucket %s has no TTL: a dead holder's lock would never expire", LockBucket)
 	}
-	value, err := json.Marshal(lockHolder{Holder: holder, Since: time.Now().UTC()})
-	if err != nil {
-		return nil, nil, err
-	}
+	var value []byte
 	var rev uint64
 	var told string
 	for {
+		if value, err = json.Marshal(lockHolder{Holder: holder, Since: time.Now().UTC()}); err != nil {
+			return nil, nil, err
+		}
 		rev, err = kv.Create(ctx, key, value)
 		if err == nil {
 			break
