@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/spf13/cobra"
 )
@@ -65,6 +66,12 @@ func newStatusCommand() *cobra.Command {
 			}
 			if err := tw.Flush(); err != nil {
 				return err
+			}
+			// A failed backup's error ends with what to do; the table cuts it.
+			for _, s := range states {
+				if s.Status == ferry.StatusFailed && len(s.LastError) > 80 {
+					fmt.Fprintf(out, "\n%s: %s\n", s.Image, s.LastError)
+				}
 			}
 			// Which consumer applies the backups: with standbys, the one to look at.
 			active, err := bus.LockHolder(cmd.Context(), conn.Backup, bus.ConsumerLock)

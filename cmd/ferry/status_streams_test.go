@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
+	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -106,9 +108,10 @@ func TestStatusStreams(t *testing.T) {
 	}
 }
 
-// TestStatusActiveConsumer: `ferry status` names the consumer that holds the
-// backup site's lock, and says when none does.
-func TestStatusActiveConsumer(t *testing.T) {
+// TestStatusTable: `ferry status` names the consumer that holds the backup
+// site's lock (or says that none does), and shows a failed backup's whole
+// error, which the table cuts, below it.
+func TestStatusTable(t *testing.T) {
 	url, conn := backupSiteServer(t)
 	ctx := context.Background()
 	status := func() string {
@@ -123,6 +126,19 @@ func TestStatusActiveConsumer(t *testing.T) {
 	}
 	if got := status(); !strings.Contains(got, "active consumer: none") {
 		t.Fatalf("no consumer running, status says:\n%s", got)
+	}
+	// A failed backup's whole error, with its way out, shows below the table.
+	book, err := state.Open(ctx, conn.Backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := "backup image written outside Ferry: " + strings.Repeat("details ", 20) + "run the backup with --force-rollback"
+	img := ferry.ImageSpec{Pool: "rbd", Image: "vm-1"}
+	if err := book.Put(ctx, &ferry.ImageState{Image: img, Status: ferry.StatusFailed, LastError: long}); err != nil {
+		t.Fatal(err)
+	}
+	if got := status(); !strings.Contains(got, "rbd/vm-1: "+long) {
+		t.Fatalf("status of a failed backup does not show its whole error:\n%s", got)
 	}
 	_, release, err := bus.HoldLock(ctx, conn.Backup, bus.ConsumerLock, "consumer of site dr on host-a, pid 42", func(string) {})
 	if err != nil {
