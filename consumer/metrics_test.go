@@ -90,6 +90,7 @@ func TestMetrics(t *testing.T) {
 	cm.require(t, "ferry_backup_applied_bytes_total", "", sum(func(s ferry.BackupStats) uint64 { return s.DataBytes }))
 	cm.require(t, "ferry_jetstream_up", "", 1)
 	cm.require(t, "ferry_state_up", "", 1)
+	cm.require(t, "ferry_consumer_active", "", 1)
 
 	// The recovery point is the state bucket's LastSuccess.
 	book, err := state.Open(context.Background(), p.consConn.Backup)

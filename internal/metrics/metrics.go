@@ -144,6 +144,8 @@ var (
 		"1 if the image's last backup attempt failed (ferry status shows why).", []string{"image"}, nil)
 	stateUpDesc = prometheus.NewDesc("ferry_state_up",
 		"1 if the state bucket could be read at this scrape.", nil, nil)
+	consumerActiveDesc = prometheus.NewDesc("ferry_consumer_active",
+		"1 if a consumer holds the backup site's lock and applies its backups (standbys wait); 0: none runs.", nil, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -151,11 +153,19 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- lastSuccessDesc
 	ch <- failingDesc
 	ch <- stateUpDesc
+	ch <- consumerActiveDesc
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
+	if holder, err := bus.LockHolder(ctx, c.conn.Backup, bus.ConsumerLock); err == nil {
+		active := 0.0
+		if holder != "" {
+			active = 1
+		}
+		ch <- prometheus.MustNewConstMetric(consumerActiveDesc, prometheus.GaugeValue, active)
+	}
 	states, err := readStates(ctx, c.conn)
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(stateUpDesc, prometheus.GaugeValue, 0)
