@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
@@ -101,10 +102,51 @@ func testDiffRoundTrip(t *testing.T, chunkSize uint64) {
 			return nil
 		},
 	})
+	stats := writeDiff(t, w, header, recs)
+	if len(stats.Pages) < 2 || !slices.Equal(stats.Pages, announced) {
+		t.Fatalf("pages %v, announced %v: want the same, in order, and more than one", stats.Pages, announced)
+	}
+	if stats.Extents != len(recs) || stats.ChunksDuplicate != 1 || stats.ChunksSent+stats.ChunksDuplicate != stats.Chunks {
+		t.Fatalf("stats %+v for %d records", stats, len(recs))
+	}
+
+	readDiff(t, store, header, stats.Pages, recs, 0)
+}
+
+// TestDiffReaderReusesBuffers: the reader recycles a chunk's buffer only
+// once Next has moved past every record of that chunk. Equal-sized chunks
+// (so a recycled buffer is always big enough to be reused), several records
+// each, read slowly enough that the chunks fetched ahead have landed.
+func TestDiffReaderReusesBuffers(t *testing.T) {
+	c := bus.TestConn(t)
+	ctx := context.Background()
+	store, err := Open(ctx, c.Backup, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const chunkSize, perChunk, chunks = 64 << 10, 4, 3 * prefetch
+	r := rand.New(rand.NewPCG(5, 6))
+	var recs []record
+	for i := range chunks * perChunk {
+		p := make([]byte, chunkSize/perChunk)
+		for j := range p {
+			p[j] = byte(r.Uint32())
+		}
+		recs = append(recs, record{off: uint64(i) * chunkSize / perChunk, n: uint64(len(p)), payload: p})
+	}
+	header := rbddiff.Header{ToSnap: "snap", Size: chunks * chunkSize}
+	stats := writeDiff(t, NewDiffWriter(ctx, store, WriterOptions{ChunkSize: chunkSize}), header, recs)
+	readDiff(t, store, header, stats.Pages, recs, 2*time.Millisecond)
+}
+
+// writeDiff writes recs through w and returns what it stored.
+func writeDiff(t *testing.T, w *DiffWriter, header rbddiff.Header, recs []record) WriteStats {
+	t.Helper()
 	if err := w.WriteHeader(header); err != nil {
 		t.Fatal(err)
 	}
 	for _, rec := range recs {
+		var err error
 		if rec.zero {
 			err = w.WriteZero(rec.off, rec.n)
 		} else {
@@ -121,15 +163,15 @@ func testDiffRoundTrip(t *testing.T, chunkSize uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(stats.Pages) < 2 || !slices.Equal(stats.Pages, announced) {
-		t.Fatalf("pages %v, announced %v: want the same, in order, and more than one", stats.Pages, announced)
-	}
-	if stats.Extents != len(recs) || stats.ChunksDuplicate != 1 || stats.ChunksSent+stats.ChunksDuplicate != stats.Chunks {
-		t.Fatalf("stats %+v for %d records", stats, len(recs))
-	}
+	return stats
+}
 
-	list := PageList(stats.Pages)
-	src := NewDiffReader(ctx, store, header, &list)
+// readDiff reads the diff of pages back and requires exactly recs, reading
+// each payload pause after its record came (as a slow importer would).
+func readDiff(t *testing.T, store *Store, header rbddiff.Header, pages []string, recs []record, pause time.Duration) {
+	t.Helper()
+	list := PageList(pages)
+	src := NewDiffReader(context.Background(), store, header, &list)
 	defer src.Close()
 	for i, want := range recs {
 		got, err := src.Next()
@@ -140,6 +182,7 @@ func testDiffRoundTrip(t *testing.T, chunkSize uint64) {
 			t.Fatalf("record %d: got %+v, want %+v", i, got, want)
 		}
 		if !want.zero {
+			time.Sleep(pause)
 			p, _ := io.ReadAll(got.Payload)
 			if !bytes.Equal(p, want.payload) {
 				t.Fatalf("record %d: payload differs", i)

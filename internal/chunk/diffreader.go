@@ -37,11 +37,15 @@ func (l *PageList) NextPage(context.Context) (string, error) {
 type DiffReader struct {
 	header rbddiff.Header
 	items  chan *fetched
-	slots  chan struct{} // one per chunk fetched and not yet passed by Next
-	cur    *chunkFuture
-	ctx    context.Context
-	cancel context.CancelFunc
-	err    error
+	// buffers holds the chunk buffers not in use: a fetch takes one, and
+	// Next gives it back once it has moved past that chunk. Their number
+	// bounds the chunks fetched ahead, and reusing them spares the garbage
+	// collector a chunk-sized allocation per chunk.
+	buffers chan []byte
+	cur     *chunkFuture
+	ctx     context.Context
+	cancel  context.CancelFunc
+	err     error
 }
 
 // fetched is one extent, with its chunk's bytes once they have arrived.
@@ -64,7 +68,10 @@ const prefetch = 4
 // Close it when done.
 func NewDiffReader(ctx context.Context, store *Store, h rbddiff.Header, pages Pages) *DiffReader {
 	ctx, cancel := context.WithCancel(ctx)
-	s := &DiffReader{header: h, items: make(chan *fetched, 256), slots: make(chan struct{}, prefetch), ctx: ctx, cancel: cancel}
+	s := &DiffReader{header: h, items: make(chan *fetched, 256), buffers: make(chan []byte, prefetch), ctx: ctx, cancel: cancel}
+	for range prefetch {
+		s.buffers <- nil // allocated by the first fetch that takes it
+	}
 	go s.fetch(ctx, store, pages)
 	return s
 }
@@ -98,14 +105,18 @@ func (s *DiffReader) fetch(ctx context.Context, store *Store, pages Pages) {
 			f := &fetched{ext: e}
 			if !e.Zero {
 				if e.Chunk != lastHash || last == nil {
+					var buf []byte
 					select {
-					case s.slots <- struct{}{}:
+					case buf = <-s.buffers:
 					case <-ctx.Done():
 						return
 					}
 					fut := &chunkFuture{done: make(chan struct{})}
 					go func(hash string) {
-						fut.raw, fut.err = store.Get(ctx, hash, nil)
+						fut.raw, fut.err = store.Get(ctx, hash, buf)
+						if fut.err != nil {
+							fut.raw = buf // still the buffer's owner, for Next to give back
+						}
 						close(fut.done)
 					}(e.Chunk)
 					last, lastHash = fut, e.Chunk
@@ -142,7 +153,7 @@ func (s *DiffReader) Next() (rbddiff.Record, error) {
 	}
 	if f.data != s.cur {
 		if s.cur != nil {
-			<-s.slots // Next has moved past that chunk: fetch another
+			s.buffers <- s.cur.raw // Next has moved past that chunk: fetch another
 		}
 		s.cur = f.data
 	}
