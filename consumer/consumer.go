@@ -371,8 +371,7 @@ func (c *Consumer) prepare(ctx context.Context, st *ferry.ImageState, m *ferry.M
 			return err
 		}
 		if change.Changed() {
-			return permanentError{fmt.Errorf("%w: %s at the backup site has no snapshots but holds data (%s) that no import of Ferry's wrote; Ferry will not remove it. If it is not needed, remove it (rbd rm %s); to keep it, rename it (rbd mv); then run the backup again",
-				ErrHeadWritten, target, change, target)}
+			return headWrittenError(target, "", change)
 		}
 	}
 	if err := c.markImporting(ctx, st, m); err != nil {
@@ -400,12 +399,17 @@ func (c *Consumer) markImporting(ctx context.Context, st *ferry.ImageState, m *f
 // ErrHeadWritten: the backup image was written outside Ferry.
 var ErrHeadWritten = errors.New("backup image written outside Ferry")
 
-// headWrittenError refuses an incremental onto a backup image whose head
-// differs from its newest snapshot while no import of Ferry's is on record:
-// somebody else wrote it (a failover or a test that used the backup image
-// itself). Built on, the backup would not match its source; rolled back,
-// those writes would be lost. The operator decides.
+// headWrittenError refuses a backup onto a backup image whose head differs
+// from its newest snapshot (newest "": has no snapshots but holds data)
+// while no import of Ferry's is on record: somebody else wrote it (a
+// failover or a test that used the backup image itself). Built on, the
+// backup would not match its source; rolled back or removed, those writes
+// would be lost. The operator decides.
 func headWrittenError(target ferry.ImageSpec, newest string, change ceph.HeadChange) error {
+	if newest == "" {
+		return permanentError{fmt.Errorf("%w: %s at the backup site has no snapshots but holds data (%s) that no import of Ferry's wrote; Ferry will not remove it. If it is not needed, remove it (rbd rm %s); to keep it, rename it (rbd mv); then run the backup again",
+			ErrHeadWritten, target, change, target)}
+	}
 	return permanentError{fmt.Errorf("%w: the head of %s at the backup site differs from its newest snapshot %s (%s), and no import of Ferry's made it so; an incremental on top would not match its source. If those writes are not needed (a test), run the backup with --force-rollback, which discards them; to keep them (a failover ran on this image), run it with --resync, which keeps this image as %s.pre-resync-<time> and starts a new chain",
 		ErrHeadWritten, target, newest, change, target)}
 }

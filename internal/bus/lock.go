@@ -68,7 +68,6 @@ func HoldLock(ctx context.Context, js jetstream.JetStream, key, holder string, s
 	}
 
 	held, lose := context.WithCancelCause(ctx)
-	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
@@ -77,8 +76,6 @@ func HoldLock(ctx context.Context, js jetstream.JetStream, key, holder string, s
 		renewed := time.Now()
 		for {
 			select {
-			case <-done:
-				return
 			case <-held.Done():
 				return
 			case <-t.C:
@@ -98,14 +95,13 @@ func HoldLock(ctx context.Context, js jetstream.JetStream, key, holder string, s
 		}
 	}()
 	release = func() {
-		close(done)
+		lose(context.Canceled) // a lost lock keeps its cause
 		<-stopped
 		// Only while the lock is still ours (the revision says so); if this
 		// fails, it expires.
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = kv.Delete(dctx, key, jetstream.LastRevision(rev))
 		cancel()
-		lose(context.Canceled)
 	}
 	return held, release, nil
 }
