@@ -144,8 +144,19 @@ func BenchmarkTable(b *testing.B) {
 		title: "A. Diff engine: ferry export-diff / import-diff vs rbd",
 		cols:  []string{"Operation", "Data", "Ferry", "rbd", "Ferry/rbd speed", "Ferry peak RSS", "rbd peak RSS", "Target"},
 	}
+	ceiling := &section{
+		title: "A2. Ceilings: the same bytes with no diff, no pipe and no parsing in the way",
+		cols: []string{"Operation", "Data", "RADOS alone", "librbd alone", "rbd", "Ferry",
+			"librbd alone/rbd speed", "Ferry/rbd speed", "Target of A"},
+		notes: []string{fmt.Sprintf("RADOS alone: `rados bench` writes the bytes as whole %d MiB objects straight to the pool at the backup site, "+
+			"and reads them back at the source site (no librbd, no object map). librbd alone: `rbd bench` writes them into a fresh image at the backup "+
+			"site, as an import does, and reads the data set's image at the source site. Both with %d in flight, in each round of A "+
+			"(median of the same rounds). Their times leave out connecting and opening, which rbd's and Ferry's include, "+
+			"so the ceilings are if anything too high. An importer needs librbd (it keeps the object map and the exclusive lock).",
+			ceilingObject>>20, ceilingInFlight)},
+	}
 	for _, d := range datasets {
-		e.engineRows(engine, d)
+		e.engineRows(engine, ceiling, d)
 		b.Logf("engine rows %s done (%v)", d.kind, time.Since(t0).Round(time.Second))
 	}
 	e.restoreRow(engine, datasets[0])
@@ -171,6 +182,7 @@ func BenchmarkTable(b *testing.B) {
 	var out strings.Builder
 	e.header(&out, time.Since(t0))
 	engine.markdown(&out)
+	ceiling.markdown(&out)
 	pipe.markdown(&out)
 	fmt.Print(out.String())
 	if *flagOut != "" {
@@ -197,7 +209,7 @@ func buildFerry(b *testing.B, dir string) string {
 }
 
 // engineRows: full export and import of one data set, ferry vs rbd.
-func (e *env) engineRows(s *section, d *dataset) {
+func (e *env) engineRows(s, ceiling *section, d *dataset) {
 	src, bak := e.bed.Source, e.bed.Backup
 	spec := src.Spec(d.image + "@s1")
 	type pair struct {
@@ -209,6 +221,7 @@ func (e *env) engineRows(s *section, d *dataset) {
 		p.fRSS, p.rRSS = max(p.fRSS, fm.RSSKiB), max(p.rRSS, rm.RSSKiB)
 	}
 	var null, file, impFile, impStdin pair
+	var ceil ceilings // in the same rounds
 	diffFile := filepath.Join(e.dir, d.kind.String()+"-rbd.diff")
 	var ferryDiffSize int64
 	for r := 0; r < e.runs; r++ {
@@ -261,6 +274,7 @@ func (e *env) engineRows(s *section, d *dataset) {
 		}
 		e.rmImage(bak, dst)
 		add(&impStdin, fm, rm)
+		ceil.measure(e, d.image)
 	}
 	os.Remove(diffFile)
 
@@ -278,6 +292,7 @@ func (e *env) engineRows(s *section, d *dataset) {
 	row("import-diff FILE", impFile, fmt.Sprintf("%.2fx rbd from stdin", fileVsStdin))
 	stdinRatio := median(impStdin.rbd).Seconds() / median(impStdin.ferry).Seconds()
 	row("import-diff - (`cat FILE |`)", impStdin, verdict("≥ 1.5x", stdinRatio >= 1.5))
+	e.ceilingRows(ceiling, d, &ceil, null.rbd, null.ferry, impStdin.rbd, impStdin.ferry)
 	s.notes = append(s.notes, fmt.Sprintf("%s: diff sizes: rbd export-diff %s, ferry export-diff %s (%s).",
 		d.kind, size(rbdDiff.Size()), size(ferryDiffSize), pct(ferryDiffSize, rbdDiff.Size())))
 }
