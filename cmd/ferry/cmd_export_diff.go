@@ -69,8 +69,9 @@ An existing PATH is never overwritten, and PATH appears only once the diff is co
 
 // openDiffOutput opens "-" (standard output) or a new file. A file is written
 // under a temporary name and linked into place by commit, so PATH never holds
-// a partial diff and an existing PATH is never replaced; abort removes the
-// temporary file unless commit succeeded.
+// a partial diff and an existing PATH is never replaced; once commit returns,
+// the file and its name are on disk. abort removes the temporary file unless
+// commit succeeded.
 func openDiffOutput(path string) (out io.Writer, commit func() error, abort func(), err error) {
 	if path == "-" {
 		// The diff writer buffers small records itself and writes large
@@ -96,7 +97,10 @@ func openDiffOutput(path string) (out io.Writer, commit func() error, abort func
 			return fmt.Errorf("put diff in place: %w", err)
 		}
 		committed = true
-		return os.Remove(tmp.Name())
+		if err := os.Remove(tmp.Name()); err != nil {
+			return err
+		}
+		return syncDir(filepath.Dir(path)) // the new name, or a crash could lose it
 	}
 	abort = func() {
 		if !committed {
@@ -105,4 +109,17 @@ func openDiffOutput(path string) (out io.Writer, commit func() error, abort func
 		}
 	}
 	return tmp, commit, abort, nil
+}
+
+// syncDir makes the entries of dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
 }
