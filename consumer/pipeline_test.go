@@ -576,6 +576,32 @@ func TestGivenUpSnapshotRemoved(t *testing.T) {
 	}
 }
 
+// TestCutOffBackupSnapshotPruned: the snapshot of a backup that never got
+// anywhere (its `ferry backup` was killed before it sent a thing, so nothing
+// confirms or gives it up) goes with the pruning after the next confirmed
+// backup, which starts from the confirmed snapshot before it; a snapshot
+// taken after the newest confirmed one stays, as its backup may be on its way.
+func TestCutOffBackupSnapshotPruned(t *testing.T) {
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "cut-off"}))
+	p.startConsumer()
+	img := ceph.TestImage(t, source, "vm", 8*mib)
+	ceph.TestWrite(t, source, img, 0, []byte("one"))
+	first, _ := p.backupNow(img)
+	cutOff := snapshot(t, img)
+	ceph.TestWrite(t, source, img, 0, []byte("two"))
+	next, _ := p.backupNow(img) // checks the backup against its source snapshot, then prunes
+	if next.FromSnap != first.ToSnap {
+		t.Fatalf("the next backup started from %q, want the confirmed %q", next.FromSnap, first.ToSnap)
+	}
+	later := snapshot(t, img)
+	if _, err := p.pub.Prune(context.Background(), img); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ferrySnapshots(t, source, img), []string{next.ToSnap, later.Image.Snap}; !slices.Equal(got, want) {
+		t.Fatalf("the source holds %v, want %v (the cut-off backup's %s gone)", got, want, cutOff.Image.Snap)
+	}
+}
+
 // TestImportFollowsSending: the backup site imports a backup while the
 // source site is still sending it. The publisher is held midway; by then
 // the first chunks are in the backup image, and no to-snapshot exists.

@@ -50,9 +50,12 @@ func chooseBase(state *ferry.ImageState, sourceImageID string, sourceSnaps []str
 }
 
 // prunable returns the source snapshots that may be deleted once the backup
-// site holds the snapshots in confirmed: Ferry's own snapshots that are
-// confirmed and older than the newest confirmed one, which stays as the base
-// of the next incremental. Unconfirmed snapshots (a backup may still be on
+// site holds the snapshots in confirmed: Ferry's own snapshots older than the
+// newest confirmed one, which stays as the base of the next incremental.
+// Older ones that were never confirmed go too: their backups failed or were
+// cut off (a `ferry backup` killed mid-send), and none will ever be a base,
+// since every later backup starts from the newest confirmed snapshot or a
+// newer one. Unconfirmed snapshots after the base (a backup may still be on
 // its way) and snapshots Ferry did not create are never returned.
 func prunable(sourceSnaps []string, confirmed func(string) bool) []string {
 	base := -1
@@ -63,7 +66,7 @@ func prunable(sourceSnaps []string, confirmed func(string) bool) []string {
 	}
 	var out []string
 	for i := 0; i < base; i++ {
-		if s := sourceSnaps[i]; ferry.IsFerrySnapshot(s) && confirmed(s) {
+		if s := sourceSnaps[i]; ferry.IsFerrySnapshot(s) {
 			out = append(out, s)
 		}
 	}
