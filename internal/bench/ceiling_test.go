@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/testbed"
@@ -32,6 +35,7 @@ type ceilings struct {
 func (c *ceilings) measure(e *env, image string) {
 	e.b.Helper()
 	src, bak := e.bed.Source, e.bed.Backup
+	e.waitOSDsIdle(src, bak) // the rows before removed images too
 	w, _ := e.radosBench(bak, false)
 	_, r := e.radosBench(src, true)
 	c.radosWrite, c.radosRead = append(c.radosWrite, w), append(c.radosRead, r)
@@ -41,6 +45,48 @@ func (c *ceilings) measure(e *env, image string) {
 	c.librbdWrite = append(c.librbdWrite, e.rbdBench(bak, "write", fresh))
 	e.rmImage(bak, fresh)
 	c.librbdRead = append(c.librbdRead, e.rbdBench(src, "read", image))
+	// Removing a GiB at each site goes on in the OSDs after the commands
+	// return; the next row must not pay for it.
+	e.waitOSDsIdle(src, bak)
+}
+
+// waitOSDsIdle waits until the OSD of each site has used less than 5% of a
+// CPU over a quarter of a second (a minute at most).
+func (e *env) waitOSDsIdle(sites ...*testbed.Site) {
+	e.b.Helper()
+	const tick = 250 * time.Millisecond
+	cpu := func(site *testbed.Site) time.Duration {
+		pid, err := os.ReadFile(filepath.Join(site.Dir, "run", "osd.0.pid"))
+		if err != nil {
+			e.fatalf("OSD of the %s site: %v", site.Name, err)
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", strings.TrimSpace(string(pid)), "stat"))
+		if err != nil {
+			e.fatalf("OSD of the %s site: %v", site.Name, err)
+		}
+		// Fields 14 and 15 (utime, stime, in clock ticks of 10 ms) follow
+		// the command name, which ends with the last ')'.
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		k, _ := strconv.ParseInt(f[12], 10, 64)
+		return time.Duration(u+k) * 10 * time.Millisecond
+	}
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		before := make([]time.Duration, len(sites))
+		for i, s := range sites {
+			before[i] = cpu(s)
+		}
+		time.Sleep(tick)
+		idle := true
+		for i, s := range sites {
+			idle = idle && cpu(s)-before[i] < tick/20
+		}
+		if idle {
+			return
+		}
+	}
+	e.b.Logf("the OSDs were still busy a minute after a ceiling round")
 }
 
 var (
@@ -114,13 +160,10 @@ func (e *env) radosBenchTime(what, out string, objects int64) time.Duration {
 	return time.Duration(s * float64(time.Second))
 }
 
-// ceilingRows measures the ceilings for d (as many rounds as section A's
-// rows had) and compares them with d's times in section A.
+// ceilingRows compares d's times in section A with the ceilings of the
+// same rounds.
 func (e *env) ceilingRows(s *section, d *dataset) {
-	var c ceilings
-	for range e.runs {
-		c.measure(e, d.image)
-	}
+	c := &d.ceilings
 	row := func(op string, rados, librbd, rbd, ferry []time.Duration, target string, times float64) {
 		ra, lb, r, f := median(rados), median(librbd), median(rbd), median(ferry)
 		reach := target + ": above what librbd alone does here"
