@@ -28,7 +28,7 @@ type dataKind int
 
 const (
 	randomData dataKind = iota // every byte random
-	halfZero                   // every other 64 KiB block zero (written as zeros: every object exists)
+	halfZero                   // every other 64 KiB block zero (rbd import-diff leaves them holes; every object exists)
 )
 
 func (k dataKind) String() string {

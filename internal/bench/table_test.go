@@ -851,7 +851,7 @@ func (e *env) header(out *strings.Builder, took time.Duration) {
 		nproc, model, ceph, runtime.Version())
 	fmt.Fprintf(out, "- Command: `%s` (`make bench`), %s, took %s.\n", strings.Join(args, " "),
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), took.Round(time.Second))
-	fmt.Fprintf(out, "- Data: \"random\" = %s of random bytes; \"half-zero\" = %s where every other 64 KiB block is zero (written as zeros, so every object exists and rbd's diff covers the whole image). Incrementals rewrite 10%% of the 64 KiB blocks, chosen at random, with new random data.\n",
+	fmt.Fprintf(out, "- Data: \"random\" = %s of random bytes; \"half-zero\" = %s where every other 64 KiB block is zero (written through `rbd import-diff`, which skips zero blocks: every object exists, with 64 KiB holes, and rbd's diff covers each object whole up to its last data). Incrementals rewrite 10%% of the 64 KiB blocks, chosen at random, with new random data.\n",
 		size(e.size), size(e.size))
 	fmt.Fprintf(out, "- Figures: MB = 10^6 bytes over the whole process's wall time (connect included); diff-engine rows and no-change rows are the median of %d runs, interleaved ferry/rbd; other rows one run. Speed ratios > 1 mean Ferry is faster. Peak RSS = ru_maxrss of the process (for the seed, of its largest process); consumer RSS = its VmHWM during that backup. Targets are reported, not asserted. Shared 2-core machine: compare ratios within this run, not absolute figures.\n\n",
 		e.runs)
