@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/ceph"
@@ -111,14 +113,16 @@ func openDiffOutput(path string) (out io.Writer, commit func() error, abort func
 	return tmp, commit, abort, nil
 }
 
-// syncDir makes the entries of dir durable.
+// syncDir makes the entries of dir durable. Some filesystems (CIFS, some
+// FUSE ones) cannot sync a directory; there the file itself was synced, and
+// that is as far as they go.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTSUP) {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
