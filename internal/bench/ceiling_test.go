@@ -29,9 +29,8 @@ type ceilings struct {
 
 // measure takes one round of ceilings: writes at the backup site (where the
 // imports write), reads at the source site from image, the data set the
-// exports read (its head, where the pipeline rows rewrote a tenth of the
-// blocks of s1: as many bytes, in the same objects). The tools' times leave out connecting and opening, which
-// the rbd and Ferry rows include, so the ceilings are if anything too high.
+// exports read. The tools' times leave out connecting and opening, which the
+// rbd and Ferry rows include, so the ceilings are if anything too high.
 func (c *ceilings) measure(e *env, image string) {
 	e.b.Helper()
 	src, bak := e.bed.Source, e.bed.Backup
