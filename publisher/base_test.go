@@ -124,3 +124,24 @@ func keys(m map[string]bool) []string {
 	slices.Sort(out)
 	return out
 }
+
+func TestPrunable(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		source    []string
+		confirmed []string
+		want      []string
+	}{
+		{name: "nothing confirmed yet", source: []string{"ferry-1", "ferry-2"}, want: nil},
+		{name: "older confirmed", source: []string{"ferry-1", "ferry-2"}, confirmed: []string{"ferry-1", "ferry-2"}, want: []string{"ferry-1"}},
+		{name: "cut-off backup before the base", source: []string{"ferry-1", "ferry-2", "ferry-3"}, confirmed: []string{"ferry-1", "ferry-3"}, want: []string{"ferry-1", "ferry-2"}},
+		{name: "backup on its way after the base", source: []string{"ferry-1", "ferry-2", "ferry-3"}, confirmed: []string{"ferry-2"}, want: []string{"ferry-1"}},
+		{name: "chain replaced by --resync", source: []string{"ferry-1", "ferry-2", "ferry-9"}, confirmed: []string{"ferry-9"}, want: []string{"ferry-1", "ferry-2"}},
+		{name: "operator's snapshots stay", source: []string{"mine", "ferry-1", "also-mine", "ferry-2"}, confirmed: []string{"ferry-2"}, want: []string{"ferry-1"}},
+	} {
+		got := prunable(tc.source, func(s string) bool { return slices.Contains(tc.confirmed, s) })
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: prunable(%v) with %v confirmed = %v, want %v", tc.name, tc.source, tc.confirmed, got, tc.want)
+		}
+	}
+}
