@@ -371,6 +371,61 @@ func TestExportCancelled(t *testing.T) {
 	requireSameContent(t, src.AtSnap("s1"), dst.AtSnap("s1"))
 }
 
+// snapshotRemovingSink removes the exported snapshot (and takes it again,
+// if retake is set) when the first data record arrives: after every read of
+// a one-object image has completed, so only the check at the end can tell.
+type snapshotRemovingSink struct {
+	rbddiff.Sink
+	t      *testing.T
+	spec   ferry.ImageSpec
+	retake bool
+	done   bool
+	closed bool
+}
+
+func (s *snapshotRemovingSink) WriteData(off uint64, p []byte) error {
+	if !s.done {
+		s.done = true
+		if err := source.RemoveSnapshot(s.spec); err != nil {
+			s.t.Fatal(err)
+		}
+		if s.retake {
+			if err := source.CreateSnapshot(s.spec); err != nil {
+				s.t.Fatal(err)
+			}
+		}
+	}
+	return s.Sink.WriteData(off, p)
+}
+
+func (s *snapshotRemovingSink) Close() error {
+	s.closed = true
+	return s.Sink.Close()
+}
+
+// TestExportSnapshotRemoved: a snapshot removed while it is exported, even
+// if taken again under the same name, fails the export before the diff's
+// end record, which is what would make a partial or mixed diff look whole.
+func TestExportSnapshotRemoved(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 13))
+	for _, retake := range []bool{false, true} {
+		src := newImage(t, source, "src", 4*mib)
+		writeAt(t, source, src, 0, randomBytes(r, 4*mib))
+		snap(t, source, src, "s1")
+		sink := &snapshotRemovingSink{Sink: rbddiff.NewWriter(discardWriter{}, rbddiff.V1), t: t, spec: src.AtSnap("s1"), retake: retake}
+		_, err := source.Export(context.Background(), ExportOptions{Image: src.AtSnap("s1")}, sink, nil)
+		if !sink.done {
+			t.Fatal("the export wrote no data record")
+		}
+		if !errors.Is(err, ErrSnapshotRemoved) || sink.closed {
+			t.Fatalf("retaken %v: export of a snapshot removed during it: %v (end record written: %v), want ErrSnapshotRemoved and no end record", retake, err, sink.closed)
+		}
+		if !strings.Contains(err.Error(), "discarded") {
+			t.Errorf("the error does not say the diff is discarded: %v", err)
+		}
+	}
+}
+
 type discardWriter struct{}
 
 func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
