@@ -120,11 +120,11 @@ func (c *Cluster) checkSnapshotKept(spec ferry.ImageSpec, id uint64) error {
 	now, err := head.GetSnapID(spec.Snap)
 	switch {
 	case errors.Is(wrapNotFound(err), ErrNotFound):
-		return fmt.Errorf("%w: %s is gone, and the data read after its removal may come from a newer state of the image or read as zeros; this diff is discarded: take a new snapshot and export that", ErrSnapshotRemoved, spec)
+		return fmt.Errorf("%w: %s is gone, and the data read after its removal may come from a newer state of the image or read as zeros, so this diff is discarded; export a snapshot that is not being removed", ErrSnapshotRemoved, spec)
 	case err != nil:
 		return fmt.Errorf("check that snapshot %s still exists: %w", spec, err)
 	case now != id:
-		return fmt.Errorf("%w: %s was removed and taken again (snapshot id %d, the export read %d); this diff is discarded: export the snapshot again", ErrSnapshotRemoved, spec, now, id)
+		return fmt.Errorf("%w: %s was removed and taken again (snapshot id %d, the export read %d), so this diff is discarded; export the snapshot again", ErrSnapshotRemoved, spec, now, id)
 	}
 	return nil
 }
