@@ -371,13 +371,13 @@ func TestExportCancelled(t *testing.T) {
 	requireSameContent(t, src.AtSnap("s1"), dst.AtSnap("s1"))
 }
 
-// snapshotRemovingSink removes the exported snapshot (and takes it again,
-// if retake is set) when the first data record arrives: after every read of
-// a one-object image has completed, so only the check at the end can tell.
+// snapshotRemovingSink removes a snapshot (and takes it again, if retake
+// is set) when the first data record arrives: after every read of a
+// one-object image has completed, so only the check at the end can tell.
 type snapshotRemovingSink struct {
 	rbddiff.Sink
 	t      *testing.T
-	spec   ferry.ImageSpec
+	remove ferry.ImageSpec
 	retake bool
 	done   bool
 	closed bool
@@ -386,11 +386,11 @@ type snapshotRemovingSink struct {
 func (s *snapshotRemovingSink) WriteData(off uint64, p []byte) error {
 	if !s.done {
 		s.done = true
-		if err := source.RemoveSnapshot(s.spec); err != nil {
+		if err := source.RemoveSnapshot(s.remove); err != nil {
 			s.t.Fatal(err)
 		}
 		if s.retake {
-			if err := source.CreateSnapshot(s.spec); err != nil {
+			if err := source.CreateSnapshot(s.remove); err != nil {
 				s.t.Fatal(err)
 			}
 		}
@@ -403,25 +403,38 @@ func (s *snapshotRemovingSink) Close() error {
 	return s.Sink.Close()
 }
 
-// TestExportSnapshotRemoved: a snapshot removed while it is exported, even
-// if taken again under the same name, fails the export before the diff's
-// end record, which is what would make a partial or mixed diff look whole.
+// TestExportSnapshotRemoved: a snapshot removed while it is exported (even
+// if taken again under the same name), or the snapshot its diff starts
+// from, fails the export before the diff's end record, which is what would
+// make a partial or mixed diff look whole.
 func TestExportSnapshotRemoved(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 13))
-	for _, retake := range []bool{false, true} {
+	for _, tc := range []struct {
+		name   string
+		from   string // the export's from-snapshot
+		remove string
+		retake bool
+		naming string // what the error must name
+	}{
+		{name: "exported snapshot removed", remove: "s2", naming: "@s2 is gone"},
+		{name: "exported snapshot removed and taken again", remove: "s2", retake: true, naming: "@s2 was removed and taken again"},
+		{name: "from-snapshot removed", from: "s1", remove: "s1", naming: "@s1 is gone"},
+	} {
 		src := newImage(t, source, "src", 4*mib)
 		writeAt(t, source, src, 0, randomBytes(r, 4*mib))
 		snap(t, source, src, "s1")
-		sink := &snapshotRemovingSink{Sink: rbddiff.NewWriter(discardWriter{}, rbddiff.V1), t: t, spec: src.AtSnap("s1"), retake: retake}
-		_, err := source.Export(context.Background(), ExportOptions{Image: src.AtSnap("s1")}, sink, nil)
+		writeAt(t, source, src, 0, randomBytes(r, 4*mib))
+		snap(t, source, src, "s2")
+		sink := &snapshotRemovingSink{Sink: rbddiff.NewWriter(discardWriter{}, rbddiff.V1), t: t, remove: src.AtSnap(tc.remove), retake: tc.retake}
+		_, err := source.Export(context.Background(), ExportOptions{Image: src.AtSnap("s2"), FromSnap: tc.from}, sink, nil)
 		if !sink.done {
-			t.Fatal("the export wrote no data record")
+			t.Fatalf("%s: the export wrote no data record", tc.name)
 		}
 		if !errors.Is(err, ErrSnapshotRemoved) || sink.closed {
-			t.Fatalf("retaken %v: export of a snapshot removed during it: %v (end record written: %v), want ErrSnapshotRemoved and no end record", retake, err, sink.closed)
+			t.Fatalf("%s: %v (end record written: %v), want ErrSnapshotRemoved and no end record", tc.name, err, sink.closed)
 		}
-		if !strings.Contains(err.Error(), "discarded") {
-			t.Errorf("the error does not say the diff is discarded: %v", err)
+		if !strings.Contains(err.Error(), tc.naming) || !strings.Contains(err.Error(), "discarded") {
+			t.Errorf("%s: the error does not say %q and that the diff is discarded: %v", tc.name, tc.naming, err)
 		}
 	}
 }

@@ -67,11 +67,9 @@ func (c *Cluster) Export(ctx context.Context, opts ExportOptions, sink rbddiff.S
 	if err != nil {
 		return ExportStats{}, fmt.Errorf("export %s: %w", opts.Image, err)
 	}
-	var snapID uint64
-	if opts.Image.Snap != "" {
-		if snapID, err = img.GetSnapID(opts.Image.Snap); err != nil {
-			return ExportStats{}, fmt.Errorf("export %s: %w", opts.Image, wrapNotFound(err))
-		}
+	read, err := snapIDs(img, opts.FromSnap, opts.Image.Snap)
+	if err != nil {
+		return ExportStats{}, fmt.Errorf("export %s: %w", opts.Image, err)
 	}
 	stats := ExportStats{Header: h}
 	if err := sink.WriteHeader(h); err != nil {
@@ -90,41 +88,64 @@ func (c *Cluster) Export(ctx context.Context, opts ExportOptions, sink rbddiff.S
 		return stats, fmt.Errorf("export %s: %w", opts.Image, err)
 	}
 	// Only now may the diff end: the end record is what makes it whole.
-	if err := c.checkSnapshotKept(opts.Image, snapID); err != nil {
+	if err := c.checkSnapshotsKept(opts.Image, read); err != nil {
 		return stats, fmt.Errorf("export %s: %w", opts.Image, err)
 	}
 	return stats, sink.Close()
 }
 
-// ErrSnapshotRemoved reports that the snapshot being exported was removed
-// before the export ended.
-var ErrSnapshotRemoved = errors.New("the snapshot was removed while it was being exported")
+// ErrSnapshotRemoved reports that a snapshot an export read from was
+// removed before the export ended.
+var ErrSnapshotRemoved = errors.New("a snapshot was removed while it was being exported")
 
-// checkSnapshotKept makes sure the snapshot of spec still exists as the one
-// with id that the export read. librbd goes on reading a snapshot that is
+// snapIDs returns the ids of the named snapshots of img ("" names none).
+func snapIDs(img *rbd.Image, names ...string) (map[string]uint64, error) {
+	ids := map[string]uint64{}
+	for _, name := range names {
+		if name == "" {
+			continue
+		}
+		id, err := img.GetSnapID(name)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %q: %w", name, wrapNotFound(err))
+		}
+		ids[name] = id
+	}
+	return ids, nil
+}
+
+// checkSnapshotsKept makes sure the snapshots an export read from (the
+// snapshot it exports, and the one its diff starts from) still exist as the
+// ones with the ids in read. librbd goes on reading a snapshot that is
 // removed under it and returns what it finds as the OSDs trim it: zeros
 // where objects are gone, newer data elsewhere, and no error (measured: a
 // 1 GiB export whose snapshot was removed 0.4 s in ended normally with 428
-// MB of a 1 GiB diff). Such a diff must never end as if it were whole. A
-// handle opened now reads the image header afresh; the export's own handle
+// MB of a 1 GiB diff); a from-snapshot removed during the scan can leave
+// changes out of the diff. Such a diff must never end as if it were whole.
+// One removed after the scan fails the export too, though its diff would
+// be right: one check at the end costs one open, and a backup tried again
+// starts from a base that is there.
+// A handle opened now reads the image header afresh; the export's own handle
 // learns of a removal only when librbd's watch delivers it.
-func (c *Cluster) checkSnapshotKept(spec ferry.ImageSpec, id uint64) error {
-	if spec.Snap == "" {
-		return nil // the head: never the same twice anyway
+func (c *Cluster) checkSnapshotsKept(spec ferry.ImageSpec, read map[string]uint64) error {
+	if len(read) == 0 {
+		return nil // the head since creation: nothing to lose
 	}
 	head, err := c.openImageReadOnly(spec.AtSnap(""))
 	if err != nil {
 		return err
 	}
 	defer head.Close()
-	now, err := head.GetSnapID(spec.Snap)
-	switch {
-	case errors.Is(wrapNotFound(err), ErrNotFound):
-		return fmt.Errorf("%w: %s is gone, and the data read after its removal may come from a newer state of the image or read as zeros, so this diff is discarded; export a snapshot that is not being removed", ErrSnapshotRemoved, spec)
-	case err != nil:
-		return fmt.Errorf("check that snapshot %s still exists: %w", spec, err)
-	case now != id:
-		return fmt.Errorf("%w: %s was removed and taken again (snapshot id %d, the export read %d), so this diff is discarded; export the snapshot again", ErrSnapshotRemoved, spec, now, id)
+	for name, id := range read {
+		now, err := head.GetSnapID(name)
+		switch {
+		case errors.Is(wrapNotFound(err), ErrNotFound):
+			return fmt.Errorf("%w: %s is gone, and data read after its removal may come from a newer state of the image or read as zeros, so this diff is discarded; export a snapshot that is not being removed", ErrSnapshotRemoved, spec.AtSnap(name))
+		case err != nil:
+			return fmt.Errorf("check that snapshot %s still exists: %w", spec.AtSnap(name), err)
+		case now != id:
+			return fmt.Errorf("%w: %s was removed and taken again (snapshot id %d, the export read %d), so this diff is discarded; export the snapshot again", ErrSnapshotRemoved, spec.AtSnap(name), now, id)
+		}
 	}
 	return nil
 }
