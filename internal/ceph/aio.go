@@ -2,6 +2,7 @@ package ceph
 
 /*
 #cgo LDFLAGS: -lrbd
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <rbd/librbd.h>
@@ -58,6 +59,24 @@ func openAioWritable(ioctx *rados.IOContext, spec ferry.ImageSpec) (*aioImage, e
 		return nil, fmt.Errorf("open %s: %w", a.name, rbdError(ret))
 	}
 	return a, nil
+}
+
+// lockExclusively takes the image's exclusive lock and keeps it until close.
+// librbd hands the lock over to any other client that asks for it to write,
+// and takes it back for its own next write: another writer's data would
+// land between an import's writes and end up in its snapshot, a backup that
+// differs from its source. A lock taken this way is not handed over: the
+// other client's writes fail (EROFS) until the import is done. An image
+// without the exclusive-lock feature has no lock to take (ok is false).
+func (a *aioImage) lockExclusively() (ok bool, err error) {
+	ret := C.rbd_lock_acquire(a.img, C.RBD_LOCK_MODE_EXCLUSIVE)
+	switch {
+	case ret == -C.EINVAL:
+		return false, nil
+	case ret < 0:
+		return false, fmt.Errorf("take the exclusive lock of %s (another client holds it and does not give it up; see rbd lock ls and rbd status): %w", a.name, rbdError(ret))
+	}
+	return true, nil
 }
 
 // close releases the image (and its exclusive lock); every operation must

@@ -82,6 +82,9 @@ func (c *Cluster) Import(ctx context.Context, target ferry.ImageSpec, src rbddif
 		return stats, fmt.Errorf("import into %s: %w", name, err)
 	}
 	defer w.close()
+	if _, err := w.lockExclusively(); err != nil {
+		return stats, fmt.Errorf("import into %s: %w", name, err)
+	}
 	if err := applyRecords(ctx, w, src, blank, p, &stats); err != nil {
 		return stats, fmt.Errorf("import into %s: %w", name, err)
 	}

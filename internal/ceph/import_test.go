@@ -235,6 +235,54 @@ func TestImportCancelled(t *testing.T) {
 	requireContent(t, backup, dst.AtSnap("s1"), applyOps(make([]byte, size), ops))
 }
 
+// writeDuring is a Source that, once the import has taken the first
+// record, writes to the target through a handle of its own, as a VM or a
+// DR test on the backup image would.
+type writeDuring struct {
+	rbddiff.Source
+	t       *testing.T
+	target  ferry.ImageSpec
+	records int
+	err     error // the foreign write's
+	wrote   bool
+}
+
+func (w *writeDuring) Next() (rbddiff.Record, error) {
+	if w.records++; w.records == 2 && !w.wrote {
+		w.wrote = true
+		img, err := backup.openImage(w.target)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		_, w.err = img.WriteAt([]byte("written by somebody else"), 0)
+		if err := img.Close(); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	return w.Source.Next()
+}
+
+// TestImportLocksOutOtherWriters: while an import runs, another client's
+// write to the target fails instead of landing among the import's writes,
+// where it would end up in the to-snapshot.
+func TestImportLocksOutOtherWriters(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 21))
+	size, ops := mixedDiff(r)
+	diff := writeDiff(t, rbddiff.Header{ToSnap: "s1", Size: size}, ops)
+	dst := newImage(t, backup, "dst", 1)
+	src := &writeDuring{Source: rbddiff.NewReader(bytes.NewReader(diff)), t: t, target: dst}
+	if _, err := backup.Import(context.Background(), dst, src, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !src.wrote {
+		t.Fatal("the diff had too few records to write during the import")
+	}
+	if src.err == nil {
+		t.Fatal("another client wrote to the image during the import")
+	}
+	requireContent(t, backup, dst.AtSnap("s1"), applyOps(make([]byte, size), ops))
+}
+
 // TestWriteRuns: zero runs up to zeroFillMax that touch data are written
 // with it; longer ones, and zeros with no data beside them, are zeroed.
 func TestWriteRuns(t *testing.T) {
