@@ -140,7 +140,7 @@ func TestImportTargets(t *testing.T) {
 			resize(t, backup, dst, 9*mib+100)
 			return dst
 		}, resized(old[:9*mib+100], size)},
-		{"data everywhere, no object map", func(t *testing.T) ferry.ImageSpec {
+		{"data everywhere, no object map or exclusive lock", func(t *testing.T) ferry.ImageSpec {
 			dst := ferry.ImageSpec{Pool: testbed.Pool, Image: testbed.ImageName(t, "dst")}
 			testbed.Shared().Backup.Rbd(t, "create", "--image-feature", "layering", "--size", "24M", dst.String())
 			writeAt(t, backup, dst, 0, old[:24*mib])
