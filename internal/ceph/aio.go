@@ -158,6 +158,21 @@ func (a *aioImage) flush() error {
 	return nil
 }
 
+// resize makes the image size bytes long, unless it is already.
+func (a *aioImage) resize(size uint64) error {
+	var cur C.uint64_t
+	if ret := C.rbd_get_size(a.img, &cur); ret < 0 {
+		return rbdError(ret)
+	}
+	if uint64(cur) == size {
+		return nil
+	}
+	if ret := C.rbd_resize(a.img, C.uint64_t(size)); ret < 0 {
+		return rbdError(ret)
+	}
+	return nil
+}
+
 // createSnapshot creates (and protects) snapshot name of the image.
 func (a *aioImage) createSnapshot(name string, protect bool) error {
 	cname := C.CString(name)

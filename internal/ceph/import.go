@@ -46,44 +46,44 @@ func (c *Cluster) Import(ctx context.Context, target ferry.ImageSpec, src rbddif
 	}
 	stats := ImportStats{Header: h}
 	name := target.AtSnap("")
-	img, err := c.openImage(target)
-	if err != nil {
-		return stats, fmt.Errorf("import into %s: %w (create the image first, e.g. rbd create --size 1 %s)", name, err, name)
-	}
-	defer func() {
-		if img != nil {
-			img.Close()
-		}
-	}()
-	if err := checkImportable(img, target, h); err != nil {
-		return stats, err
-	}
-	if err := resizeTo(img, h.Size); err != nil {
-		return stats, fmt.Errorf("import into %s: resize to %d bytes: %w", name, h.Size, err)
-	}
-	// A full diff into an image that reads as zeros need not write zeros.
-	blank := false
-	if h.FromSnap == "" {
-		if blank, err = readsAsZeros(img, h.Size); err != nil {
-			return stats, fmt.Errorf("import into %s: %w", name, err)
-		}
-	}
-	// The writes go through a handle of librbd's C API (see aioImage); the
-	// go-ceph handle is closed first, so the two never pass the image's
-	// exclusive lock back and forth.
-	img.Close()
-	img = nil
+	// The writes go through a handle of librbd's C API (see aioImage). It
+	// takes the image's exclusive lock first, so that from the checks on
+	// nobody else writes; the checks read through a read-only go-ceph handle,
+	// which needs no lock.
 	io, err := c.ioctx(target.Pool)
 	if err != nil {
 		return stats, err
 	}
 	w, err := openAioWritable(io, target)
 	if err != nil {
-		return stats, fmt.Errorf("import into %s: %w", name, err)
+		return stats, fmt.Errorf("import into %s: %w (create the image first, e.g. rbd create --size 1 %s)", name, err, name)
 	}
 	defer w.close()
 	if _, err := w.lockExclusively(); err != nil {
 		return stats, fmt.Errorf("import into %s: %w", name, err)
+	}
+	img, err := c.openImageReadOnly(name)
+	if err != nil {
+		return stats, fmt.Errorf("import into %s: %w", name, err)
+	}
+	defer img.Close()
+	if err := checkImportable(img, target, h); err != nil {
+		return stats, err
+	}
+	// A full diff into an image that reads as zeros need not write zeros.
+	// Checked at the current size: blank stays blank when resized.
+	blank := false
+	if h.FromSnap == "" {
+		cur, err := img.GetSize()
+		if err != nil {
+			return stats, fmt.Errorf("import into %s: %w", name, err)
+		}
+		if blank, err = readsAsZeros(img, cur); err != nil {
+			return stats, fmt.Errorf("import into %s: %w", name, err)
+		}
+	}
+	if err := w.resize(h.Size); err != nil {
+		return stats, fmt.Errorf("import into %s: resize to %d bytes: %w", name, h.Size, err)
 	}
 	if err := applyRecords(ctx, w, src, blank, p, &stats); err != nil {
 		return stats, fmt.Errorf("import into %s: %w", name, err)
@@ -122,17 +122,6 @@ func checkImportable(img *rbd.Image, target ferry.ImageSpec, h rbddiff.Header) e
 		}
 	}
 	return nil
-}
-
-func resizeTo(img *rbd.Image, size uint64) error {
-	cur, err := img.GetSize()
-	if err != nil {
-		return err
-	}
-	if cur == size {
-		return nil
-	}
-	return img.Resize(size)
 }
 
 // readsAsZeros tells whether the head of img holds no data at all, own or
