@@ -67,16 +67,13 @@ func openAioWritable(ioctx *rados.IOContext, spec ferry.ImageSpec) (*aioImage, e
 // land between an import's writes and end up in its snapshot, a backup that
 // differs from its source. A lock taken this way is not handed over: the
 // other client's writes fail (EROFS) until the import is done. An image
-// without the exclusive-lock feature has no lock to take (ok is false).
-func (a *aioImage) lockExclusively() (ok bool, err error) {
+// without the exclusive-lock feature has no lock to take.
+func (a *aioImage) lockExclusively() error {
 	ret := C.rbd_lock_acquire(a.img, C.RBD_LOCK_MODE_EXCLUSIVE)
-	switch {
-	case ret == -C.EINVAL:
-		return false, nil
-	case ret < 0:
-		return false, fmt.Errorf("take the exclusive lock of %s (another client holds it and does not give it up; see rbd lock ls and rbd status): %w", a.name, rbdError(ret))
+	if ret < 0 && ret != -C.EINVAL {
+		return fmt.Errorf("take the exclusive lock of %s (another client holds it and does not give it up; see rbd lock ls and rbd status): %w", a.name, rbdError(ret))
 	}
-	return true, nil
+	return nil
 }
 
 // close releases the image (and its exclusive lock); every operation must

@@ -117,16 +117,15 @@ func snapIDs(img *rbd.Image, names ...string) (map[string]uint64, error) {
 // checkSnapshotsKept makes sure the snapshots an export read from (the
 // snapshot it exports, and the one its diff starts from) still exist as the
 // ones with the ids in read. librbd goes on reading a snapshot that is
-// removed under it and returns what it finds as the OSDs trim it: zeros
-// where objects are gone, newer data elsewhere, and no error (measured: a
-// 1 GiB export whose snapshot was removed 0.4 s in ended normally with 428
-// MB of a 1 GiB diff); a from-snapshot removed during the scan can leave
-// changes out of the diff. Such a diff must never end as if it were whole.
-// One removed after the scan fails the export too, though its diff would
-// be right: one check at the end costs one open, and a backup tried again
-// starts from a base that is there.
-// A handle opened now reads the image header afresh; the export's own handle
-// learns of a removal only when librbd's watch delivers it.
+// removed under it and returns what the OSDs still have as they trim it,
+// without an error (measured: a 1 GiB export whose snapshot was removed
+// 0.4 s in ended normally with 428 MB of diff); a from-snapshot removed
+// during the scan can leave changes out of the diff. Such a diff must never
+// end as if it were whole. One removed after the scan fails the export
+// too, though its diff would be right: one check at the end costs one
+// open, and a backup tried again starts from a base that is there. A handle
+// opened now reads the image header afresh; the export's own handle learns
+// of a removal only when librbd's watch delivers it.
 func (c *Cluster) checkSnapshotsKept(spec ferry.ImageSpec, read map[string]uint64) error {
 	if len(read) == 0 {
 		return nil // the head since creation: nothing to lose

@@ -59,7 +59,7 @@ func (c *Cluster) Import(ctx context.Context, target ferry.ImageSpec, src rbddif
 		return stats, fmt.Errorf("import into %s: %w (create the image first, e.g. rbd create --size 1 %s)", name, err, name)
 	}
 	defer w.close()
-	if _, err := w.lockExclusively(); err != nil {
+	if err := w.lockExclusively(); err != nil {
 		return stats, fmt.Errorf("import into %s: %w", name, err)
 	}
 	img, err := c.openImageReadOnly(name)
