@@ -63,11 +63,7 @@ func (c *Cluster) Export(ctx context.Context, opts ExportOptions, sink rbddiff.S
 	}
 	defer img.Close()
 
-	h, err := exportHeader(img, opts)
-	if err != nil {
-		return ExportStats{}, fmt.Errorf("export %s: %w", opts.Image, err)
-	}
-	read, err := snapIDs(img, opts.FromSnap, opts.Image.Snap)
+	h, read, err := exportHeader(img, opts)
 	if err != nil {
 		return ExportStats{}, fmt.Errorf("export %s: %w", opts.Image, err)
 	}
@@ -97,22 +93,6 @@ func (c *Cluster) Export(ctx context.Context, opts ExportOptions, sink rbddiff.S
 // ErrSnapshotRemoved reports that a snapshot an export read from was
 // removed before the export ended.
 var ErrSnapshotRemoved = errors.New("a snapshot was removed while it was being exported")
-
-// snapIDs returns the ids of the named snapshots of img ("" names none).
-func snapIDs(img *rbd.Image, names ...string) (map[string]uint64, error) {
-	ids := map[string]uint64{}
-	for _, name := range names {
-		if name == "" {
-			continue
-		}
-		id, err := img.GetSnapID(name)
-		if err != nil {
-			return nil, fmt.Errorf("snapshot %q: %w", name, wrapNotFound(err))
-		}
-		ids[name] = id
-	}
-	return ids, nil
-}
 
 // checkSnapshotsKept makes sure the snapshots an export read from (the
 // snapshot it exports, and the one its diff starts from) still exist as the
@@ -149,33 +129,32 @@ func (c *Cluster) checkSnapshotsKept(spec ferry.ImageSpec, read map[string]uint6
 	return nil
 }
 
-func exportHeader(img *rbd.Image, opts ExportOptions) (rbddiff.Header, error) {
+// exportHeader reads the diff's header from img and checks the snapshots
+// it names; it returns their ids, for checkSnapshotsKept.
+func exportHeader(img *rbd.Image, opts ExportOptions) (rbddiff.Header, map[string]uint64, error) {
 	size, err := img.GetSize()
 	if err != nil {
-		return rbddiff.Header{}, err
+		return rbddiff.Header{}, nil, err
 	}
 	h := rbddiff.Header{FromSnap: opts.FromSnap, ToSnap: opts.Image.Snap, Size: size}
-	if opts.FromSnap != "" {
-		fromID, err := img.GetSnapID(opts.FromSnap)
-		if err != nil {
-			return h, fmt.Errorf("from-snapshot %q: %w", opts.FromSnap, wrapNotFound(err))
+	ids := map[string]uint64{}
+	for _, s := range []struct{ name, what string }{{opts.FromSnap, "from-snapshot"}, {opts.Image.Snap, "snapshot"}} {
+		if s.name == "" {
+			continue
 		}
-		if opts.Image.Snap != "" {
-			toID, err := img.GetSnapID(opts.Image.Snap)
-			if err != nil {
-				return h, fmt.Errorf("snapshot %q: %w", opts.Image.Snap, wrapNotFound(err))
-			}
-			if fromID >= toID {
-				return h, fmt.Errorf("from-snapshot %q is not older than %q; swap them", opts.FromSnap, opts.Image.Snap)
-			}
+		if ids[s.name], err = img.GetSnapID(s.name); err != nil {
+			return h, nil, fmt.Errorf("%s %q: %w", s.what, s.name, wrapNotFound(err))
 		}
+	}
+	if opts.FromSnap != "" && opts.Image.Snap != "" && ids[opts.FromSnap] >= ids[opts.Image.Snap] {
+		return h, nil, fmt.Errorf("from-snapshot %q is not older than %q; swap them", opts.FromSnap, opts.Image.Snap)
 	}
 	if opts.Image.Snap != "" {
 		if h.Protected, err = img.GetSnapshot(opts.Image.Snap).IsProtected(); err != nil {
-			return h, fmt.Errorf("snapshot %q: %w", opts.Image.Snap, err)
+			return h, nil, fmt.Errorf("snapshot %q: %w", opts.Image.Snap, err)
 		}
 	}
-	return h, nil
+	return h, ids, nil
 }
 
 // readJob is one read of at most ioSize bytes in flight, or a known-zero
