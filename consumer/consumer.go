@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
@@ -306,94 +305,12 @@ func isFeedGone(err error) bool {
 	return errors.Is(err, feed.ErrSuperseded) || errors.Is(err, feed.ErrAborted) || errors.Is(err, feed.ErrSilent)
 }
 
-// prepare makes the backup image ready for m: for an incremental, its base
-// must be there, and the image goes back to it when a half-applied earlier
-// attempt or later snapshots' data lie on top; a full backup starts from a
-// fresh image. Before it changes anything it records m as being imported
-// (markImporting), so that whatever it leaves behind is known to be
-// Ferry's. Data on the backup image that no import recorded is somebody
-// else's: never built on, removed or rolled back without the operator's word.
+// prepare makes the backup image ready for m (see decide), and records m as
+// being imported (markImporting) before it changes anything, so that
+// whatever it leaves behind is known to be Ferry's.
 func (c *Consumer) prepare(ctx context.Context, st *ferry.ImageState, m *ferry.Manifest, target ferry.ImageSpec, snaps []string, exists bool, log *slog.Logger) error {
-	if m.FromSnap != "" {
-		if !contains(snaps, m.FromSnap) {
-			return &waitError{msg: fmt.Sprintf("base snapshot %s@%s is not at the backup site (yet): the backup that creates it must be applied first; if it never comes, run the backup with --resync",
-				target, m.FromSnap), delay: c.opts.BaseRetry}
-		}
-		// The diff is only right on top of exactly the base's content.
-		newest := snaps[len(snaps)-1]
-		var reason string
-		switch {
-		case st.Importing != "":
-			reason = "an earlier import was cut off; rolling back to the base"
-		case newest != m.FromSnap:
-			reason = "the base is not the newest snapshot of the backup image; rolling back to it"
-		}
-		if st.Importing == "" {
-			change, err := c.ceph.HeadChangedSince(target, newest)
-			if err != nil {
-				return err
-			}
-			if change.Changed() {
-				if !m.ForceRollback {
-					return headWrittenError(target, newest, change)
-				}
-				reason = "the backup image was written outside Ferry (" + change.String() + "); rolling back to the base, as the backup asks (--force-rollback)"
-			}
-		}
-		cutOff := st.Importing
-		if err := c.markImporting(ctx, st, m); err != nil || reason == "" {
-			return err
-		}
-		log.Warn(reason, "base", m.FromSnap, "newest", newest, "cut_off", cutOff)
-		return c.ceph.RollbackToSnapshot(target.AtSnap(m.FromSnap))
-	}
-	if exists && len(snaps) > 0 {
-		if !m.Resync {
-			return permanentError{fmt.Errorf("%s at the backup site already holds snapshots (%s) and this is a full backup: applying it would mix two chains; run the backup with --resync to start a new chain (the old image is kept)",
-				target, strings.Join(snaps, ", "))}
-		}
-		st.Confirmed, st.SourceImageID = nil, m.SourceImageID
-		if err := c.markImporting(ctx, st, m); err != nil {
-			return err
-		}
-		kept := target.Image + ".pre-resync-" + time.Now().UTC().Format("20060102T150405Z")
-		if err := c.ceph.RenameImage(target, kept); err != nil {
-			return err
-		}
-		log.Warn("resync: kept the old backup image under a new name", "kept_as", kept)
-		return c.ceph.CreateImage(target, m.Size)
-	}
-	if exists && st.Importing == "" {
-		// No snapshots and no import on record: an image this consumer
-		// created and died before recording (empty), or somebody else's.
-		change, err := c.ceph.HeadChangedSince(target, "")
-		if err != nil {
-			return err
-		}
-		if change.Changed() {
-			return headWrittenError(target, "", change)
-		}
-	}
-	if err := c.markImporting(ctx, st, m); err != nil {
-		return err
-	}
-	if exists {
-		// A cut-off first import: start over, so no stray data survives
-		// where the full diff writes nothing.
-		log.Warn("removing a cut-off first import before applying it again")
-		if err := c.ceph.RemoveImage(target); err != nil {
-			return err
-		}
-	}
-	return c.ceph.CreateImage(target, m.Size)
-}
-
-// markImporting records that m is being imported into the backup image,
-// before anything of it changes: a consumer that dies midway then rolls
-// back on its next try instead of taking its own writes for somebody else's.
-func (c *Consumer) markImporting(ctx context.Context, st *ferry.ImageState, m *ferry.Manifest) error {
-	st.Status, st.Importing, st.LastAttempt, st.VolumeID = ferry.StatusRunning, m.BackupID, time.Now().UTC(), m.VolumeID
-	return c.book.Put(ctx, st)
+	p := preparer{img: c.ceph, book: c.book, retry: c.opts.BaseRetry, log: log}
+	return p.prepare(ctx, st, m, target, snaps, exists)
 }
 
 // ErrHeadWritten: the backup image was written outside Ferry.
