@@ -84,14 +84,9 @@ for unit in "$root"/lib/systemd/system/ferry-*.service; do
 	# shellcheck disable=SC2206
 	argv=(${exec_line#ExecStart=})
 	[ "${argv[0]}" = /usr/bin/ferry ] || fail "$name runs ${argv[0]}"
-	if [ "${argv[1]}" = agent ]; then
-		# ferry agent run comes with the hooks work; until then only say so.
-		"$root/usr/bin/ferry" agent --help >/dev/null 2>&1 || echo "test-package: note: $name needs 'ferry agent run', which this binary does not have yet" >&2
-	else
-		sub=("${argv[1]}")
-		[[ "${argv[2]:-}" == -* || -z "${argv[2]:-}" ]] || sub+=("${argv[2]}")
-		"$root/usr/bin/ferry" "${sub[@]}" --help >/dev/null 2>&1 || fail "$name: ferry ${sub[*]} does not exist"
-	fi
+	sub=("${argv[1]}")
+	[[ "${argv[2]:-}" == -* || -z "${argv[2]:-}" ]] || sub+=("${argv[2]}")
+	"$root/usr/bin/ferry" "${sub[@]}" --help >/dev/null 2>&1 || fail "$name: ferry ${sub[*]} does not exist"
 	grep -Eq '^(Restart|User|After|WantedBy)=' "$unit" || fail "$name lacks Restart/User/After/WantedBy"
 	ok
 done

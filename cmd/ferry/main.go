@@ -17,17 +17,15 @@ import (
 
 // memoryLimit keeps a backup's working set, with Go's garbage collector
 // headroom, inside the memory a hypervisor can spare. It is soft: the
-// collector works harder near it (the consumer used about 10% more CPU of
-// its own at 80 MiB than at 128 MiB, on a 1 GiB import). The I/O buffers
-// are C memory, outside it. GOMEMLIMIT overrides it.
+// collector works harder near it, at a measured cost in CPU
+// (docs/performance.md). The I/O buffers are C memory, outside it.
+// GOMEMLIMIT overrides it.
 const memoryLimit = 80 << 20
 
 // natsServerMemoryLimit replaces memoryLimit in the embedded NATS server,
 // whose file store keeps the blocks it has just written in memory for the
 // consumer's reads. At 80 MiB its collector and the scavenger worked without
-// pause and the server took 5.9-9.2 CPU-seconds for a 1 GiB backup, the most
-// of any process; at 160 MiB 3.2-3.7 with a resident size of 199-206 MiB,
-// and at 192 MiB no less CPU for 224-246 MiB.
+// pause; more than 160 MiB saved no CPU (docs/performance.md).
 const natsServerMemoryLimit = 160 << 20
 
 // setMemoryLimit applies limit unless GOMEMLIMIT chose one.

@@ -10,7 +10,7 @@ import (
 
 // MaxPayload is the largest message Ferry sends: a compressed chunk of up to
 // MaxChunkSize plus headers. The embedded server allows it; an external
-// cluster must set max_payload at least this high (see the README).
+// cluster must set max_payload at least this high (see docs/operations.md).
 const MaxPayload = 8 << 20
 
 // ServerOptions configure an embedded NATS server with JetStream.

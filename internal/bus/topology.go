@@ -10,8 +10,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Every subject, stream and bucket Ferry uses. The README's design section
-// explains the same table for operators.
+// Every subject, stream and bucket Ferry uses. docs/design.md explains the
+// streams and buckets in a table that TestDesignTableMatchesTopology checks.
 const (
 	// Source domain.
 	//

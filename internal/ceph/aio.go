@@ -22,9 +22,8 @@ import (
 // reads and writes, which go-ceph does not wrap. go-ceph blocks an OS thread
 // for each operation in flight; an incremental of scattered small extents
 // needs dozens in flight, and waking all those threads cost more CPU than
-// the I/O itself (rbd export-diff and import-diff were 1.6-1.7x faster on
-// such a diff). Here one goroutine starts operations and another waits for
-// them, in order.
+// the I/O itself (docs/performance.md). Here one goroutine starts
+// operations and another waits for them, in order.
 //
 // librbd fills a read buffer when the read completes, after the starting
 // call has returned, so buffers are C memory (cAlloc), and nobody touches

@@ -48,8 +48,8 @@ var importSettings = map[string]string{
 	"rbd_discard_on_zeroed_write_same": "false",
 	// librbd sends writes from Ferry's buffers instead of copying each
 	// one: the buffers are C memory, and none is reused or freed before its
-	// write has been waited for (aioImage). Halves an import's resident
-	// size (4 MiB copies that glibc kept), and the consumer no longer needs
+	// write has been waited for (aioImage). Saves an import the 4 MiB
+	// copies that glibc kept (docs/performance.md), and the consumer no longer needs
 	// glibc to return such blocks at once. Pinned, so that a ceph.conf cannot
 	// change what Ferry is tested with.
 	"rbd_disable_zero_copy_writes": "false",

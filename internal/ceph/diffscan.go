@@ -20,8 +20,8 @@ func (e extent) end() uint64 { return e.off + e.len }
 // included), in ascending order, clipped to size.
 //
 // On Pacific a fine-grained DiffIterate asks every object of the image
-// (~17 s/TiB) even when the object map knows better, while the whole-object
-// mode uses fast-diff (~20 ms). So the first pass finds the changed objects
+// even when the object map knows better, while the whole-object mode uses
+// fast-diff (docs/performance.md). So the first pass finds the changed objects
 // and the second asks for fine-grained extents only inside them. librbd falls
 // back to a full scan by itself when the object map is invalid or absent, so
 // both passes stay correct without fast-diff, only slower.

@@ -27,9 +27,8 @@ const (
 	// many more of them are kept in flight, in small buffers.
 	importSmallBuffers = 64
 	// Large writes in flight. Since librbd sends from these buffers instead
-	// of copying them, 8 import a full 1 GiB random diff from stdin in a
-	// median 2.67 s against 2.99 s with 4 (8 runs each, interleaved), for
-	// 97 MiB of peak RSS against 78.
+	// of copying them, 8 import faster than 4 for a little more memory
+	// (docs/performance.md).
 	importLargeBuffers = 8
 )
 
@@ -98,8 +97,7 @@ var ErrSnapshotRemoved = errors.New("a snapshot was removed while it was being e
 // snapshot it exports, and the one its diff starts from) still exist as the
 // ones with the ids in read. librbd goes on reading a snapshot that is
 // removed under it and returns what the OSDs still have as they trim it,
-// without an error (measured: a 1 GiB export whose snapshot was removed
-// 0.4 s in ended normally with 428 MB of diff); a from-snapshot removed
+// without an error (docs/performance.md); a from-snapshot removed
 // during the scan can leave changes out of the diff. Such a diff must never
 // end as if it were whole. One removed after the scan fails the export
 // too, though its diff would be right: one check at the end costs one

@@ -32,9 +32,9 @@ import (
 
 // mallocArenas caps glibc's heap arenas. librados and librbd run dozens of
 // threads, and glibc gives each busy thread an arena of its own (up to 8
-// per core), each keeping the 4 MiB blocks freed in it for reuse. Measured
-// on full 1 GiB backups: the consumer's resident size 229-237 MiB with
-// glibc's default, 166-210 MiB with 2 arenas, at the same speed.
+// per core), each keeping the 4 MiB blocks freed in it for reuse. Two
+// arenas lowered the consumer's resident size at the same speed
+// (docs/performance.md).
 const mallocArenas = 2
 
 // LimitMallocArenas applies mallocArenas. Call it once at start, before any
@@ -49,9 +49,8 @@ func LimitMallocArenas() error {
 // ReturnFreeMemory gives the memory that glibc holds free back to the
 // kernel (malloc_trim) every second until ctx ends; every command runs it.
 // How many freed object-sized blocks the arenas keep at once varies from run
-// to run: on full 1 GiB backups, interleaved, `ferry backup` peaked at
-// 179-194 MiB with it and 194-235 MiB without (267 MiB once), at the same
-// speed.
+// to run; trimming lowered `ferry backup`'s peaks at the same speed
+// (docs/performance.md).
 func ReturnFreeMemory(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
