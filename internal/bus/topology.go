@@ -2,11 +2,13 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -232,3 +234,18 @@ func ImageKey(img ferry.ImageSpec) string { return Token(img.Pool) + "." + Token
 
 // Subject joins a subject prefix and an image's key.
 func Subject(prefix string, img ferry.ImageSpec) string { return prefix + "." + ImageKey(img) }
+
+// PublishSnapshotEvent queues a snapshot for the publisher daemon. The event
+// id makes a repeated publish of the same snapshot harmless.
+func PublishSnapshotEvent(ctx context.Context, conn *Conn, ev ferry.SnapshotEvent) error {
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(Subject(SnapshotSubject, ev.Image))
+	msg.Data = raw
+	if _, err := conn.Source.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.Image.String())); err != nil {
+		return fmt.Errorf("publish snapshot event for %s: %w", ev.Image, err)
+	}
+	return nil
+}
