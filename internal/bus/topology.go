@@ -78,6 +78,16 @@ const (
 	LockBucket   = "ferry-locks"
 	ConsumerLock = "consumer"
 
+	// Hypervisor hosts: plain NATS on the server the agent connects to, no
+	// stream (a request or notice nobody listens to is fine).
+	//
+	// ferry.agent.<host>.backup: on-demand backup requests to the agent of
+	// a host, answered by request-reply.
+	AgentSubject = "ferry.agent" // .<host>.backup
+	// ferry.hook.<host>.<op>: the libvirt hook's notices to the agent of
+	// its host that libvirtd did op to a domain.
+	HookSubject = "ferry.hook" // .<host>.<op>
+
 	// DuplicateWindow is how long JetStream drops a republished manifest.
 	DuplicateWindow = 24 * time.Hour
 )
