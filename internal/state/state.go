@@ -82,7 +82,7 @@ func (b *Book) Watch(ctx context.Context, img ferry.ImageSpec, fn func(*ferry.Im
 	if err != nil {
 		return err
 	}
-	defer w.Stop()
+	defer func() { _ = w.Stop() }()
 	for {
 		select {
 		case <-ctx.Done():
