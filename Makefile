@@ -8,7 +8,7 @@ BIN       := bin/ferry
 DEVENV    ?= .devenv
 BENCH_OUT ?= bench.md
 
-.PHONY: all build deps test test-short fuzz bench demo devenv devenv-down vet clean package
+.PHONY: all build deps test test-short fuzz bench demo devenv devenv-down vet lint clean package
 
 all: build
 
@@ -21,8 +21,22 @@ build: deps
 vet: deps
 	$(GO) vet $(GOFLAGS_T) ./...
 
-# The full suite: unit tests, the real two-site Ceph test bed, a bounded fuzz run.
-test: deps vet
+# golangci-lint with .golangci.yml: the packages' import rules (depguard),
+# errcheck, staticcheck, unused, govet. The pinned version is built into
+# bin/ the first time.
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT         := bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
+
+lint: deps $(GOLANGCI_LINT)
+	$(GOLANGCI_LINT) run --build-tags $(TAGS) ./...
+
+$(GOLANGCI_LINT):
+	GOBIN=$(CURDIR)/bin/golangci-lint.tmp $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv bin/golangci-lint.tmp/golangci-lint $@
+	rmdir bin/golangci-lint.tmp
+
+# The full suite: lint, unit tests, the real two-site Ceph test bed, a bounded fuzz run.
+test: deps lint vet
 	$(GO) test $(GOFLAGS_T) -count=1 -timeout 40m ./...
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory package

@@ -347,7 +347,7 @@ func TestPublisherDaemonAndLineage(t *testing.T) {
 	img := ceph.TestImage(t, source, "vm", 8*mib)
 	ceph.TestWrite(t, source, img, 0, []byte("daemon"))
 	ev := snapshot(t, img)
-	if err := publisher.PublishSnapshotEvent(ctx, p.pubConn, ev); err != nil {
+	if err := bus.PublishSnapshotEvent(ctx, p.pubConn, ev); err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, p, img, func(s *ferry.ImageState) bool { return s.LastSnapshot == ev.Image.Snap })
@@ -555,7 +555,7 @@ func TestGivenUpSnapshotRemoved(t *testing.T) {
 
 	ceph.TestWrite(t, backup, img, mib, []byte("written at the backup site")) // the next backup is refused
 	ev := snapshot(t, img)
-	if err := publisher.PublishSnapshotEvent(ctx, p.pubConn, ev); err != nil {
+	if err := bus.PublishSnapshotEvent(ctx, p.pubConn, ev); err != nil {
 		t.Fatal(err)
 	}
 	st := waitState(t, p, img, func(s *ferry.ImageState) bool { return s.Status == ferry.StatusFailed })

@@ -14,6 +14,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/recovery"
+	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/ferry-dr/ferry/internal/testbed"
 )
 
@@ -34,7 +35,7 @@ func TestScrub(t *testing.T) {
 	inc, _ := p.backupNow(img)
 
 	ctx := context.Background()
-	records, err := recovery.OpenScrubRecords(ctx, p.consConn.Backup)
+	records, err := state.OpenScrubRecords(ctx, p.consConn.Backup)
 	if err != nil {
 		t.Fatal(err)
 	}

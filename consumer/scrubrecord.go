@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/ferry"
-	"github.com/ferry-dr/ferry/internal/recovery"
+	"github.com/ferry-dr/ferry/internal/state"
 )
 
 // recordScrub stores the scrub record of a backup just applied to target:
@@ -21,11 +21,11 @@ func (c *Consumer) recordScrub(ctx context.Context, target ferry.ImageSpec, m *f
 }
 
 func (c *Consumer) writeScrubRecord(ctx context.Context, target ferry.ImageSpec, m *ferry.Manifest) error {
-	records, err := recovery.OpenScrubRecords(ctx, c.bus.Backup)
+	records, err := state.OpenScrubRecords(ctx, c.bus.Backup)
 	if err != nil {
 		return err
 	}
-	r := &recovery.ScrubRecord{Image: target.AtSnap(m.ToSnap), BackupID: m.BackupID, Created: time.Now().UTC()}
+	r := &state.ScrubRecord{Image: target.AtSnap(m.ToSnap), BackupID: m.BackupID, Created: time.Now().UTC()}
 	for _, page := range m.ExtentPages {
 		extents, err := c.store.GetPage(ctx, page)
 		if err != nil {

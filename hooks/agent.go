@@ -62,7 +62,7 @@ type BackupReply struct {
 }
 
 // AgentSubject is where the agent of host takes on-demand backup requests.
-func AgentSubject(host string) string { return "ferry.agent." + bus.Token(host) + ".backup" }
+func AgentSubject(host string) string { return bus.AgentSubject + "." + bus.Token(host) + ".backup" }
 
 // Agent backs up the VMs of one hypervisor: on schedules, on request over
 // NATS and when a domain stops. It keeps one libvirt connection and opens a

@@ -27,7 +27,7 @@ func NoticeSubject(host, op string) string {
 	if op != ">" && op != "*" {
 		op = bus.Token(op)
 	}
-	return "ferry.hook." + bus.Token(host) + "." + op
+	return bus.HookSubject + "." + bus.Token(host) + "." + op
 }
 
 // NoticeOptions say how the hook reaches NATS.

@@ -5,7 +5,6 @@ import (
 
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ferry"
-	"github.com/ferry-dr/ferry/publisher"
 )
 
 // Events returns one snapshot event per disk of s, each naming the whole set.
@@ -32,7 +31,7 @@ func Events(s VMSnapshot) []ferry.SnapshotEvent {
 // Publish queues the snapshot events of s for the publisher daemon.
 func Publish(ctx context.Context, conn *bus.Conn, s VMSnapshot) error {
 	for _, ev := range Events(s) {
-		if err := publisher.PublishSnapshotEvent(ctx, conn, ev); err != nil {
+		if err := bus.PublishSnapshotEvent(ctx, conn, ev); err != nil {
 			return err
 		}
 	}

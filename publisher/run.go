@@ -9,24 +9,8 @@ import (
 
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ferry"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// PublishSnapshotEvent queues a snapshot for the publisher daemon. The event
-// id makes a repeated publish of the same snapshot harmless.
-func PublishSnapshotEvent(ctx context.Context, conn *bus.Conn, ev ferry.SnapshotEvent) error {
-	raw, err := json.Marshal(ev)
-	if err != nil {
-		return err
-	}
-	msg := nats.NewMsg(bus.Subject(bus.SnapshotSubject, ev.Image))
-	msg.Data = raw
-	if _, err := conn.Source.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.Image.String())); err != nil {
-		return fmt.Errorf("publish snapshot event for %s: %w", ev.Image, err)
-	}
-	return nil
-}
 
 // Run is the publisher daemon: it backs up every snapshot event, prunes
 // source snapshots when the backup site confirms, resends chunks the

@@ -106,8 +106,8 @@ func openDiffOutput(path string) (out io.Writer, commit func() error, abort func
 	}
 	abort = func() {
 		if !committed {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
 		}
 	}
 	return tmp, commit, abort, nil
@@ -121,7 +121,7 @@ func syncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }()
 	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTSUP) {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}

@@ -37,7 +37,7 @@ once all data is written, and the image is resized to the size the diff records.
 				if err != nil {
 					return err
 				}
-				defer f.Close()
+				defer func() { _ = f.Close() }()
 				if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
 					meter.SetTotal(uint64(st.Size()))
 				}

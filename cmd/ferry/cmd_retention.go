@@ -83,7 +83,9 @@ are never touched. Without --yes this is a dry run.`,
 			for _, n := range res.NotFerrys {
 				fmt.Fprintf(tw, "%s\t-\tnot Ferry's, left alone\n", n)
 			}
-			tw.Flush()
+			if ferr := tw.Flush(); err == nil {
+				err = ferr
+			}
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/internal/recovery"
+	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/spf13/cobra"
 )
 
@@ -36,7 +37,7 @@ there is any. Records of snapshots that are gone are removed.`,
 				return fmt.Errorf("%w (scrub reads its records from the backup site's JetStream)", err)
 			}
 			defer conn.Close()
-			records, err := recovery.OpenScrubRecords(cmd.Context(), conn.Backup)
+			records, err := state.OpenScrubRecords(cmd.Context(), conn.Backup)
 			if err != nil {
 				return err
 			}

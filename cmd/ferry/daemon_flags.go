@@ -90,7 +90,7 @@ func openDaemon(name string, cf *cephFlags, nf *natsFlags, df *daemonFlags) (_ *
 	}
 	if srv != nil {
 		d.metrics = m
-		d.closers = append(d.closers, func() { srv.Close() })
+		d.closers = append(d.closers, func() { _ = srv.Close() })
 	}
 	return d, nil
 }

@@ -46,9 +46,6 @@ type dataset struct {
 	ceilings                ceilings
 }
 
-func (e *env) src() []string { return e.bed.Source.Args() }
-func (e *env) bak() []string { return e.bed.Backup.Args() }
-
 // rbd returns an rbd command line for site.
 func rbdCmd(site *testbed.Site, args ...string) []string {
 	return append(append([]string{"rbd"}, site.Args()...), args...)

@@ -2,11 +2,13 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -75,6 +77,16 @@ const (
 	// bucket's TTL drops the lock of a consumer that died without letting go.
 	LockBucket   = "ferry-locks"
 	ConsumerLock = "consumer"
+
+	// Hypervisor hosts: plain NATS on the server the agent connects to, no
+	// stream (a request or notice nobody listens to is fine).
+	//
+	// ferry.agent.<host>.backup: on-demand backup requests to the agent of
+	// a host, answered by request-reply.
+	AgentSubject = "ferry.agent" // .<host>.backup
+	// ferry.hook.<host>.<op>: the libvirt hook's notices to the agent of
+	// its host that libvirtd did op to a domain.
+	HookSubject = "ferry.hook" // .<host>.<op>
 
 	// DuplicateWindow is how long JetStream drops a republished manifest.
 	DuplicateWindow = 24 * time.Hour
@@ -232,3 +244,18 @@ func ImageKey(img ferry.ImageSpec) string { return Token(img.Pool) + "." + Token
 
 // Subject joins a subject prefix and an image's key.
 func Subject(prefix string, img ferry.ImageSpec) string { return prefix + "." + ImageKey(img) }
+
+// PublishSnapshotEvent queues a snapshot for the publisher daemon. The event
+// id makes a repeated publish of the same snapshot harmless.
+func PublishSnapshotEvent(ctx context.Context, conn *Conn, ev ferry.SnapshotEvent) error {
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(Subject(SnapshotSubject, ev.Image))
+	msg.Data = raw
+	if _, err := conn.Source.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.Image.String())); err != nil {
+		return fmt.Errorf("publish snapshot event for %s: %w", ev.Image, err)
+	}
+	return nil
+}

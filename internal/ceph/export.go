@@ -78,7 +78,7 @@ func (c *Cluster) Export(ctx context.Context, opts ExportOptions, sink rbddiff.S
 	if err != nil {
 		return stats, fmt.Errorf("export %s: %w", opts.Image, err)
 	}
-	defer reader.close()
+	defer func() { _ = reader.close() }()
 	if err := exportExtents(ctx, img, reader, opts, h.Size, sink, p, &stats); err != nil {
 		return stats, fmt.Errorf("export %s: %w", opts.Image, err)
 	}
@@ -175,7 +175,7 @@ func (j *readJob) wait() error {
 
 // finish waits for the read and gives its buffer back.
 func (j *readJob) finish(bufs *buffers) {
-	j.wait()
+	_ = j.wait() // the caller has its error, or is draining after another
 	if j.buf != nil {
 		bufs.put(j.buf)
 		j.buf = nil

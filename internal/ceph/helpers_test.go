@@ -94,12 +94,3 @@ func ferryImport(t testing.TB, path string, target ferry.ImageSpec) error {
 	_, err = backup.Import(context.Background(), target, rbddiff.NewReader(f), nil)
 	return err
 }
-
-func fileBytes(t testing.TB, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}

@@ -58,7 +58,7 @@ func (c *Cluster) Import(ctx context.Context, target ferry.ImageSpec, src rbddif
 	if err != nil {
 		return stats, fmt.Errorf("import into %s: %w (create the image first, e.g. rbd create --size 1 %s)", name, err, name)
 	}
-	defer w.close()
+	defer func() { _ = w.close() }() // flushed, or failed already
 	if err := w.lockExclusively(); err != nil {
 		return stats, fmt.Errorf("import into %s: %w", name, err)
 	}

@@ -212,7 +212,7 @@ func decode(hash string, data []byte, rawSize string, dst []byte) ([]byte, error
 	if err != nil {
 		return nil, corrupt("not gzip: %v", err)
 	}
-	defer zr.Close()
+	defer func() { _ = zr.Close() }()
 	if cap(dst) < size {
 		dst = make([]byte, size)
 	}

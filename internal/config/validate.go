@@ -115,7 +115,7 @@ func Check(path string, lookupEnv func(string) (string, bool)) (*Loaded, error) 
 			ps = append(ps, Problem{l.origins[key], key, fmt.Sprintf("cannot read %s: %v", file, unwrapPath(err))})
 			continue
 		}
-		f.Close()
+		_ = f.Close()
 	}
 	if len(ps) > 0 {
 		return l, ps

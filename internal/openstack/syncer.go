@@ -102,7 +102,7 @@ func (s *Syncer) watch(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch state bucket: %w", err)
 	}
-	defer w.Stop()
+	defer func() { _ = w.Stop() }()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	caughtUp := false

@@ -13,12 +13,13 @@ import (
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
+	"github.com/ferry-dr/ferry/internal/state"
 )
 
 // ScrubOptions name the backup image (or one of its snapshots) to scrub.
 type ScrubOptions struct {
 	Backup  *ceph.Cluster
-	Records *ScrubRecords
+	Records *state.ScrubRecords
 	// Image is the backup image; with Snap set, only that snapshot is scrubbed.
 	Image ferry.ImageSpec
 }
@@ -86,7 +87,7 @@ func Scrub(ctx context.Context, o ScrubOptions, p progress.Reporter) (ScrubRepor
 			return rep, fmt.Errorf("scrub %s: no such snapshot (list them with rbd snap ls %s)", o.Image, img)
 		}
 		targets = []string{o.Image.Snap}
-	} else if rep.StaleRemoved, err = removeStaleRecords(ctx, o.Records, img, names); err != nil {
+	} else if rep.StaleRemoved, err = o.Records.RemoveStale(ctx, img, names); err != nil {
 		return rep, err
 	}
 
@@ -125,9 +126,9 @@ func Scrub(ctx context.Context, o ScrubOptions, p progress.Reporter) (ScrubRepor
 
 // scrubSnapshot checks chunks (ascending) against snap, reading the diff
 // from base first when there is one.
-func scrubSnapshot(ctx context.Context, c *ceph.Cluster, snap ferry.ImageSpec, base string, chunks []ScrubChunk, p progress.Reporter) ([]ScrubMismatch, error) {
+func scrubSnapshot(ctx context.Context, c *ceph.Cluster, snap ferry.ImageSpec, base string, chunks []state.ScrubChunk, p progress.Reporter) ([]ScrubMismatch, error) {
 	var bad []ScrubMismatch
-	check := func(from string, chunks []ScrubChunk) ([]ScrubChunk, error) {
+	check := func(from string, chunks []state.ScrubChunk) ([]state.ScrubChunk, error) {
 		sink := &scrubSink{chunks: chunks, holesAreZero: from == "", snap: snap, bad: &bad, p: p}
 		if _, err := c.Export(ctx, ceph.ExportOptions{Image: snap, FromSnap: from}, sink, nil); err != nil {
 			return nil, err
@@ -149,41 +150,18 @@ func scrubSnapshot(ctx context.Context, c *ceph.Cluster, snap ferry.ImageSpec, b
 	return bad, nil
 }
 
-// removeStaleRecords deletes img's records whose snapshot is gone.
-func removeStaleRecords(ctx context.Context, records *ScrubRecords, img ferry.ImageSpec, snaps []string) ([]string, error) {
-	have, err := records.names(ctx, img)
-	if err != nil {
-		return nil, err
-	}
-	live := map[string]bool{}
-	for _, s := range snaps {
-		live[scrubName(img.AtSnap(s))] = true
-	}
-	var removed []string
-	for _, name := range have {
-		if live[name] {
-			continue
-		}
-		if err := records.obs.Delete(ctx, name); err != nil {
-			return removed, fmt.Errorf("remove scrub record %s of a snapshot that is gone: %w", name, err)
-		}
-		removed = append(removed, name)
-	}
-	return removed, nil
-}
-
 // scrubSink receives an export of a snapshot (ascending records) and joins
 // the extents of each recorded chunk as they stream past, checking a chunk
 // as soon as the export has moved beyond it. Chunks are disjoint and
 // ascending, so only the one or two a record touches are held at a time.
 type scrubSink struct {
-	chunks []ScrubChunk
+	chunks []state.ScrubChunk
 	next   int // first chunk not opened yet
 	open   []*joining
 	// holesAreZero: a full export, where bytes no record covers are holes.
 	// Otherwise (a diff) a chunk not covered in full is left in uncovered.
 	holesAreZero bool
-	uncovered    []ScrubChunk
+	uncovered    []state.ScrubChunk
 
 	snap ferry.ImageSpec
 	bad  *[]ScrubMismatch
@@ -191,7 +169,7 @@ type scrubSink struct {
 }
 
 type joining struct {
-	c      ScrubChunk
+	c      state.ScrubChunk
 	hi     uint64
 	raw    []byte
 	filled uint64
@@ -214,9 +192,9 @@ func (s *scrubSink) Close() error {
 	return nil
 }
 
-func (s *scrubSink) start(c ScrubChunk) *joining {
-	_, hi := c.span()
-	return &joining{c: c, hi: hi, raw: make([]byte, c.rawSize())}
+func (s *scrubSink) start(c state.ScrubChunk) *joining {
+	_, hi := c.Span()
+	return &joining{c: c, hi: hi, raw: make([]byte, c.RawSize())}
 }
 
 // put copies the record [off, off+n) (zeros when p is nil) into the chunks
@@ -224,7 +202,7 @@ func (s *scrubSink) start(c ScrubChunk) *joining {
 func (s *scrubSink) put(off, n uint64, p []byte) {
 	end := off + n
 	for s.next < len(s.chunks) {
-		if lo, _ := s.chunks[s.next].span(); lo >= end {
+		if lo, _ := s.chunks[s.next].Span(); lo >= end {
 			break
 		}
 		s.open = append(s.open, s.start(s.chunks[s.next]))
@@ -264,7 +242,7 @@ func (s *scrubSink) finish(j *joining) {
 	}
 	sum := sha256.Sum256(j.raw)
 	if got := hex.EncodeToString(sum[:]); got != j.c.Hash {
-		lo, hi := j.c.span()
+		lo, hi := j.c.Span()
 		*s.bad = append(*s.bad, ScrubMismatch{Snapshot: s.snap, Chunk: j.c.Hash, Got: got,
 			Offset: lo, Length: hi - lo, Extents: len(j.c.Extents)})
 	}

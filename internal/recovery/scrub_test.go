@@ -8,6 +8,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/chunk"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
+	"github.com/ferry-dr/ferry/internal/state"
 )
 
 // TestScrubSink feeds the joining sink exports cut in odd pieces: whole
@@ -17,7 +18,7 @@ func TestScrubSink(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	img := randomBytes(r, 8*kib)
 	clear(img[5000:5200]) // a hole inside chunk c
-	var rec ScrubRecord
+	var rec state.ScrubRecord
 	window := func(exts ...[2]uint64) { // one chunk: these extents' bytes back to back
 		var raw []byte
 		var list []ferry.Extent

@@ -1,6 +1,8 @@
 // Package state reads and writes what the backup site knows of each image
 // (ferry.ImageState) in the JetStream key-value bucket. The consumer is its
 // only writer; the publisher and `ferry status` read it from either site.
+// Beside it, the scrub records (scrubrecord.go): what each backup snapshot
+// was written from, stored by the consumer and read by `ferry scrub`.
 package state
 
 import (
@@ -80,7 +82,7 @@ func (b *Book) Watch(ctx context.Context, img ferry.ImageSpec, fn func(*ferry.Im
 	if err != nil {
 		return err
 	}
-	defer w.Stop()
+	defer func() { _ = w.Stop() }()
 	for {
 		select {
 		case <-ctx.Done():

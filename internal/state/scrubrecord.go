@@ -1,4 +1,4 @@
-package recovery
+package state
 
 import (
 	"bytes"
@@ -42,14 +42,14 @@ func (e ScrubExtent) Offset() uint64   { return e[0] }
 func (e ScrubExtent) Length() uint64   { return e[1] }
 func (e ScrubExtent) ChunkOff() uint64 { return e[2] }
 
-// span is the image range from the chunk's first extent to the end of its last.
-func (c ScrubChunk) span() (lo, hi uint64) {
+// Span is the image range from the chunk's first extent to the end of its last.
+func (c ScrubChunk) Span() (lo, hi uint64) {
 	first, last := c.Extents[0], c.Extents[len(c.Extents)-1]
 	return first.Offset(), last.Offset() + last.Length()
 }
 
-// rawSize is the length of the chunk's raw bytes.
-func (c ScrubChunk) rawSize() uint64 {
+// RawSize is the length of the chunk's raw bytes.
+func (c ScrubChunk) RawSize() uint64 {
 	last := c.Extents[len(c.Extents)-1]
 	return last.ChunkOff() + last.Length()
 }
@@ -58,7 +58,7 @@ func (c ScrubChunk) rawSize() uint64 {
 func (r *ScrubRecord) DataBytes() uint64 {
 	var n uint64
 	for _, c := range r.Chunks {
-		n += c.rawSize()
+		n += c.RawSize()
 	}
 	return n
 }
@@ -134,6 +134,30 @@ func (s *ScrubRecords) Get(ctx context.Context, snap ferry.ImageSpec) (*ScrubRec
 		return nil, fmt.Errorf("scrub record of %s: %w", snap, err)
 	}
 	return &r, nil
+}
+
+// RemoveStale deletes img's records whose snapshot is not among snaps (the
+// image's snapshots now) and returns the names of those it deleted.
+func (s *ScrubRecords) RemoveStale(ctx context.Context, img ferry.ImageSpec, snaps []string) ([]string, error) {
+	have, err := s.names(ctx, img)
+	if err != nil {
+		return nil, err
+	}
+	live := map[string]bool{}
+	for _, snap := range snaps {
+		live[scrubName(img.AtSnap(snap))] = true
+	}
+	var removed []string
+	for _, name := range have {
+		if live[name] {
+			continue
+		}
+		if err := s.obs.Delete(ctx, name); err != nil {
+			return removed, fmt.Errorf("remove scrub record %s of a snapshot that is gone: %w", name, err)
+		}
+		removed = append(removed, name)
+	}
+	return removed, nil
 }
 
 // names lists the object names of img's records.
