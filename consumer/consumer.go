@@ -26,7 +26,6 @@ import (
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
 	"github.com/ferry-dr/ferry/internal/state"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -442,7 +441,7 @@ func (c *Consumer) confirm(ctx context.Context, st *ferry.ImageState, m *ferry.M
 		return err
 	}
 	c.purgeFeeds(ctx, m)
-	return c.publishResult(ctx, bus.ConfirmedSubject, m.Image, ferry.Confirmation{BackupID: m.BackupID, Image: m.Image, Time: st.LastSuccess})
+	return c.publishResult(ctx, ferry.ResultConfirmed, m, nil, nil)
 }
 
 // purgeFeeds drops the image's feed messages older than m's: backups
@@ -473,7 +472,7 @@ func (c *Consumer) fail(ctx context.Context, m *ferry.Manifest, cause error, fin
 		c.opts.Log.Error("cannot record failure", "image", source.String(), "snapshot", m.ToSnap, "backup_id", m.BackupID, "error", err)
 	}
 	if final {
-		_ = c.publishResult(ctx, bus.FailedSubject, m.Image, ferry.BackupFailure{BackupID: m.BackupID, Image: m.Image, Error: cause.Error(), Time: st.LastAttempt})
+		_ = c.publishResult(ctx, ferry.ResultGivenUp, m, cause, nil)
 	}
 }
 
@@ -486,21 +485,17 @@ func (c *Consumer) reportBadChunk(ctx context.Context, m *ferry.Manifest, ce *ch
 	if err := c.store.Remove(ctx, ce.Hash); err != nil {
 		c.opts.Log.Error("cannot remove bad chunk", "chunk", ce.Hash, "error", err)
 	}
-	_ = c.publishResult(ctx, bus.FailedSubject, m.Image, ferry.BackupFailure{
-		BackupID: m.BackupID, Image: m.Image, Error: ce.Error(), MissingChunks: []string{ce.Hash}, Time: time.Now().UTC()})
+	_ = c.publishResult(ctx, ferry.ResultChunksMissing, m, ce, []string{ce.Hash})
 }
 
-func (c *Consumer) publishResult(ctx context.Context, prefix string, img ferry.ImageSpec, v any) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return err
+// publishResult tells the source site about m: its kind, why (cause) and
+// the chunks to send again.
+func (c *Consumer) publishResult(ctx context.Context, kind ferry.ResultKind, m *ferry.Manifest, cause error, missing []string) error {
+	r := ferry.BackupResult{Kind: kind, BackupID: m.BackupID, Image: m.Image, MissingChunks: missing, Manifest: m, Time: time.Now().UTC()}
+	if cause != nil {
+		r.Error = cause.Error()
 	}
-	msg := nats.NewMsg(bus.Subject(prefix, img.AtSnap("")))
-	msg.Data = raw
-	if _, err := c.bus.Backup.PublishMsg(ctx, msg); err != nil {
-		return fmt.Errorf("publish %s for %s: %w", prefix, img, err)
-	}
-	return nil
+	return bus.PublishResult(ctx, c.bus.Backup, r)
 }
 
 func contains(list []string, s string) bool {

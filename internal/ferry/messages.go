@@ -155,20 +155,33 @@ func (s *ImageState) HasConfirmed(name string) bool {
 	return false
 }
 
-// Confirmation tells the source site that a backup is complete.
-type Confirmation struct {
-	BackupID string    `json:"backup_id"`
-	Image    ImageSpec `json:"image"` // source image, Snap = the confirmed snapshot
-	Time     time.Time `json:"time"`
-}
+// ResultKind says what a backup result tells the source site. The subject
+// it travels on says the same (ferry.confirmed.* for confirmations,
+// ferry.failed.* for the other two).
+type ResultKind string
 
-// BackupFailure tells the source site that a backup could not be applied.
-type BackupFailure struct {
-	BackupID string    `json:"backup_id"`
-	Image    ImageSpec `json:"image"`
-	Error    string    `json:"error"`
-	// MissingChunks lists chunks the consumer found missing or corrupt and
-	// removed: the publisher sends them again on its next attempt.
-	MissingChunks []string  `json:"missing_chunks,omitempty"`
-	Time          time.Time `json:"time"`
+const (
+	// ResultConfirmed: the backup site holds the backup's snapshot.
+	ResultConfirmed ResultKind = "confirmed"
+	// ResultGivenUp: the backup site will not apply the backup; Error says why.
+	ResultGivenUp ResultKind = "given_up"
+	// ResultChunksMissing: the backup site found MissingChunks missing or
+	// corrupt and removed them; it applies the backup once they are sent again.
+	ResultChunksMissing ResultKind = "chunks_missing"
+)
+
+// BackupResult is the backup site's word on one backup, for the publisher
+// (pruning, resending) and for `ferry backup` waiting on its backup.
+type BackupResult struct {
+	Kind     ResultKind `json:"kind"`
+	BackupID string     `json:"backup_id"`
+	Image    ImageSpec  `json:"image"` // source image, Snap = the backup's snapshot
+	Error    string     `json:"error,omitempty"`
+	// MissingChunks lists the chunks of a ResultChunksMissing.
+	MissingChunks []string `json:"missing_chunks,omitempty"`
+	// Manifest is the backup as it was sent, so that a resend sends it as
+	// it was (consistency, volume, resync...). Results of an older Ferry
+	// lack it.
+	Manifest *Manifest `json:"manifest,omitempty"`
+	Time     time.Time `json:"time"`
 }
