@@ -89,7 +89,7 @@ type Consumer struct {
 // New opens the chunk store and the state bucket.
 func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) (*Consumer, error) {
 	o.defaults()
-	store, err := chunk.Open(ctx, conn.Backup, 6)
+	store, err := chunk.Open(ctx, conn.Backup)
 	if err != nil {
 		return nil, err
 	}

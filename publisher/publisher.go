@@ -1,11 +1,9 @@
 // Package publisher is the source site's half of a backup: it turns a
 // snapshot into a manifest and the chunks the backup site lacks.
 //
-//	snapshot event -> choose base (state bucket) -> manifest, as soon as
-//	  the diff's header is known -> export diff (internal/ceph) -> chunk
-//	  writer: object-aligned chunks, SHA-256, skip chunks the site has,
-//	  pgzip, store (internal/chunk) -> each extent page on the feed once
-//	  stored (internal/feed) -> feed end with the figures
+//	snapshot event -> choose base (state bucket) -> ship the diff
+//	  (internal/ship: export, chunks, feed), with the manifest sent as soon
+//	  as the diff's header is known
 //
 // After the backup site confirms a snapshot, Prune deletes the older Ferry
 // snapshots of the image, keeping the newest confirmed one as the next base.
@@ -18,15 +16,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/chunk"
-	"github.com/ferry-dr/ferry/internal/feed"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
+	"github.com/ferry-dr/ferry/internal/ship"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,7 +49,7 @@ type Publisher struct {
 // Options configure a Publisher.
 type Options struct {
 	ChunkSize        uint64 // default DefaultChunkSize; at most bus.MaxChunkSize
-	CompressionLevel int    // gzip level 1-9, default 6
+	CompressionLevel int    // gzip level 1-9, default chunk.DefaultLevel
 	Log              *slog.Logger
 	Observer         Observer // told each backup's outcome (metrics); nil: nobody
 }
@@ -65,9 +62,6 @@ func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) 
 	if o.ChunkSize > bus.MaxChunkSize || o.ChunkSize < 64<<10 || o.ChunkSize&(o.ChunkSize-1) != 0 {
 		return nil, fmt.Errorf("chunk size %d: want a power of two from 64 KiB to %d MiB", o.ChunkSize, bus.MaxChunkSize>>20)
 	}
-	if o.CompressionLevel == 0 {
-		o.CompressionLevel = 6
-	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
@@ -76,7 +70,10 @@ func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) 
 		return nil, fmt.Errorf("the NATS server accepts messages of at most %d bytes, but %d-byte chunks need %d: raise max_payload on the server (ferry nats-server sets %d) or lower --chunk-size",
 			conn.NC.MaxPayload(), o.ChunkSize, need, bus.MaxPayload)
 	}
-	store, err := chunk.Open(ctx, conn.Backup, o.CompressionLevel)
+	store, err := chunk.Open(ctx, conn.Backup)
+	if err == nil {
+		err = store.SetLevel(o.CompressionLevel)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +95,6 @@ func (p *Publisher) Backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 }
 
 func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter) (*ferry.Manifest, error) {
-	start := time.Now()
 	img := ev.Image.AtSnap("")
 	info, err := p.ceph.Info(img)
 	if err != nil {
@@ -140,42 +136,29 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 	// The manifest goes out as soon as the diff's header is known, and the
 	// pages follow on the feed as they are stored: the backup site imports
 	// while we still send.
-	var pages *feed.Writer
-	w := chunk.NewDiffWriter(ctx, p.store, chunk.WriterOptions{
-		ChunkSize: p.chunkSize,
-		OnHeader: func(h rbddiff.Header) error {
-			m.Size = h.Size
-			var err error // this closure's own: Export's result is set below
+	sh, err := ship.Ship(ctx, ship.Options{
+		Cluster: p.ceph,
+		// Compressing and sending, not reading, sets the pace here: fewer
+		// reads in flight keep the same speed in less memory.
+		Export: ceph.ExportOptions{Image: ev.Image, FromSnap: base, Readers: publisherReaders},
+		Store:  p.store, ChunkSize: p.chunkSize,
+		Feed: p.bus.Backup, FeedImage: img, ID: backupID,
+		Announce: func(h rbddiff.Header, seq uint64, attempt string) error {
+			m.Size, m.FeedSeq, m.FeedAttempt = h.Size, seq, attempt
+			var err error // this closure's own: Ship's result is set below
 			// The backup site may answer as soon as it has the manifest.
 			if m.ResultsFrom, err = p.nextResult(ctx); err != nil {
 				return err
 			}
-			if pages, err = feed.Start(ctx, p.bus.Backup, img, backupID); err != nil {
-				return err
-			}
-			m.FeedSeq, m.FeedAttempt = pages.Seq(), pages.Attempt()
 			return p.publishManifest(ctx, m)
 		},
-		OnPage: func(hash string) error { return pages.Page(ctx, hash) },
+		Progress: rep,
 	})
-	// Compressing and sending, not reading, sets the pace here: fewer reads
-	// in flight keep the same speed in less memory.
-	_, err = p.ceph.Export(ctx, ceph.ExportOptions{Image: ev.Image, FromSnap: base, Readers: publisherReaders}, w, rep)
-	ws, sendErr := w.Finish()
-	if err == nil {
-		err = sendErr
-	}
 	if err != nil {
-		if pages != nil {
-			pages.Abort(err)
-		}
 		return nil, err
 	}
-	m.ExtentPages, m.ExtentCount, m.FeedSeq = ws.Pages, ws.Extents, 0 // complete: no feed needed
-	m.Stats = ws.BackupStats(time.Since(start))
-	if err := pages.End(ctx, feed.End{Extents: m.ExtentCount, Stats: m.Stats}); err != nil {
-		return nil, err
-	}
+	m.ExtentPages, m.ExtentCount, m.FeedSeq = sh.Pages, sh.Extents, 0 // complete: no feed needed
+	m.Stats = sh.Figures()
 	log.Info("backup sent", "data_bytes", m.Stats.DataBytes,
 		"chunks", m.Stats.Chunks, "chunks_sent", m.Stats.ChunksSent, "bytes_sent", m.Stats.BytesSent)
 	return m, nil
