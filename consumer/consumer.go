@@ -164,13 +164,13 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	log := c.opts.Log.With("image", m.Image.AtSnap("").String(), "snapshot", m.ToSnap, "backup_id", m.BackupID)
 	start := time.Now()
 	stop := bus.KeepAlive(msg, ackWait/3)
-	err = c.Apply(ctx, &m)
+	end, err := c.apply(ctx, &m)
 	stop()
 	var wait *waitError
 	var gone feedGoneError
 	switch {
 	case err == nil:
-		c.observeApplied(&m, time.Since(start))
+		c.observeApplied(&m, end.Stats, time.Since(start))
 		_ = msg.DoubleAck(ctx)
 	case ctx.Err() != nil:
 		// Shutting down: hand the message back at once. The state records
@@ -218,66 +218,81 @@ func isPermanent(err error) bool {
 // applied again, and a backup that was cut off mid-import is rolled back
 // to its base and applied again.
 func (c *Consumer) Apply(ctx context.Context, m *ferry.Manifest) error {
+	_, err := c.apply(ctx, m)
+	return err
+}
+
+// apply is Apply; it also returns what the backup's end said (nothing when
+// it was applied before and only confirmed again).
+func (c *Consumer) apply(ctx context.Context, m *ferry.Manifest) (ferry.BackupEnd, error) {
+	var end ferry.BackupEnd
 	source := m.Image.AtSnap("")
 	target := c.opts.PoolMap.Backup(source) // same image name, in the mapped pool
 	log := c.opts.Log.With("image", source.String(), "snapshot", m.ToSnap, "backup_id", m.BackupID)
 	st, err := c.book.Get(ctx, source)
 	if err != nil {
-		return err
+		return end, err
 	}
 	if st == nil {
 		st = &ferry.ImageState{Image: source, SourceImageID: m.SourceImageID}
 	}
 	st.BackupImage = target
 	if st.SourceImageID != m.SourceImageID && !m.Resync {
-		return permanentError{fmt.Errorf("backup %s comes from source image id %s, but %s at the backup site continues image id %s; run the backup with --resync to start a new chain",
+		return end, permanentError{fmt.Errorf("backup %s comes from source image id %s, but %s at the backup site continues image id %s; run the backup with --resync to start a new chain",
 			m.BackupID, m.SourceImageID, target, st.SourceImageID)}
 	}
 	snaps, exists, err := c.backupSnapshots(target)
 	if err != nil {
-		return err
+		return end, err
 	}
 	if contains(snaps, m.ToSnap) {
 		log.Info("backup already applied; confirming again")
-		return c.confirm(ctx, st, m, snaps)
+		if m.Complete != nil {
+			end = *m.Complete
+		}
+		return end, c.confirm(ctx, st, m, end, snaps)
 	}
 	if err := c.prepare(ctx, st, m, target, snaps, exists, log); err != nil {
-		return err
+		return end, err
 	}
-	log.Info("applying backup", "base", m.FromSnap, "extents", m.ExtentCount, "in_flight", m.FeedSeq != 0)
+	log.Info("applying backup", "base", m.FromSnap, "in_flight", m.Complete == nil)
 	start := time.Now()
-	applied, err := c.importBackup(ctx, target, m)
+	end, applied, err := c.importBackup(ctx, target, m)
 	if err != nil {
 		if ce, ok := chunkError(err); ok {
 			c.reportBadChunk(ctx, m, ce)
 		}
 		c.fail(ctx, m, err, false)
-		return err
+		return end, err
 	}
-	log.Info("backup applied", "data_bytes", applied.DataBytes, "zero_bytes", applied.ZeroBytes,
+	log.Info("backup applied", "extents", end.ExtentCount, "data_bytes", applied.DataBytes, "zero_bytes", applied.ZeroBytes,
 		"seconds", time.Since(start).Seconds())
-	c.recordScrub(ctx, target, m)
+	c.recordScrub(ctx, target, m, end.ExtentPages)
 	snaps, _, err = c.backupSnapshots(target)
 	if err != nil {
-		return err
+		return end, err
 	}
 	st.Importing = ""
-	return c.confirm(ctx, st, m, snaps)
+	return end, c.confirm(ctx, st, m, end, snaps)
 }
 
-// importBackup writes m into target, fed by the chunks as they arrive. A
-// backup in flight completes m from its feed's end.
-func (c *Consumer) importBackup(ctx context.Context, target ferry.ImageSpec, m *ferry.Manifest) (ceph.ImportStats, error) {
+// importBackup writes m into target, fed by the chunks as they arrive, and
+// returns the backup's end: from its feed, or from m when it is complete.
+func (c *Consumer) importBackup(ctx context.Context, target ferry.ImageSpec, m *ferry.Manifest) (ferry.BackupEnd, ceph.ImportStats, error) {
 	header := rbddiff.Header{FromSnap: m.FromSnap, ToSnap: m.ToSnap, Size: m.Size}
-	if m.FeedSeq == 0 {
-		list := chunk.PageList(m.ExtentPages)
+	if m.Complete != nil {
+		list := chunk.PageList(m.Complete.ExtentPages)
 		src := chunk.NewDiffReader(ctx, c.store, header, &list)
 		defer src.Close()
-		return c.ceph.Import(ctx, target, src, nil)
+		applied, err := c.ceph.Import(ctx, target, src, nil)
+		return *m.Complete, applied, err
+	}
+	if m.FeedSeq == 0 {
+		return ferry.BackupEnd{}, ceph.ImportStats{}, permanentError{fmt.Errorf("manifest of %s names neither a feed nor its extent pages: it is damaged; run the backup again", m.BackupID)}
 	}
 	pages, err := feed.Follow(ctx, c.bus.Backup, m.Image, m.BackupID, m.FeedAttempt, m.FeedSeq, c.opts.FeedSilence)
 	if err != nil {
-		return ceph.ImportStats{}, err
+		return ferry.BackupEnd{}, ceph.ImportStats{}, err
 	}
 	defer pages.Close()
 	src := chunk.NewDiffReader(ctx, c.store, header, pages)
@@ -287,11 +302,10 @@ func (c *Consumer) importBackup(ctx context.Context, target ferry.ImageSpec, m *
 		if isFeedGone(err) {
 			err = feedGoneError{err}
 		}
-		return applied, err
+		return ferry.BackupEnd{}, applied, err
 	}
 	end := pages.End() // set: the import only ends after the feed's end
-	m.ExtentPages, m.ExtentCount, m.Stats = pages.Pages(), end.Extents, end.Stats
-	return applied, nil
+	return ferry.BackupEnd{ExtentPages: pages.Pages(), ExtentCount: end.Extents, Stats: end.Stats}, applied, nil
 }
 
 // feedGoneError: the publisher will not finish this attempt (it started
@@ -427,7 +441,7 @@ func (c *Consumer) backupSnapshots(target ferry.ImageSpec) (names []string, exis
 	return names, true, nil
 }
 
-func (c *Consumer) confirm(ctx context.Context, st *ferry.ImageState, m *ferry.Manifest, snaps []string) error {
+func (c *Consumer) confirm(ctx context.Context, st *ferry.ImageState, m *ferry.Manifest, end ferry.BackupEnd, snaps []string) error {
 	st.Confirmed = snaps
 	st.LastSnapshot = m.ToSnap
 	st.LastSuccess = time.Now().UTC()
@@ -435,7 +449,7 @@ func (c *Consumer) confirm(ctx context.Context, st *ferry.ImageState, m *ferry.M
 	st.Consistency = m.Consistency
 	st.Status = ferry.StatusOK
 	st.LastError = ""
-	st.LastStats = m.Stats
+	st.LastStats = end.Stats
 	st.SourceImageID = m.SourceImageID
 	if err := c.book.Put(ctx, st); err != nil {
 		return err
@@ -491,7 +505,9 @@ func (c *Consumer) reportBadChunk(ctx context.Context, m *ferry.Manifest, ce *ch
 // publishResult tells the source site about m: its kind, why (cause) and
 // the chunks to send again.
 func (c *Consumer) publishResult(ctx context.Context, kind ferry.ResultKind, m *ferry.Manifest, cause error, missing []string) error {
-	r := ferry.BackupResult{Kind: kind, BackupID: m.BackupID, Image: m.Image, MissingChunks: missing, Manifest: m, Time: time.Now().UTC()}
+	sent := *m
+	sent.Complete = nil // the pages are no news to the source site
+	r := ferry.BackupResult{Kind: kind, BackupID: m.BackupID, Image: m.Image, MissingChunks: missing, Manifest: &sent, Time: time.Now().UTC()}
 	if cause != nil {
 		r.Error = cause.Error()
 	}

@@ -32,16 +32,16 @@ func TestBackupOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if next.Manifest.FromSnap != first.Manifest.ToSnap || !slices.Equal(next.Pruned, []string{first.Manifest.ToSnap}) {
-		t.Fatalf("second backup from %q pruned %v, want from and pruned %s", next.Manifest.FromSnap, next.Pruned, first.Manifest.ToSnap)
+	if next.Sent.FromSnap != first.Sent.ToSnap || !slices.Equal(next.Pruned, []string{first.Sent.ToSnap}) {
+		t.Fatalf("second backup from %q pruned %v, want from and pruned %s", next.Sent.FromSnap, next.Pruned, first.Sent.ToSnap)
 	}
-	if st := next.State; st == nil || !st.HasConfirmed(next.Manifest.ToSnap) || st.Consistency != ferry.Quiesced {
-		t.Fatalf("state %+v, want %s confirmed, quiesced", st, next.Manifest.ToSnap)
+	if st := next.State; st == nil || !st.HasConfirmed(next.Sent.ToSnap) || st.Consistency != ferry.Quiesced || st.LastStats != next.Sent.Stats {
+		t.Fatalf("state %+v, want %s confirmed, quiesced, with the figures the feed's end brought (%+v)", st, next.Sent.ToSnap, next.Sent.Stats)
 	}
-	if got := ferrySnapshots(t, source, img); !slices.Equal(got, []string{next.Manifest.ToSnap}) {
-		t.Fatalf("the source keeps %v, want only %s", got, next.Manifest.ToSnap)
+	if got := ferrySnapshots(t, source, img); !slices.Equal(got, []string{next.Sent.ToSnap}) {
+		t.Fatalf("the source keeps %v, want only %s", got, next.Sent.ToSnap)
 	}
-	ceph.RequireSameContent(t, source, next.Manifest.Image, backup, next.Manifest.Image)
+	ceph.RequireSameContent(t, source, next.Sent.Image, backup, next.Sent.Image)
 
 	ceph.TestWrite(t, backup, img, mib, []byte("written at the backup site")) // the next backup is refused
 	_, err = p.pub.BackupOnce(ctx, img, o)
@@ -49,7 +49,7 @@ func TestBackupOnce(t *testing.T) {
 		t.Fatalf("BackupOnce onto a backup image written outside Ferry: %v, want ErrGivenUp", err)
 	}
 	requireContains(t, err.Error(), "--force-rollback")
-	if got := ferrySnapshots(t, source, img); !slices.Equal(got, []string{next.Manifest.ToSnap}) {
-		t.Fatalf("after the give-up the source keeps %v, want only the confirmed %s", got, next.Manifest.ToSnap)
+	if got := ferrySnapshots(t, source, img); !slices.Equal(got, []string{next.Sent.ToSnap}) {
+		t.Fatalf("after the give-up the source keeps %v, want only the confirmed %s", got, next.Sent.ToSnap)
 	}
 }

@@ -31,9 +31,9 @@ type OnceUI interface {
 
 // Once is what BackupOnce did.
 type Once struct {
-	Manifest *ferry.Manifest
-	State    *ferry.ImageState // as the backup site recorded it; nil with NoWait
-	Pruned   []string          // source snapshots pruned after the confirmation
+	Sent   *Sent
+	State  *ferry.ImageState // as the backup site recorded it; nil with NoWait
+	Pruned []string          // source snapshots pruned after the confirmation
 }
 
 // BackupOnce backs up img (its Snap is ignored) now, as `ferry backup`: it
@@ -65,7 +65,7 @@ func (p *Publisher) BackupOnce(ctx context.Context, img ferry.ImageSpec, o OnceO
 		}
 		return nil, err
 	}
-	once := &Once{Manifest: m}
+	once := &Once{Sent: m}
 	if o.NoWait {
 		return once, nil
 	}

@@ -84,17 +84,36 @@ func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) 
 	return &Publisher{ceph: cluster, bus: conn, store: store, book: book, chunkSize: o.ChunkSize, log: o.Log, observer: o.Observer}, nil
 }
 
-// Backup sends the backup of ev.Image (whose Snap must exist) and returns its
-// manifest once the manifest is stored at the backup site. It does not wait
-// for the backup site to apply it (see WaitConfirmed). Sending the same
-// snapshot again sends only the chunks the backup site still lacks.
-func (p *Publisher) Backup(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter) (*ferry.Manifest, error) {
-	m, err := p.backup(ctx, ev, rep)
-	p.observe(ctx, ev, m, err)
-	return m, err
+// Sent is a backup as this publisher sent it.
+type Sent struct {
+	ferry.Manifest  // the message, as published
+	ferry.BackupEnd // what the feed's end said
+	// ResultsFrom is the first FERRY_RESULTS sequence that can answer this
+	// try, for the wait (see WaitConfirmed).
+	ResultsFrom uint64
 }
 
-func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter) (*ferry.Manifest, error) {
+// Standalone returns the manifest in the form that needs no feed: sent
+// again after its feed is gone, it is applied while its chunks last.
+func (s *Sent) Standalone() ferry.Manifest {
+	m := s.Manifest
+	m.FeedSeq, m.FeedAttempt = 0, ""
+	end := s.BackupEnd
+	m.Complete = &end
+	return m
+}
+
+// Backup sends the backup of ev.Image (whose Snap must exist) and returns
+// it once every page is out. The backup site applies it as it arrives; see
+// WaitConfirmed for its answer. Sending the same snapshot again sends only
+// the chunks the backup site still lacks.
+func (p *Publisher) Backup(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter) (*Sent, error) {
+	s, err := p.backup(ctx, ev, rep)
+	p.observe(ctx, ev, s, err)
+	return s, err
+}
+
+func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter) (*Sent, error) {
 	img := ev.Image.AtSnap("")
 	info, err := p.ceph.Info(img)
 	if err != nil {
@@ -119,7 +138,7 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 	log := p.log.With("image", img.String(), "snapshot", ev.Image.Snap, "backup_id", backupID, "base", base)
 	log.Info("backup starting")
 
-	m := &ferry.Manifest{
+	s := &Sent{Manifest: ferry.Manifest{
 		BackupID:      backupID,
 		Image:         ev.Image,
 		SourceImageID: info.ID,
@@ -132,7 +151,7 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 		Created:       ev.Created,
 		VolumeID:      ev.VolumeID,
 		InstanceID:    ev.InstanceID,
-	}
+	}}
 	// The manifest goes out as soon as the diff's header is known, and the
 	// pages follow on the feed as they are stored: the backup site imports
 	// while we still send.
@@ -144,24 +163,23 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 		Store:  p.store, ChunkSize: p.chunkSize,
 		Feed: p.bus.Backup, FeedImage: img, ID: backupID,
 		Announce: func(h rbddiff.Header, seq uint64, attempt string) error {
-			m.Size, m.FeedSeq, m.FeedAttempt = h.Size, seq, attempt
+			s.Size, s.FeedSeq, s.FeedAttempt = h.Size, seq, attempt
 			var err error // this closure's own: Ship's result is set below
 			// The backup site may answer as soon as it has the manifest.
-			if m.ResultsFrom, err = p.nextResult(ctx); err != nil {
+			if s.ResultsFrom, err = p.nextResult(ctx); err != nil {
 				return err
 			}
-			return p.publishManifest(ctx, m)
+			return p.publishManifest(ctx, &s.Manifest)
 		},
 		Progress: rep,
 	})
 	if err != nil {
 		return nil, err
 	}
-	m.ExtentPages, m.ExtentCount, m.FeedSeq = sh.Pages, sh.Extents, 0 // complete: no feed needed
-	m.Stats = sh.Figures()
-	log.Info("backup sent", "data_bytes", m.Stats.DataBytes,
-		"chunks", m.Stats.Chunks, "chunks_sent", m.Stats.ChunksSent, "bytes_sent", m.Stats.BytesSent)
-	return m, nil
+	s.BackupEnd = ferry.BackupEnd{ExtentPages: sh.Pages, ExtentCount: sh.Extents, Stats: sh.Figures()}
+	log.Info("backup sent", "data_bytes", s.Stats.DataBytes,
+		"chunks", s.Stats.Chunks, "chunks_sent", s.Stats.ChunksSent, "bytes_sent", s.Stats.BytesSent)
+	return s, nil
 }
 
 func (p *Publisher) publishManifest(ctx context.Context, m *ferry.Manifest) error {

@@ -59,7 +59,7 @@ func resendEvent(r ferry.BackupResult) ferry.SnapshotEvent {
 // reports missing. It returns the state the backup site recorded, or
 // ErrGivenUp. Pruning, and removing the snapshot of a backup given up, are
 // left to the caller (BackupOnce and the daemon do both).
-func (p *Publisher) WaitConfirmed(ctx context.Context, m *ferry.Manifest) (*ferry.ImageState, error) {
+func (p *Publisher) WaitConfirmed(ctx context.Context, m *Sent) (*ferry.ImageState, error) {
 	r, err := p.waitResult(ctx, m)
 	if err != nil {
 		return nil, err
@@ -78,8 +78,8 @@ func (p *Publisher) verdict(ctx context.Context, r ferry.BackupResult) (*ferry.I
 // waitResult waits for the backup site's last word on m, a confirmation or
 // a give-up, and returns it. Reports of missing chunks on the way go through
 // onResult, which sends them again.
-func (p *Publisher) waitResult(ctx context.Context, m *ferry.Manifest) (ferry.BackupResult, error) {
-	confirmed := ferry.BackupResult{Kind: ferry.ResultConfirmed, BackupID: m.BackupID, Image: m.Image, Manifest: m}
+func (p *Publisher) waitResult(ctx context.Context, m *Sent) (ferry.BackupResult, error) {
+	confirmed := ferry.BackupResult{Kind: ferry.ResultConfirmed, BackupID: m.BackupID, Image: m.Image, Manifest: &m.Manifest}
 	// The backup site may answer before Backup returns (it applies while we
 	// send, and refuses at once what it will not apply): read the results
 	// from where they stood when this try's manifest went out. Other
@@ -120,7 +120,7 @@ func (p *Publisher) waitResult(ctx context.Context, m *ferry.Manifest) (ferry.Ba
 			continue
 		}
 		if r.Manifest == nil {
-			r.Manifest = m // an older backup site's result
+			r.Manifest = &m.Manifest // an older backup site's result
 		}
 		if r.Kind != ferry.ResultChunksMissing {
 			return r, nil

@@ -70,10 +70,10 @@ A consumer must be running at the backup site (ferry consumer run).`,
 				return err
 			}
 			if noWait {
-				fmt.Fprintf(os.Stdout, "sent %s; not waiting for the backup site (--no-wait)\n", once.Manifest.BackupID)
+				fmt.Fprintf(os.Stdout, "sent %s; not waiting for the backup site (--no-wait)\n", once.Sent.BackupID)
 				return nil
 			}
-			printSummary(os.Stdout, once.Manifest, once.State, once.Pruned, time.Since(start))
+			printSummary(os.Stdout, once.Sent, once.State, once.Pruned, time.Since(start))
 			return nil
 		},
 	}
@@ -90,7 +90,7 @@ A consumer must be running at the backup site (ferry consumer run).`,
 	return cmd
 }
 
-func printSummary(w io.Writer, m *ferry.Manifest, st *ferry.ImageState, pruned []string, took time.Duration) {
+func printSummary(w io.Writer, m *publisher.Sent, st *ferry.ImageState, pruned []string, took time.Duration) {
 	s := m.Stats
 	kind := "full"
 	if m.FromSnap != "" {

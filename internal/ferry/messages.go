@@ -57,8 +57,11 @@ type Extent struct {
 	ChunkOff uint64 `json:"co,omitempty"` // offset of this extent's bytes in the chunk
 }
 
-// Manifest describes one backup: the diff from FromSnap to ToSnap of a
-// source image, as extents whose data lives in content-addressed chunks.
+// Manifest is the message that announces one backup: the diff from
+// FromSnap to ToSnap of a source image, as extents whose data lives in
+// content-addressed chunks. It is sent before the data, and neither side
+// changes it afterwards: what only the end of the sending brings is a
+// BackupEnd.
 type Manifest struct {
 	BackupID      string    `json:"backup_id"` // also the Nats-Msg-Id: a retry is never applied twice
 	Image         ImageSpec `json:"image"`     // source image, Snap = ToSnap
@@ -67,17 +70,15 @@ type Manifest struct {
 	ToSnap        string    `json:"to_snap"`
 	Size          uint64    `json:"size"`
 	ChunkSize     uint64    `json:"chunk_size"`
-	// ExtentPages address the pages (chunks of JSON []Extent) that list the
-	// backup's extents in ascending order.
-	ExtentPages []string `json:"extent_pages"`
-	ExtentCount int      `json:"extent_count"`
-	// The publisher sends the manifest before the data, with FeedSeq set:
-	// the extent pages follow on the feed (package feed) from that stream
-	// sequence on, and ExtentPages, ExtentCount and Stats come with the
-	// feed's end. A manifest with its pages listed has FeedSeq 0.
+	// The extent pages follow on the feed (package feed) from stream
+	// sequence FeedSeq on, and the feed's end brings the BackupEnd.
 	// FeedAttempt names the publisher's try of this backup.
-	FeedSeq     uint64      `json:"feed_seq,omitempty"`
-	FeedAttempt string      `json:"feed_attempt,omitempty"`
+	FeedSeq     uint64 `json:"feed_seq,omitempty"`
+	FeedAttempt string `json:"feed_attempt,omitempty"`
+	// Complete, in place of a feed, carries the BackupEnd in a manifest
+	// sent again after its feed is gone (by hand, or by a test): it is
+	// applied while its chunks last.
+	Complete    *BackupEnd  `json:"complete,omitempty"`
 	Consistency Consistency `json:"consistency,omitempty"`
 	Resync      bool        `json:"resync,omitempty"`
 	// ForceRollback: see SnapshotEvent.
@@ -85,16 +86,22 @@ type Manifest struct {
 	Created       time.Time `json:"created"`
 	VolumeID      string    `json:"volume_id,omitempty"`
 	InstanceID    string    `json:"instance_id,omitempty"`
-	// Figures of the publisher's side, for the summary and the status.
-	Stats BackupStats `json:"stats"`
-	// ResultsFrom is the first FERRY_RESULTS sequence that can answer this
-	// try: set by the publisher that sent it, for its wait; never sent.
-	ResultsFrom uint64 `json:"-"`
 }
 
 // MessageID is the manifest's Nats-Msg-Id: a retried publish of the same
 // try is dropped; a new try (after a crash, or to resend lost chunks) is not.
 func (m *Manifest) MessageID() string { return m.BackupID + "#" + m.FeedAttempt }
+
+// BackupEnd is what the end of a backup's feed adds to its manifest, once
+// every page is out.
+type BackupEnd struct {
+	// ExtentPages address the pages (chunks of JSON []Extent) that list the
+	// backup's extents in ascending order.
+	ExtentPages []string `json:"extent_pages"`
+	ExtentCount int      `json:"extent_count"`
+	// Figures of the publisher's side, for the summary and the status.
+	Stats BackupStats `json:"stats"`
+}
 
 // BackupStats are the figures of one backup.
 type BackupStats struct {
