@@ -53,12 +53,12 @@ func (p *Publisher) BackupOnce(ctx context.Context, img ferry.ImageSpec, o OnceO
 		return nil, err
 	}
 	var rep progress.Reporter
-	sent := func() {}
+	sendDone := func() {}
 	if o.UI != nil {
-		rep, sent = o.UI.Sending(ev.Image)
+		rep, sendDone = o.UI.Sending(ev.Image)
 	}
 	m, err := p.Backup(ctx, ev, rep)
-	sent()
+	sendDone()
 	if err != nil {
 		if rmErr := p.ceph.RemoveSnapshot(ev.Image); rmErr != nil {
 			p.log.Warn("could not remove the unused snapshot", "snapshot", ev.Image.String(), "error", rmErr)
