@@ -25,7 +25,6 @@ import (
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
 	"github.com/ferry-dr/ferry/internal/state"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -89,7 +88,7 @@ type Consumer struct {
 // New opens the chunk store and the state bucket.
 func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) (*Consumer, error) {
 	o.defaults()
-	store, err := chunk.Open(ctx, conn.Backup, 6)
+	store, err := chunk.Open(ctx, conn.Backup)
 	if err != nil {
 		return nil, err
 	}
@@ -164,13 +163,13 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	log := c.opts.Log.With("image", m.Image.AtSnap("").String(), "snapshot", m.ToSnap, "backup_id", m.BackupID)
 	start := time.Now()
 	stop := bus.KeepAlive(msg, ackWait/3)
-	err = c.Apply(ctx, &m)
+	end, err := c.apply(ctx, &m)
 	stop()
 	var wait *waitError
 	var gone feedGoneError
 	switch {
 	case err == nil:
-		c.observeApplied(&m, time.Since(start))
+		c.observeApplied(&m, end.Stats, time.Since(start))
 		_ = msg.DoubleAck(ctx)
 	case ctx.Err() != nil:
 		// Shutting down: hand the message back at once. The state records
@@ -218,66 +217,81 @@ func isPermanent(err error) bool {
 // applied again, and a backup that was cut off mid-import is rolled back
 // to its base and applied again.
 func (c *Consumer) Apply(ctx context.Context, m *ferry.Manifest) error {
+	_, err := c.apply(ctx, m)
+	return err
+}
+
+// apply is Apply; it also returns what the backup's end said (nothing when
+// it was applied before and only confirmed again).
+func (c *Consumer) apply(ctx context.Context, m *ferry.Manifest) (ferry.BackupEnd, error) {
+	var end ferry.BackupEnd
 	source := m.Image.AtSnap("")
 	target := c.opts.PoolMap.Backup(source) // same image name, in the mapped pool
 	log := c.opts.Log.With("image", source.String(), "snapshot", m.ToSnap, "backup_id", m.BackupID)
 	st, err := c.book.Get(ctx, source)
 	if err != nil {
-		return err
+		return end, err
 	}
 	if st == nil {
 		st = &ferry.ImageState{Image: source, SourceImageID: m.SourceImageID}
 	}
 	st.BackupImage = target
 	if st.SourceImageID != m.SourceImageID && !m.Resync {
-		return permanentError{fmt.Errorf("backup %s comes from source image id %s, but %s at the backup site continues image id %s; run the backup with --resync to start a new chain",
+		return end, permanentError{fmt.Errorf("backup %s comes from source image id %s, but %s at the backup site continues image id %s; run the backup with --resync to start a new chain",
 			m.BackupID, m.SourceImageID, target, st.SourceImageID)}
 	}
 	snaps, exists, err := c.backupSnapshots(target)
 	if err != nil {
-		return err
+		return end, err
 	}
 	if contains(snaps, m.ToSnap) {
 		log.Info("backup already applied; confirming again")
-		return c.confirm(ctx, st, m, snaps)
+		if m.Complete != nil {
+			end = *m.Complete
+		}
+		return end, c.confirm(ctx, st, m, end, snaps)
 	}
 	if err := c.prepare(ctx, st, m, target, snaps, exists, log); err != nil {
-		return err
+		return end, err
 	}
-	log.Info("applying backup", "base", m.FromSnap, "extents", m.ExtentCount, "in_flight", m.FeedSeq != 0)
+	log.Info("applying backup", "base", m.FromSnap, "in_flight", m.Complete == nil)
 	start := time.Now()
-	applied, err := c.importBackup(ctx, target, m)
+	end, applied, err := c.importBackup(ctx, target, m)
 	if err != nil {
 		if ce, ok := chunkError(err); ok {
 			c.reportBadChunk(ctx, m, ce)
 		}
 		c.fail(ctx, m, err, false)
-		return err
+		return end, err
 	}
-	log.Info("backup applied", "data_bytes", applied.DataBytes, "zero_bytes", applied.ZeroBytes,
+	log.Info("backup applied", "extents", end.ExtentCount, "data_bytes", applied.DataBytes, "zero_bytes", applied.ZeroBytes,
 		"seconds", time.Since(start).Seconds())
-	c.recordScrub(ctx, target, m)
+	c.recordScrub(ctx, target, m, end.ExtentPages)
 	snaps, _, err = c.backupSnapshots(target)
 	if err != nil {
-		return err
+		return end, err
 	}
 	st.Importing = ""
-	return c.confirm(ctx, st, m, snaps)
+	return end, c.confirm(ctx, st, m, end, snaps)
 }
 
-// importBackup writes m into target, fed by the chunks as they arrive. A
-// backup in flight completes m from its feed's end.
-func (c *Consumer) importBackup(ctx context.Context, target ferry.ImageSpec, m *ferry.Manifest) (ceph.ImportStats, error) {
+// importBackup writes m into target, fed by the chunks as they arrive, and
+// returns the backup's end: from its feed, or from m when it is complete.
+func (c *Consumer) importBackup(ctx context.Context, target ferry.ImageSpec, m *ferry.Manifest) (ferry.BackupEnd, ceph.ImportStats, error) {
 	header := rbddiff.Header{FromSnap: m.FromSnap, ToSnap: m.ToSnap, Size: m.Size}
-	if m.FeedSeq == 0 {
-		list := chunk.PageList(m.ExtentPages)
+	if m.Complete != nil {
+		list := chunk.PageList(m.Complete.ExtentPages)
 		src := chunk.NewDiffReader(ctx, c.store, header, &list)
 		defer src.Close()
-		return c.ceph.Import(ctx, target, src, nil)
+		applied, err := c.ceph.Import(ctx, target, src, nil)
+		return *m.Complete, applied, err
+	}
+	if m.FeedSeq == 0 {
+		return ferry.BackupEnd{}, ceph.ImportStats{}, permanentError{fmt.Errorf("manifest of %s names neither a feed nor its extent pages: it is damaged; run the backup again", m.BackupID)}
 	}
 	pages, err := feed.Follow(ctx, c.bus.Backup, m.Image, m.BackupID, m.FeedAttempt, m.FeedSeq, c.opts.FeedSilence)
 	if err != nil {
-		return ceph.ImportStats{}, err
+		return ferry.BackupEnd{}, ceph.ImportStats{}, err
 	}
 	defer pages.Close()
 	src := chunk.NewDiffReader(ctx, c.store, header, pages)
@@ -287,11 +301,10 @@ func (c *Consumer) importBackup(ctx context.Context, target ferry.ImageSpec, m *
 		if isFeedGone(err) {
 			err = feedGoneError{err}
 		}
-		return applied, err
+		return ferry.BackupEnd{}, applied, err
 	}
 	end := pages.End() // set: the import only ends after the feed's end
-	m.ExtentPages, m.ExtentCount, m.Stats = pages.Pages(), end.Extents, end.Stats
-	return applied, nil
+	return ferry.BackupEnd{ExtentPages: pages.Pages(), ExtentCount: end.Extents, Stats: end.Stats}, applied, nil
 }
 
 // feedGoneError: the publisher will not finish this attempt (it started
@@ -345,7 +358,7 @@ func (c *Consumer) backupSnapshots(target ferry.ImageSpec) (names []string, exis
 	return names, true, nil
 }
 
-func (c *Consumer) confirm(ctx context.Context, st *ferry.ImageState, m *ferry.Manifest, snaps []string) error {
+func (c *Consumer) confirm(ctx context.Context, st *ferry.ImageState, m *ferry.Manifest, end ferry.BackupEnd, snaps []string) error {
 	st.Confirmed = snaps
 	st.LastSnapshot = m.ToSnap
 	st.LastSuccess = time.Now().UTC()
@@ -353,13 +366,13 @@ func (c *Consumer) confirm(ctx context.Context, st *ferry.ImageState, m *ferry.M
 	st.Consistency = m.Consistency
 	st.Status = ferry.StatusOK
 	st.LastError = ""
-	st.LastStats = m.Stats
+	st.LastStats = end.Stats
 	st.SourceImageID = m.SourceImageID
 	if err := c.book.Put(ctx, st); err != nil {
 		return err
 	}
 	c.purgeFeeds(ctx, m)
-	return c.publishResult(ctx, bus.ConfirmedSubject, m.Image, ferry.Confirmation{BackupID: m.BackupID, Image: m.Image, Time: st.LastSuccess})
+	return c.publishResult(ctx, ferry.ResultConfirmed, m, nil, nil)
 }
 
 // purgeFeeds drops the image's feed messages older than m's: backups
@@ -390,7 +403,7 @@ func (c *Consumer) fail(ctx context.Context, m *ferry.Manifest, cause error, fin
 		c.opts.Log.Error("cannot record failure", "image", source.String(), "snapshot", m.ToSnap, "backup_id", m.BackupID, "error", err)
 	}
 	if final {
-		_ = c.publishResult(ctx, bus.FailedSubject, m.Image, ferry.BackupFailure{BackupID: m.BackupID, Image: m.Image, Error: cause.Error(), Time: st.LastAttempt})
+		_ = c.publishResult(ctx, ferry.ResultGivenUp, m, cause, nil)
 	}
 }
 
@@ -403,21 +416,19 @@ func (c *Consumer) reportBadChunk(ctx context.Context, m *ferry.Manifest, ce *ch
 	if err := c.store.Remove(ctx, ce.Hash); err != nil {
 		c.opts.Log.Error("cannot remove bad chunk", "chunk", ce.Hash, "error", err)
 	}
-	_ = c.publishResult(ctx, bus.FailedSubject, m.Image, ferry.BackupFailure{
-		BackupID: m.BackupID, Image: m.Image, Error: ce.Error(), MissingChunks: []string{ce.Hash}, Time: time.Now().UTC()})
+	_ = c.publishResult(ctx, ferry.ResultChunksMissing, m, ce, []string{ce.Hash})
 }
 
-func (c *Consumer) publishResult(ctx context.Context, prefix string, img ferry.ImageSpec, v any) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return err
+// publishResult tells the source site about m: its kind, why (cause) and
+// the chunks to send again.
+func (c *Consumer) publishResult(ctx context.Context, kind ferry.ResultKind, m *ferry.Manifest, cause error, missing []string) error {
+	sent := *m
+	sent.Complete = nil // the pages are no news to the source site
+	r := ferry.BackupResult{Kind: kind, BackupID: m.BackupID, Image: m.Image, MissingChunks: missing, Manifest: &sent, Time: time.Now().UTC()}
+	if cause != nil {
+		r.Error = cause.Error()
 	}
-	msg := nats.NewMsg(bus.Subject(prefix, img.AtSnap("")))
-	msg.Data = raw
-	if _, err := c.bus.Backup.PublishMsg(ctx, msg); err != nil {
-		return fmt.Errorf("publish %s for %s: %w", prefix, img, err)
-	}
-	return nil
+	return bus.PublishResult(ctx, c.bus.Backup, r)
 }
 
 func contains(list []string, s string) bool {

@@ -163,7 +163,7 @@ func snapshot(t testing.TB, img ferry.ImageSpec) ferry.SnapshotEvent {
 
 // backupNow is `ferry backup` in a test: snapshot, send, wait, prune. It
 // checks the backup snapshot against the source snapshot before pruning.
-func (p *pipeline) backupNow(img ferry.ImageSpec) (*ferry.Manifest, ceph.Content) {
+func (p *pipeline) backupNow(img ferry.ImageSpec) (*publisher.Sent, ceph.Content) {
 	p.t.Helper()
 	ev := snapshot(p.t, img)
 	m := p.send(ev)
@@ -176,7 +176,7 @@ func (p *pipeline) backupNow(img ferry.ImageSpec) (*ferry.Manifest, ceph.Content
 	return m, want
 }
 
-func (p *pipeline) send(ev ferry.SnapshotEvent) *ferry.Manifest {
+func (p *pipeline) send(ev ferry.SnapshotEvent) *publisher.Sent {
 	p.t.Helper()
 	m, err := p.pub.Backup(context.Background(), ev, nil)
 	if err != nil {
@@ -185,7 +185,7 @@ func (p *pipeline) send(ev ferry.SnapshotEvent) *ferry.Manifest {
 	return m
 }
 
-func (p *pipeline) waitConfirmed(m *ferry.Manifest) *ferry.ImageState {
+func (p *pipeline) waitConfirmed(m *publisher.Sent) *ferry.ImageState {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -197,7 +197,7 @@ func (p *pipeline) waitConfirmed(m *ferry.Manifest) *ferry.ImageState {
 }
 
 // waitRefused waits until the backup site gives m up and returns its reason.
-func (p *pipeline) waitRefused(m *ferry.Manifest) error {
+func (p *pipeline) waitRefused(m *publisher.Sent) error {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -10,7 +10,7 @@ import (
 // Observer learns the outcome of each attempt to apply a backup;
 // internal/metrics implements it. Calls come from the image's goroutine.
 type Observer interface {
-	BackupApplied(m *ferry.Manifest, took time.Duration)
+	BackupApplied(m *ferry.Manifest, s ferry.BackupStats, took time.Duration)
 	ApplyFailed(m *ferry.Manifest, reason string, final bool)
 }
 
@@ -22,9 +22,9 @@ const (
 	ReasonOther       = "other"        // Ceph or NATS trouble; the log line says which
 )
 
-func (c *Consumer) observeApplied(m *ferry.Manifest, took time.Duration) {
+func (c *Consumer) observeApplied(m *ferry.Manifest, s ferry.BackupStats, took time.Duration) {
 	if c.opts.Observer != nil {
-		c.opts.Observer.BackupApplied(m, took)
+		c.opts.Observer.BackupApplied(m, s, took)
 	}
 }
 

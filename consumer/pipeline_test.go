@@ -88,7 +88,7 @@ func TestDuplicateManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Apply(context.Background(), m); err != nil {
+	if err := c.Apply(context.Background(), &m.Manifest); err != nil {
 		t.Fatalf("applying a manifest twice: %v", err)
 	}
 	if got := ceph.TestContent(t, backup, img.AtSnap(m.ToSnap)); got != want {
@@ -103,7 +103,7 @@ func TestOutOfOrderManifests(t *testing.T) {
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(11, 11))
 	img := ceph.TestImage(t, source, "vm", 16*mib)
-	var manifests []*ferry.Manifest
+	var manifests []*publisher.Sent
 	var contents []ceph.Content
 	for range 3 {
 		scribble(t, img, 16*mib, r, 10)
@@ -200,7 +200,7 @@ func TestConsumerKilledMidImport(t *testing.T) {
 	ev := snapshot(t, img)
 	// Hold the publisher midway, so the consumer is surely mid-import.
 	hold := &holdAfter{after: 64 * mib, held: make(chan struct{}), release: make(chan struct{})}
-	sent := make(chan *ferry.Manifest, 1)
+	sent := make(chan *publisher.Sent, 1)
 	go func() {
 		m, err := p.pub.Backup(context.Background(), ev, hold)
 		if err != nil {
@@ -285,7 +285,7 @@ func TestNATSRestartMidTransfer(t *testing.T) {
 	srv.WaitForShutdown()
 	startServer(t, opts)
 	err := <-done
-	var m *ferry.Manifest
+	var m *publisher.Sent
 	if err != nil {
 		t.Logf("first attempt failed as the server went away: %v", err)
 	}
@@ -387,10 +387,11 @@ func mustJSON(t testing.TB, v any) []byte {
 	return raw
 }
 
-// republish puts a manifest in the stream again under a new message id.
-func republish(t testing.TB, p *pipeline, m *ferry.Manifest, tag string) {
+// republish puts a backup's manifest in the stream again under a new
+// message id, complete: its feed may be gone.
+func republish(t testing.TB, p *pipeline, m *publisher.Sent, tag string) {
 	t.Helper()
-	if _, err := p.pubConn.Backup.Publish(context.Background(), bus.Subject(bus.ManifestSubject, m.Image), mustJSON(t, m),
+	if _, err := p.pubConn.Backup.Publish(context.Background(), bus.Subject(bus.ManifestSubject, m.Image), mustJSON(t, m.Standalone()),
 		jetstream.WithMsgID(m.BackupID+"#"+tag)); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/recovery"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/ferry-dr/ferry/internal/testbed"
+	"github.com/ferry-dr/ferry/publisher"
 )
 
 // TestScrub: the consumer records each backup's chunks; scrub finds a full
@@ -39,7 +40,7 @@ func TestScrub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []*ferry.Manifest{full, inc} {
+	for _, m := range []*publisher.Sent{full, inc} {
 		rec, err := records.Get(ctx, img.AtSnap(m.ToSnap))
 		if err != nil || rec == nil {
 			t.Fatalf("scrub record of %s: %v, %v", m.ToSnap, rec, err)

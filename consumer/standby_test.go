@@ -17,8 +17,8 @@ import (
 // appliedCounter counts the backups one consumer applied.
 type appliedCounter struct{ n atomic.Int32 }
 
-func (a *appliedCounter) BackupApplied(*ferry.Manifest, time.Duration) { a.n.Add(1) }
-func (a *appliedCounter) ApplyFailed(*ferry.Manifest, string, bool)    {}
+func (a *appliedCounter) BackupApplied(*ferry.Manifest, ferry.BackupStats, time.Duration) { a.n.Add(1) }
+func (a *appliedCounter) ApplyFailed(*ferry.Manifest, string, bool)                       {}
 
 // TestStandbyConsumer: of two consumers at one site only the one holding the
 // site's lock applies backups; the other stands by and takes over when the

@@ -38,7 +38,7 @@ func waitLeaf(t testing.TB, s *server.Server) {
 
 func chunkStore(t testing.TB, p *pipeline) *chunk.Store {
 	t.Helper()
-	s, err := chunk.Open(context.Background(), p.consConn.Backup, 6)
+	s, err := chunk.Open(context.Background(), p.consConn.Backup)
 	if err != nil {
 		t.Fatal(err)
 	}

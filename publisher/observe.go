@@ -11,7 +11,7 @@ import (
 // Observer learns the outcome of each backup attempt; internal/metrics
 // implements it. Calls come from the goroutine that ran the backup.
 type Observer interface {
-	BackupSent(m *ferry.Manifest)
+	BackupSent(m *ferry.Manifest, s ferry.BackupStats)
 	SendFailed(img ferry.ImageSpec, reason string)
 }
 
@@ -22,11 +22,11 @@ const (
 	ReasonOther    = "other"     // Ceph or NATS trouble; the log line says which
 )
 
-func (p *Publisher) observe(ctx context.Context, ev ferry.SnapshotEvent, m *ferry.Manifest, err error) {
+func (p *Publisher) observe(ctx context.Context, ev ferry.SnapshotEvent, s *Sent, err error) {
 	switch {
 	case p.observer == nil:
 	case err == nil:
-		p.observer.BackupSent(m)
+		p.observer.BackupSent(&s.Manifest, s.Stats)
 	case errors.Is(err, ErrAlreadyConfirmed) || ctx.Err() != nil:
 		// Nothing failed: the work was done before, or we are shutting down.
 	default:

@@ -1,11 +1,9 @@
 // Package publisher is the source site's half of a backup: it turns a
 // snapshot into a manifest and the chunks the backup site lacks.
 //
-//	snapshot event -> choose base (state bucket) -> manifest, as soon as
-//	  the diff's header is known -> export diff (internal/ceph) -> chunk
-//	  writer: object-aligned chunks, SHA-256, skip chunks the site has,
-//	  pgzip, store (internal/chunk) -> each extent page on the feed once
-//	  stored (internal/feed) -> feed end with the figures
+//	snapshot event -> choose base (state bucket) -> ship the diff
+//	  (internal/ship: export, chunks, feed), with the manifest sent as soon
+//	  as the diff's header is known
 //
 // After the backup site confirms a snapshot, Prune deletes the older Ferry
 // snapshots of the image, keeping the newest confirmed one as the next base.
@@ -18,15 +16,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/chunk"
-	"github.com/ferry-dr/ferry/internal/feed"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
+	"github.com/ferry-dr/ferry/internal/ship"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,7 +49,7 @@ type Publisher struct {
 // Options configure a Publisher.
 type Options struct {
 	ChunkSize        uint64 // default DefaultChunkSize; at most bus.MaxChunkSize
-	CompressionLevel int    // gzip level 1-9, default 6
+	CompressionLevel int    // gzip level 1-9, default chunk.DefaultLevel
 	Log              *slog.Logger
 	Observer         Observer // told each backup's outcome (metrics); nil: nobody
 }
@@ -65,9 +62,6 @@ func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) 
 	if o.ChunkSize > bus.MaxChunkSize || o.ChunkSize < 64<<10 || o.ChunkSize&(o.ChunkSize-1) != 0 {
 		return nil, fmt.Errorf("chunk size %d: want a power of two from 64 KiB to %d MiB", o.ChunkSize, bus.MaxChunkSize>>20)
 	}
-	if o.CompressionLevel == 0 {
-		o.CompressionLevel = 6
-	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
@@ -76,7 +70,10 @@ func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) 
 		return nil, fmt.Errorf("the NATS server accepts messages of at most %d bytes, but %d-byte chunks need %d: raise max_payload on the server (ferry nats-server sets %d) or lower --chunk-size",
 			conn.NC.MaxPayload(), o.ChunkSize, need, bus.MaxPayload)
 	}
-	store, err := chunk.Open(ctx, conn.Backup, o.CompressionLevel)
+	store, err := chunk.Open(ctx, conn.Backup)
+	if err == nil {
+		err = store.SetLevel(o.CompressionLevel)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -87,18 +84,36 @@ func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) 
 	return &Publisher{ceph: cluster, bus: conn, store: store, book: book, chunkSize: o.ChunkSize, log: o.Log, observer: o.Observer}, nil
 }
 
-// Backup sends the backup of ev.Image (whose Snap must exist) and returns its
-// manifest once the manifest is stored at the backup site. It does not wait
-// for the backup site to apply it (see WaitConfirmed). Sending the same
-// snapshot again sends only the chunks the backup site still lacks.
-func (p *Publisher) Backup(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter) (*ferry.Manifest, error) {
-	m, err := p.backup(ctx, ev, rep)
-	p.observe(ctx, ev, m, err)
-	return m, err
+// Sent is a backup as this publisher sent it.
+type Sent struct {
+	ferry.Manifest  // the message, as published
+	ferry.BackupEnd // what the feed's end said
+	// ResultsFrom is the first FERRY_RESULTS sequence that can answer this
+	// try, for the wait (see WaitConfirmed).
+	ResultsFrom uint64
 }
 
-func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter) (*ferry.Manifest, error) {
-	start := time.Now()
+// Standalone returns the manifest in the form that needs no feed: sent
+// again after its feed is gone, it is applied while its chunks last.
+func (s *Sent) Standalone() ferry.Manifest {
+	m := s.Manifest
+	m.FeedSeq, m.FeedAttempt = 0, ""
+	end := s.BackupEnd
+	m.Complete = &end
+	return m
+}
+
+// Backup sends the backup of ev.Image (whose Snap must exist) and returns
+// it once every page is out. The backup site applies it as it arrives; see
+// WaitConfirmed for its answer. Sending the same snapshot again sends only
+// the chunks the backup site still lacks.
+func (p *Publisher) Backup(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter) (*Sent, error) {
+	s, err := p.backup(ctx, ev, rep)
+	p.observe(ctx, ev, s, err)
+	return s, err
+}
+
+func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter) (*Sent, error) {
 	img := ev.Image.AtSnap("")
 	info, err := p.ceph.Info(img)
 	if err != nil {
@@ -123,7 +138,7 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 	log := p.log.With("image", img.String(), "snapshot", ev.Image.Snap, "backup_id", backupID, "base", base)
 	log.Info("backup starting")
 
-	m := &ferry.Manifest{
+	s := &Sent{Manifest: ferry.Manifest{
 		BackupID:      backupID,
 		Image:         ev.Image,
 		SourceImageID: info.ID,
@@ -136,49 +151,35 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 		Created:       ev.Created,
 		VolumeID:      ev.VolumeID,
 		InstanceID:    ev.InstanceID,
-	}
+	}}
 	// The manifest goes out as soon as the diff's header is known, and the
 	// pages follow on the feed as they are stored: the backup site imports
 	// while we still send.
-	var pages *feed.Writer
-	w := chunk.NewDiffWriter(ctx, p.store, chunk.WriterOptions{
-		ChunkSize: p.chunkSize,
-		OnHeader: func(h rbddiff.Header) error {
-			m.Size = h.Size
-			var err error // this closure's own: Export's result is set below
+	sh, err := ship.Ship(ctx, ship.Options{
+		Cluster: p.ceph,
+		// Compressing and sending, not reading, sets the pace here: fewer
+		// reads in flight keep the same speed in less memory.
+		Export: ceph.ExportOptions{Image: ev.Image, FromSnap: base, Readers: publisherReaders},
+		Store:  p.store, ChunkSize: p.chunkSize,
+		Feed: p.bus.Backup, FeedImage: img, ID: backupID,
+		Announce: func(h rbddiff.Header, seq uint64, attempt string) error {
+			s.Size, s.FeedSeq, s.FeedAttempt = h.Size, seq, attempt
+			var err error // this closure's own: Ship's result is set below
 			// The backup site may answer as soon as it has the manifest.
-			if m.ResultsFrom, err = p.nextResult(ctx); err != nil {
+			if s.ResultsFrom, err = p.nextResult(ctx); err != nil {
 				return err
 			}
-			if pages, err = feed.Start(ctx, p.bus.Backup, img, backupID); err != nil {
-				return err
-			}
-			m.FeedSeq, m.FeedAttempt = pages.Seq(), pages.Attempt()
-			return p.publishManifest(ctx, m)
+			return p.publishManifest(ctx, &s.Manifest)
 		},
-		OnPage: func(hash string) error { return pages.Page(ctx, hash) },
+		Progress: rep,
 	})
-	// Compressing and sending, not reading, sets the pace here: fewer reads
-	// in flight keep the same speed in less memory.
-	_, err = p.ceph.Export(ctx, ceph.ExportOptions{Image: ev.Image, FromSnap: base, Readers: publisherReaders}, w, rep)
-	ws, sendErr := w.Finish()
-	if err == nil {
-		err = sendErr
-	}
 	if err != nil {
-		if pages != nil {
-			pages.Abort(err)
-		}
 		return nil, err
 	}
-	m.ExtentPages, m.ExtentCount, m.FeedSeq = ws.Pages, ws.Extents, 0 // complete: no feed needed
-	m.Stats = ws.BackupStats(time.Since(start))
-	if err := pages.End(ctx, feed.End{Extents: m.ExtentCount, Stats: m.Stats}); err != nil {
-		return nil, err
-	}
-	log.Info("backup sent", "data_bytes", m.Stats.DataBytes,
-		"chunks", m.Stats.Chunks, "chunks_sent", m.Stats.ChunksSent, "bytes_sent", m.Stats.BytesSent)
-	return m, nil
+	s.BackupEnd = ferry.BackupEnd{ExtentPages: sh.Pages, ExtentCount: sh.Extents, Stats: sh.Figures()}
+	log.Info("backup sent", "data_bytes", s.Stats.DataBytes,
+		"chunks", s.Stats.Chunks, "chunks_sent", s.Stats.ChunksSent, "bytes_sent", s.Stats.BytesSent)
+	return s, nil
 }
 
 func (p *Publisher) publishManifest(ctx context.Context, m *ferry.Manifest) error {
@@ -277,62 +278,4 @@ func (p *Publisher) nextResult(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("read %s: %w", bus.ResultStream, err)
 	}
 	return stream.CachedInfo().State.LastSeq + 1, nil
-}
-
-// WaitConfirmed waits until the backup site confirms m, resending chunks it
-// reports missing or corrupt. It returns the state the backup site recorded.
-func (p *Publisher) WaitConfirmed(ctx context.Context, m *ferry.Manifest) (*ferry.ImageState, error) {
-	// The backup site may answer before Backup returns (it applies while we
-	// send, and refuses at once what it will not apply): read the results
-	// from where they stood when this try's manifest went out. Other
-	// backups' results are skipped.
-	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{bus.Subject(bus.ConfirmedSubject, m.Image), bus.Subject(bus.FailedSubject, m.Image)},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
-	}
-	if m.ResultsFrom > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, m.ResultsFrom
-	}
-	results, err := p.bus.Backup.OrderedConsumer(ctx, bus.ResultStream, cfg)
-	if err != nil {
-		return nil, err
-	}
-	// The confirmation may have come before we started listening.
-	if st, err := p.book.Get(ctx, m.Image); err != nil {
-		return nil, err
-	} else if st != nil && st.SourceImageID == m.SourceImageID && st.HasConfirmed(m.ToSnap) {
-		return st, nil
-	}
-	msgs, err := results.Messages()
-	if err != nil {
-		return nil, err
-	}
-	defer msgs.Stop()
-	go func() { <-ctx.Done(); msgs.Stop() }()
-	for {
-		msg, err := msgs.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, err
-		}
-		var r struct {
-			ferry.BackupFailure
-		}
-		if err := json.Unmarshal(msg.Data(), &r); err != nil || r.BackupID != m.BackupID {
-			continue
-		}
-		if r.Error == "" { // a confirmation
-			return p.book.Get(ctx, m.Image)
-		}
-		if len(r.MissingChunks) == 0 {
-			// The consumer reports only what it gave up on (retries stay quiet).
-			return nil, fmt.Errorf("%w on %s: %s", ErrGivenUp, m.BackupID, r.Error)
-		}
-		p.log.Warn("backup site lost chunks; sending them again", "image", m.Image.AtSnap("").String(), "snapshot", m.ToSnap, "backup_id", m.BackupID, "chunks", len(r.MissingChunks))
-		if _, err := p.Backup(ctx, ferry.SnapshotEvent{Image: m.Image, Consistency: m.Consistency, Resync: m.Resync, ForceRollback: m.ForceRollback, Created: m.Created}, nil); err != nil {
-			return nil, fmt.Errorf("resend chunks of %s: %w", m.BackupID, err)
-		}
-	}
 }

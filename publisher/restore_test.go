@@ -111,7 +111,7 @@ func (s *sites) stopPublisherDaemon() {
 
 // backupNow is `ferry backup` without pruning: snapshot, send, wait for the
 // backup site; the backup snapshot must read back as the source's.
-func (s *sites) backupNow(img ferry.ImageSpec) *ferry.Manifest {
+func (s *sites) backupNow(img ferry.ImageSpec) *publisher.Sent {
 	s.t.Helper()
 	now := time.Now().UTC()
 	ev := ferry.SnapshotEvent{Image: img.AtSnap(ferry.NewSnapshotName(now)), Consistency: ferry.CrashConsistent, Created: now}

@@ -77,24 +77,13 @@ func (p *Publisher) handleEvent(ctx context.Context, msg jetstream.Msg) {
 
 func (p *Publisher) handleResult(ctx context.Context, msg jetstream.Msg) {
 	defer func() { _ = msg.Ack() }()
-	var r ferry.BackupFailure // a confirmation parses as one without Error
-	if err := json.Unmarshal(msg.Data(), &r); err != nil {
+	r, err := bus.DecodeResult(msg.Subject(), msg.Data())
+	if err != nil {
+		p.log.Error("backup result dropped", "subject", msg.Subject(), "error", err)
 		return
 	}
-	if r.Error == "" {
-		if _, err := p.Prune(ctx, r.Image); err != nil {
-			p.log.Error("prune failed", "image", r.Image.String(), "error", err)
-		}
-		return
-	}
-	if len(r.MissingChunks) == 0 { // given up
-		if _, err := p.DropGivenUp(ctx, r.Image); err != nil {
-			p.log.Error("cannot remove the source snapshot of a backup the backup site gave up", "image", r.Image.AtSnap("").String(), "snapshot", r.Image.Snap, "error", err)
-		}
-		return
-	}
-	p.log.Warn("backup site lost chunks; sending them again", "image", r.Image.AtSnap("").String(), "backup_id", r.BackupID, "chunks", len(r.MissingChunks))
-	if _, err := p.Backup(ctx, ferry.SnapshotEvent{Image: r.Image, Created: time.Now()}, nil); err != nil && !errors.Is(err, ErrAlreadyConfirmed) {
-		p.log.Error("resend failed", "image", r.Image.AtSnap("").String(), "backup_id", r.BackupID, "error", err)
+	if _, err := p.onResult(ctx, r); err != nil {
+		p.log.Error("cannot act on the backup site's result", "image", r.Image.AtSnap("").String(), "snapshot", r.Image.Snap,
+			"backup_id", r.BackupID, "result", r.Kind, "error", err)
 	}
 }

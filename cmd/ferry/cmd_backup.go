@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -61,53 +59,21 @@ A consumer must be running at the backup site (ferry consumer run).`,
 				return err
 			}
 
-			now := time.Now().UTC()
-			ev := ferry.SnapshotEvent{Image: img.AtSnap(ferry.NewSnapshotName(now)), Consistency: ferry.CrashConsistent, Resync: resync, ForceRollback: rollback, Created: now}
+			o := publisher.OnceOptions{Resync: resync, ForceRollback: rollback, NoWait: noWait, Timeout: timeout,
+				UI: backupUI{noProgress: noProgress}}
 			if quiesced {
-				ev.Consistency = ferry.Quiesced
+				o.Consistency = ferry.Quiesced
 			}
-			if err := cluster.CreateSnapshot(ev.Image); err != nil {
-				return err
-			}
-			meter := progress.NewMeter("Sending "+ev.Image.String(), progress.StderrIfTerminal(noProgress), 200*time.Millisecond)
-			m, err := pub.Backup(ctx, ev, meter)
-			meter.Finish()
+			start := time.Now()
+			once, err := pub.BackupOnce(ctx, img, o)
 			if err != nil {
-				// The backup did not finish, so the backup site drops it (its
-				// feed said so, or falls silent): nothing there needs the snapshot.
-				if rmErr := cluster.RemoveSnapshot(ev.Image); rmErr != nil {
-					log.Warn("could not remove the unused snapshot", "snapshot", ev.Image.String(), "error", rmErr)
-				}
 				return err
 			}
 			if noWait {
-				fmt.Fprintf(os.Stdout, "sent %s; not waiting for the backup site (--no-wait)\n", m.BackupID)
+				fmt.Fprintf(os.Stdout, "sent %s; not waiting for the backup site (--no-wait)\n", once.Sent.BackupID)
 				return nil
 			}
-			wctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			if !noProgress {
-				fmt.Fprintf(os.Stderr, "Waiting for the backup site to apply %s...\n", ev.Image)
-			}
-			st, err := pub.WaitConfirmed(wctx, m)
-			if errors.Is(err, context.DeadlineExceeded) {
-				return fmt.Errorf("the backup site did not confirm %s within %s; is `ferry consumer run` running there? (the backup stays queued and will be applied when it is)", ev.Image, timeout)
-			}
-			if errors.Is(err, publisher.ErrGivenUp) {
-				// Nothing will read the snapshot now; left, it costs the image
-				// write performance.
-				if _, rmErr := pub.DropGivenUp(ctx, ev.Image); rmErr != nil {
-					log.Warn("could not remove the snapshot of the backup the backup site gave up", "snapshot", ev.Image.String(), "error", rmErr)
-				}
-			}
-			if err != nil {
-				return err
-			}
-			pruned, err := pub.Prune(ctx, img)
-			if err != nil {
-				return fmt.Errorf("backup confirmed, but pruning failed: %w", err)
-			}
-			printSummary(os.Stdout, m, st, pruned, time.Since(now))
+			printSummary(os.Stdout, once.Sent, once.State, once.Pruned, time.Since(start))
 			return nil
 		},
 	}
@@ -117,14 +83,14 @@ A consumer must be running at the backup site (ferry consumer run).`,
 	cmd.Flags().BoolVar(&resync, "resync", false, "send a full backup and start a new chain at the backup site (the old backup image is kept)")
 	cmd.Flags().BoolVar(&rollback, "force-rollback", false, "let the backup site discard writes made to the backup image outside Ferry (it refuses to apply on top of them otherwise)")
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the backup is queued, without waiting for the backup site")
-	cmd.Flags().DurationVar(&timeout, "timeout", time.Hour, "how long to wait for the backup site's confirmation")
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Hour, "how long to wait for the backup site's confirmation (0: no limit)")
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "do not show progress")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log each step")
 	cmd.Flags().BoolVar(&quiesced, "quiesced", false, "record the snapshot as quiesced (the caller froze the guest's filesystems)")
 	return cmd
 }
 
-func printSummary(w io.Writer, m *ferry.Manifest, st *ferry.ImageState, pruned []string, took time.Duration) {
+func printSummary(w io.Writer, m *publisher.Sent, st *ferry.ImageState, pruned []string, took time.Duration) {
 	s := m.Stats
 	kind := "full"
 	if m.FromSnap != "" {
@@ -143,6 +109,20 @@ func printSummary(w io.Writer, m *ferry.Manifest, st *ferry.ImageState, pruned [
 	}
 	if len(pruned) > 0 {
 		fmt.Fprintf(w, "  pruned:       %s (source keeps %s as the next base)\n", strings.Join(pruned, ", "), m.ToSnap)
+	}
+}
+
+// backupUI draws ferry backup's progress on stderr.
+type backupUI struct{ noProgress bool }
+
+func (u backupUI) Sending(snap ferry.ImageSpec) (progress.Reporter, func()) {
+	meter := progress.NewMeter("Sending "+snap.String(), progress.StderrIfTerminal(u.noProgress), 200*time.Millisecond)
+	return meter, meter.Finish
+}
+
+func (u backupUI) Waiting(snap ferry.ImageSpec) {
+	if !u.noProgress {
+		fmt.Fprintf(os.Stderr, "Waiting for the backup site to apply %s...\n", snap)
 	}
 }
 

@@ -18,7 +18,7 @@ func TestCompressIsStandardGzip(t *testing.T) {
 		random[i] = byte(r.Uint32())
 	}
 	text := bytes.Repeat([]byte("ferry carries backups across the water; "), 100000)
-	s := &Store{level: 6}
+	s := &Store{level: DefaultLevel}
 	for name, tc := range map[string]struct {
 		raw    []byte
 		shrink bool
@@ -50,7 +50,7 @@ func TestCompressIsStandardGzip(t *testing.T) {
 
 func TestDecodeRejectsCorruption(t *testing.T) {
 	raw := bytes.Repeat([]byte("abc"), 5000)
-	s := &Store{level: 6}
+	s := &Store{level: DefaultLevel}
 	var buf bytes.Buffer
 	if err := s.compress(&buf, raw); err != nil {
 		t.Fatal(err)

@@ -73,7 +73,7 @@ func TestDiffRoundTrip(t *testing.T) {
 func testDiffRoundTrip(t *testing.T, chunkSize uint64) {
 	c := bustest.Conn(t)
 	ctx := context.Background()
-	store, err := Open(ctx, c.Backup, 6)
+	store, err := Open(ctx, c.Backup)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func testDiffRoundTrip(t *testing.T, chunkSize uint64) {
 func TestDiffReaderReusesBuffers(t *testing.T) {
 	c := bustest.Conn(t)
 	ctx := context.Background()
-	store, err := Open(ctx, c.Backup, 6)
+	store, err := Open(ctx, c.Backup)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func readDiff(t *testing.T, store *Store, header rbddiff.Header, pages []string,
 // to-snapshot over half the data).
 func TestDiffReaderCancelledIsNotTheEnd(t *testing.T) {
 	c := bustest.Conn(t)
-	store, err := Open(context.Background(), c.Backup, 6)
+	store, err := Open(context.Background(), c.Backup)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,12 +61,12 @@ type Store struct {
 	level  int
 }
 
-// Open opens the chunk stream (which bus.SetupBackup creates). level is the
-// gzip level used for new chunks (1-9; pgzip, standard gzip output).
-func Open(ctx context.Context, js jetstream.JetStream, level int) (*Store, error) {
-	if level < pgzip.BestSpeed || level > pgzip.BestCompression {
-		return nil, fmt.Errorf("compression level %d: want 1 (fastest) to 9 (smallest)", level)
-	}
+// DefaultLevel is the gzip level of new chunks unless SetLevel says otherwise.
+const DefaultLevel = 6
+
+// Open opens the chunk stream (which bus.SetupBackup creates). New chunks
+// are compressed at DefaultLevel.
+func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	st, err := js.Stream(ctx, bus.ChunkStream)
 	if err != nil {
 		return nil, fmt.Errorf("open chunk stream %s: %w (is the backup site's consumer set up? it creates the streams)", bus.ChunkStream, err)
@@ -75,7 +75,20 @@ func Open(ctx context.Context, js jetstream.JetStream, level int) (*Store, error
 	if err != nil {
 		return nil, fmt.Errorf("open chunk index %s: %w", bus.ChunkIndexBucket, err)
 	}
-	return &Store{js: js, stream: st, index: index, level: level}, nil
+	return &Store{js: js, stream: st, index: index, level: DefaultLevel}, nil
+}
+
+// SetLevel sets the gzip level of new chunks (1-9; pgzip, standard gzip
+// output), before the store is used; 0 keeps DefaultLevel.
+func (s *Store) SetLevel(level int) error {
+	if level == 0 {
+		return nil
+	}
+	if level < pgzip.BestSpeed || level > pgzip.BestCompression {
+		return fmt.Errorf("compression level %d: want 1 (fastest) to 9 (smallest)", level)
+	}
+	s.level = level
+	return nil
 }
 
 func subject(hash string) string { return bus.ChunkSubject + "." + hash }

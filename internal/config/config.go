@@ -15,6 +15,8 @@ package config
 import (
 	"fmt"
 	"time"
+
+	"github.com/ferry-dr/ferry/internal/chunk"
 )
 
 // DefaultPath is read when no --config or $FERRY_CONFIG names a file, if it exists.
@@ -80,7 +82,7 @@ type Log struct {
 func Default() Config {
 	return Config{
 		NATS:      NATS{URL: "nats://127.0.0.1:4222"},
-		Publisher: Publisher{ChunkSize: 4 << 20, CompressionLevel: 6},
+		Publisher: Publisher{ChunkSize: 4 << 20, CompressionLevel: chunk.DefaultLevel},
 		Consumer:  Consumer{Site: "backup", BaseWait: 30 * time.Minute},
 		Log:       Log{Level: "info"},
 	}

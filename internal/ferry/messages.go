@@ -57,8 +57,11 @@ type Extent struct {
 	ChunkOff uint64 `json:"co,omitempty"` // offset of this extent's bytes in the chunk
 }
 
-// Manifest describes one backup: the diff from FromSnap to ToSnap of a
-// source image, as extents whose data lives in content-addressed chunks.
+// Manifest is the message that announces one backup: the diff from
+// FromSnap to ToSnap of a source image, as extents whose data lives in
+// content-addressed chunks. It is sent before the data, and neither side
+// changes it afterwards: what only the end of the sending brings is a
+// BackupEnd.
 type Manifest struct {
 	BackupID      string    `json:"backup_id"` // also the Nats-Msg-Id: a retry is never applied twice
 	Image         ImageSpec `json:"image"`     // source image, Snap = ToSnap
@@ -67,17 +70,15 @@ type Manifest struct {
 	ToSnap        string    `json:"to_snap"`
 	Size          uint64    `json:"size"`
 	ChunkSize     uint64    `json:"chunk_size"`
-	// ExtentPages address the pages (chunks of JSON []Extent) that list the
-	// backup's extents in ascending order.
-	ExtentPages []string `json:"extent_pages"`
-	ExtentCount int      `json:"extent_count"`
-	// The publisher sends the manifest before the data, with FeedSeq set:
-	// the extent pages follow on the feed (package feed) from that stream
-	// sequence on, and ExtentPages, ExtentCount and Stats come with the
-	// feed's end. A manifest with its pages listed has FeedSeq 0.
+	// The extent pages follow on the feed (package feed) from stream
+	// sequence FeedSeq on, and the feed's end brings the BackupEnd.
 	// FeedAttempt names the publisher's try of this backup.
-	FeedSeq     uint64      `json:"feed_seq,omitempty"`
-	FeedAttempt string      `json:"feed_attempt,omitempty"`
+	FeedSeq     uint64 `json:"feed_seq,omitempty"`
+	FeedAttempt string `json:"feed_attempt,omitempty"`
+	// Complete, in place of a feed, carries the BackupEnd in a manifest
+	// sent again after its feed is gone (by hand, or by a test): it is
+	// applied while its chunks last.
+	Complete    *BackupEnd  `json:"complete,omitempty"`
 	Consistency Consistency `json:"consistency,omitempty"`
 	Resync      bool        `json:"resync,omitempty"`
 	// ForceRollback: see SnapshotEvent.
@@ -85,16 +86,22 @@ type Manifest struct {
 	Created       time.Time `json:"created"`
 	VolumeID      string    `json:"volume_id,omitempty"`
 	InstanceID    string    `json:"instance_id,omitempty"`
-	// Figures of the publisher's side, for the summary and the status.
-	Stats BackupStats `json:"stats"`
-	// ResultsFrom is the first FERRY_RESULTS sequence that can answer this
-	// try: set by the publisher that sent it, for its wait; never sent.
-	ResultsFrom uint64 `json:"-"`
 }
 
 // MessageID is the manifest's Nats-Msg-Id: a retried publish of the same
 // try is dropped; a new try (after a crash, or to resend lost chunks) is not.
 func (m *Manifest) MessageID() string { return m.BackupID + "#" + m.FeedAttempt }
+
+// BackupEnd is what the end of a backup's feed adds to its manifest, once
+// every page is out.
+type BackupEnd struct {
+	// ExtentPages address the pages (chunks of JSON []Extent) that list the
+	// backup's extents in ascending order.
+	ExtentPages []string `json:"extent_pages"`
+	ExtentCount int      `json:"extent_count"`
+	// Figures of the publisher's side, for the summary and the status.
+	Stats BackupStats `json:"stats"`
+}
 
 // BackupStats are the figures of one backup.
 type BackupStats struct {
@@ -155,20 +162,33 @@ func (s *ImageState) HasConfirmed(name string) bool {
 	return false
 }
 
-// Confirmation tells the source site that a backup is complete.
-type Confirmation struct {
-	BackupID string    `json:"backup_id"`
-	Image    ImageSpec `json:"image"` // source image, Snap = the confirmed snapshot
-	Time     time.Time `json:"time"`
-}
+// ResultKind says what a backup result tells the source site. The subject
+// it travels on says the same (ferry.confirmed.* for confirmations,
+// ferry.failed.* for the other two).
+type ResultKind string
 
-// BackupFailure tells the source site that a backup could not be applied.
-type BackupFailure struct {
-	BackupID string    `json:"backup_id"`
-	Image    ImageSpec `json:"image"`
-	Error    string    `json:"error"`
-	// MissingChunks lists chunks the consumer found missing or corrupt and
-	// removed: the publisher sends them again on its next attempt.
-	MissingChunks []string  `json:"missing_chunks,omitempty"`
-	Time          time.Time `json:"time"`
+const (
+	// ResultConfirmed: the backup site holds the backup's snapshot.
+	ResultConfirmed ResultKind = "confirmed"
+	// ResultGivenUp: the backup site will not apply the backup; Error says why.
+	ResultGivenUp ResultKind = "given_up"
+	// ResultChunksMissing: the backup site found MissingChunks missing or
+	// corrupt and removed them; it applies the backup once they are sent again.
+	ResultChunksMissing ResultKind = "chunks_missing"
+)
+
+// BackupResult is the backup site's word on one backup, for the publisher
+// (pruning, resending) and for `ferry backup` waiting on its backup.
+type BackupResult struct {
+	Kind     ResultKind `json:"kind"`
+	BackupID string     `json:"backup_id"`
+	Image    ImageSpec  `json:"image"` // source image, Snap = the backup's snapshot
+	Error    string     `json:"error,omitempty"`
+	// MissingChunks lists the chunks of a ResultChunksMissing.
+	MissingChunks []string `json:"missing_chunks,omitempty"`
+	// Manifest is the backup as it was sent, so that a resend sends it as
+	// it was (consistency, volume, resync...). Results of an older Ferry
+	// lack it.
+	Manifest *Manifest `json:"manifest,omitempty"`
+	Time     time.Time `json:"time"`
 }

@@ -93,9 +93,8 @@ func kind(man *ferry.Manifest) string {
 	return "incremental"
 }
 
-// BackupSent is the publisher's report of a backup whose manifest is stored.
-func (m *Metrics) BackupSent(man *ferry.Manifest) {
-	s := man.Stats
+// BackupSent is the publisher's report of a backup sent, with its figures.
+func (m *Metrics) BackupSent(man *ferry.Manifest, s ferry.BackupStats) {
 	m.backups.WithLabelValues(RolePublisher, kind(man)).Inc()
 	m.duration.WithLabelValues(RolePublisher).Observe(s.DurationSeconds)
 	m.changed.Add(float64(s.ChangedBytes))
@@ -113,10 +112,10 @@ func (m *Metrics) SendFailed(_ ferry.ImageSpec, reason string) {
 }
 
 // BackupApplied is the consumer's report of a backup applied and confirmed.
-func (m *Metrics) BackupApplied(man *ferry.Manifest, took time.Duration) {
+func (m *Metrics) BackupApplied(man *ferry.Manifest, s ferry.BackupStats, took time.Duration) {
 	m.backups.WithLabelValues(RoleConsumer, kind(man)).Inc()
 	m.duration.WithLabelValues(RoleConsumer).Observe(took.Seconds())
-	m.appliedData.Add(float64(man.Stats.DataBytes))
+	m.appliedData.Add(float64(s.DataBytes))
 }
 
 // ApplyFailed is the consumer's report of a failed attempt; final when it

@@ -12,10 +12,10 @@ import (
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/chunk"
-	"github.com/ferry-dr/ferry/internal/feed"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
+	"github.com/ferry-dr/ferry/internal/ship"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -26,8 +26,8 @@ import (
 //	backup site (SendRestore)                    source site (ApplyRestoreJob,
 //	                                               in the publisher daemon)
 //	checks of the backup side (checkBackup)
-//	export backup snapshot [from COMMON] -> chunk writer: object-aligned
-//	  chunks, SHA-256, skip chunks the site holds, pgzip, store
+//	ship backup snapshot [from COMMON] (internal/ship): chunk writer:
+//	  object-aligned chunks, SHA-256, skip chunks the site holds, pgzip, store
 //	restore job, as soon as the header is known -- FERRY_RESTORES -->  checks of the target
 //	each extent page once stored --------------- FERRY_PAGES ----->    import fed by verified
 //	feed end ----------------------------------- FERRY_PAGES ----->      chunks; snapshot last
@@ -50,7 +50,8 @@ type SendOptions struct {
 	// restore (failback) ships only the changes since FromSnap.
 	FromSnap      string
 	ForceRollback bool
-	// ChunkSize and CompressionLevel of the chunks stored (defaults: 4 MiB, 6).
+	// ChunkSize and CompressionLevel of the chunks stored (defaults: 4 MiB,
+	// chunk.DefaultLevel).
 	ChunkSize        uint64
 	CompressionLevel int
 }
@@ -89,12 +90,8 @@ func (e *OutcomeError) Error() string { return "the source site: " + e.Outcome.E
 // Progress counts the bytes exported. If the source site refuses the job
 // meanwhile, the export stops and the refusal is returned as *OutcomeError.
 func SendRestore(ctx context.Context, o SendOptions, p progress.Reporter) (*RemoteRestore, error) {
-	start := time.Now()
 	if o.ChunkSize == 0 {
 		o.ChunkSize = defaultRestoreChunkSize
-	}
-	if o.CompressionLevel == 0 {
-		o.CompressionLevel = 6
 	}
 	o.Target = o.Target.AtSnap("")
 	src, err := checkBackup(o.Backup, o.Snapshot, o.Target, o.FromSnap)
@@ -105,7 +102,10 @@ func SendRestore(ctx context.Context, o SendOptions, p progress.Reporter) (*Remo
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: fsid of the backup cluster: %w", o.Snapshot, err)
 	}
-	store, err := chunk.Open(ctx, o.Bus.Backup, o.CompressionLevel)
+	store, err := chunk.Open(ctx, o.Bus.Backup)
+	if err == nil {
+		err = store.SetLevel(o.CompressionLevel)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -125,33 +125,18 @@ func SendRestore(ctx context.Context, o SendOptions, p progress.Reporter) (*Remo
 	}
 	rr := &RemoteRestore{Job: job, outcome: outcome, stop: stopWatch}
 
-	var pages *feed.Writer
-	w := chunk.NewDiffWriter(exportCtx, store, chunk.WriterOptions{
-		ChunkSize: o.ChunkSize,
-		OnHeader: func(h rbddiff.Header) error {
-			rr.Job.Size, rr.Job.Protected = h.Size, h.Protected
-			var err error // this closure's own: Export's result is set below
-			if pages, err = feed.Start(exportCtx, o.Bus.Backup, restoreFeedImage(o.Target), job.ID); err != nil {
-				return err
-			}
-			rr.Job.FeedSeq, rr.Job.FeedAttempt = pages.Seq(), pages.Attempt()
+	sh, err := ship.Ship(exportCtx, ship.Options{
+		Cluster: o.Backup, Export: ceph.ExportOptions{Image: o.Snapshot, FromSnap: o.FromSnap},
+		Store: store, ChunkSize: o.ChunkSize,
+		Feed: o.Bus.Backup, FeedImage: restoreFeedImage(o.Target), ID: job.ID,
+		Announce: func(h rbddiff.Header, seq uint64, attempt string) error {
+			rr.Job.Size, rr.Job.Protected, rr.Job.FeedSeq, rr.Job.FeedAttempt = h.Size, h.Protected, seq, attempt
 			return publishJob(exportCtx, o.Bus.Backup, &rr.Job)
 		},
-		OnPage: func(hash string) error { return pages.Page(exportCtx, hash) },
+		Progress: p,
 	})
-	_, err = o.Backup.Export(exportCtx, ceph.ExportOptions{Image: o.Snapshot, FromSnap: o.FromSnap}, w, p)
-	ws, storeErr := w.Finish()
-	rr.Stats = SendStats{WriteStats: ws, Duration: time.Since(start)}
-	if err == nil {
-		err = storeErr
-	}
-	if err == nil {
-		err = pages.End(exportCtx, feed.End{Extents: ws.Extents, Stats: ws.BackupStats(rr.Stats.Duration)})
-	}
+	rr.Stats = SendStats{WriteStats: sh.WriteStats, Duration: sh.Duration}
 	if err != nil {
-		if pages != nil {
-			pages.Abort(err)
-		}
 		if exportCtx.Err() != nil && ctx.Err() == nil {
 			// The export was stopped because the source site refused the
 			// job: its answer is the news, not the cancelled export.

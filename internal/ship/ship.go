@@ -1,0 +1,84 @@
+// Package ship sends one snapshot diff from a Ceph cluster to the backup
+// site's chunk store, and its extent pages on a feed as they are stored, so
+// that the receiving side applies it while this side still exports:
+//
+//	export (internal/ceph) -> chunk writer: object-aligned chunks, SHA-256,
+//	  skip chunks the store holds, pgzip, store (internal/chunk) -> once the
+//	  header is known: feed start, then the caller's message naming the feed
+//	  -> each extent page on the feed once stored (internal/feed) -> feed end
+//	  with the figures
+//
+// A backup (publisher) and a restore into the source site
+// (internal/recovery) ship the same way; only the message differs.
+package ship
+
+import (
+	"context"
+	"time"
+
+	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/chunk"
+	"github.com/ferry-dr/ferry/internal/feed"
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/progress"
+	"github.com/ferry-dr/ferry/internal/rbddiff"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options describe one diff to ship.
+type Options struct {
+	Cluster   *ceph.Cluster      // where the diff is exported from
+	Export    ceph.ExportOptions // which diff
+	Store     *chunk.Store
+	ChunkSize uint64
+	Feed      jetstream.JetStream // the domain the feed goes to (the store's)
+	FeedImage ferry.ImageSpec     // whose feed subject carries the pages
+	ID        string              // the backup or restore job the feed is for
+	// Announce publishes the message that names the feed (a manifest, a
+	// restore job), once the diff's header is known and the feed has
+	// started at seq as attempt. Its receiver may start at once.
+	Announce func(h rbddiff.Header, seq uint64, attempt string) error
+	Progress progress.Reporter // counts the bytes exported; nil: nobody
+}
+
+// Stats are what a shipment stored and how long it took.
+type Stats struct {
+	chunk.WriteStats
+	Duration time.Duration // export and store
+}
+
+// Figures are the shipment's figures as a backup reports them.
+func (s Stats) Figures() ferry.BackupStats { return s.BackupStats(s.Duration) }
+
+// Ship exports the diff, stores its chunks and pages, announces it, and
+// ends the feed with the figures. When it fails once the feed has started
+// (ending the feed included), it aborts the feed, so that the receiver stops
+// at once instead of waiting out the silence.
+func Ship(ctx context.Context, o Options) (Stats, error) {
+	start := time.Now()
+	var pages *feed.Writer
+	w := chunk.NewDiffWriter(ctx, o.Store, chunk.WriterOptions{
+		ChunkSize: o.ChunkSize,
+		OnHeader: func(h rbddiff.Header) error {
+			var err error // this closure's own: Export's result is set below
+			if pages, err = feed.Start(ctx, o.Feed, o.FeedImage, o.ID); err != nil {
+				return err
+			}
+			return o.Announce(h, pages.Seq(), pages.Attempt())
+		},
+		OnPage: func(hash string) error { return pages.Page(ctx, hash) },
+	})
+	_, err := o.Cluster.Export(ctx, o.Export, w, o.Progress)
+	ws, storeErr := w.Finish()
+	st := Stats{WriteStats: ws, Duration: time.Since(start)}
+	if err == nil {
+		err = storeErr
+	}
+	if err == nil {
+		err = pages.End(ctx, feed.End{Extents: ws.Extents, Stats: st.Figures()})
+	}
+	if err != nil && pages != nil {
+		pages.Abort(err)
+	}
+	return st, err
+}

@@ -1,0 +1,99 @@
+package publisher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/progress"
+)
+
+// OnceOptions configure BackupOnce.
+type OnceOptions struct {
+	Consistency   ferry.Consistency // "" = ferry.CrashConsistent
+	Resync        bool
+	ForceRollback bool
+	NoWait        bool          // return once the backup is sent
+	Timeout       time.Duration // for the backup site's answer; 0: no bound
+	UI            OnceUI        // nil: nothing shown
+}
+
+// OnceUI shows what BackupOnce is doing; cmd/ferry draws it on a terminal.
+type OnceUI interface {
+	// Sending is told the snapshot taken. It returns where the send reports
+	// its progress, and a func called once the send has ended.
+	Sending(snap ferry.ImageSpec) (progress.Reporter, func())
+	// Waiting is told when the wait for the backup site begins.
+	Waiting(snap ferry.ImageSpec)
+}
+
+// Once is what BackupOnce did.
+type Once struct {
+	Sent   *Sent
+	State  *ferry.ImageState // as the backup site recorded it; nil with NoWait
+	Pruned []string          // source snapshots pruned after the confirmation
+}
+
+// BackupOnce backs up img (its Snap is ignored) now, as `ferry backup`: it
+// takes a Ferry snapshot, sends it, waits until the backup site answers,
+// and acts on the answer as the daemon does (onResult): pruning after a
+// confirmation, removing the snapshot of a backup given up. A snapshot
+// whose send failed is removed too: the backup site drops such a backup
+// (its feed says so, or falls silent), so nothing there needs it.
+func (p *Publisher) BackupOnce(ctx context.Context, img ferry.ImageSpec, o OnceOptions) (*Once, error) {
+	now := time.Now().UTC()
+	ev := ferry.SnapshotEvent{Image: img.AtSnap(ferry.NewSnapshotName(now)), Consistency: o.Consistency,
+		Resync: o.Resync, ForceRollback: o.ForceRollback, Created: now}
+	if ev.Consistency == "" {
+		ev.Consistency = ferry.CrashConsistent
+	}
+	if err := p.ceph.CreateSnapshot(ev.Image); err != nil {
+		return nil, err
+	}
+	var rep progress.Reporter
+	sendDone := func() {}
+	if o.UI != nil {
+		rep, sendDone = o.UI.Sending(ev.Image)
+	}
+	m, err := p.Backup(ctx, ev, rep)
+	sendDone()
+	if err != nil {
+		if rmErr := p.ceph.RemoveSnapshot(ev.Image); rmErr != nil {
+			p.log.Warn("could not remove the unused snapshot", "snapshot", ev.Image.String(), "error", rmErr)
+		}
+		return nil, err
+	}
+	once := &Once{Sent: m}
+	if o.NoWait {
+		return once, nil
+	}
+	if o.UI != nil {
+		o.UI.Waiting(ev.Image)
+	}
+	wctx := ctx
+	if o.Timeout > 0 {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+	}
+	r, err := p.waitResult(wctx, m)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return nil, fmt.Errorf("the backup site did not confirm %s within %s; is `ferry consumer run` running there? (the backup stays queued and will be applied when it is)", ev.Image, o.Timeout)
+	}
+	if err != nil {
+		return nil, err
+	}
+	once.Pruned, err = p.onResult(ctx, r)
+	if r.Kind == ferry.ResultGivenUp && err != nil {
+		p.log.Warn("could not remove the snapshot of the backup the backup site gave up", "snapshot", ev.Image.String(), "error", err)
+	} else if err != nil {
+		return nil, err
+	}
+	once.State, err = p.verdict(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return once, nil
+}

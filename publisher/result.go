@@ -1,0 +1,132 @@
+package publisher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The backup site answers each backup on FERRY_RESULTS. Every answer the
+// source site acts on goes through onResult: the daemon's for all backups
+// (run.go), BackupOnce's for its own.
+
+// onResult acts on a backup result: a confirmation prunes the image's
+// snapshots that are no base any more, a give-up removes the backup's
+// snapshot, and missing chunks are sent again by sending the backup again
+// as it was. It returns the snapshots pruned.
+func (p *Publisher) onResult(ctx context.Context, r ferry.BackupResult) ([]string, error) {
+	switch r.Kind {
+	case ferry.ResultConfirmed:
+		pruned, err := p.Prune(ctx, r.Image)
+		if err != nil {
+			return pruned, fmt.Errorf("backup %s confirmed, but pruning failed: %w", r.BackupID, err)
+		}
+		return pruned, nil
+	case ferry.ResultGivenUp:
+		if _, err := p.DropGivenUp(ctx, r.Image); err != nil {
+			return nil, fmt.Errorf("remove the source snapshot %s of backup %s, which the backup site gave up: %w", r.Image, r.BackupID, err)
+		}
+		return nil, nil
+	case ferry.ResultChunksMissing:
+		p.log.Warn("backup site lost chunks; sending them again", "image", r.Image.AtSnap("").String(), "snapshot", r.Image.Snap, "backup_id", r.BackupID, "chunks", len(r.MissingChunks))
+		if _, err := p.Backup(ctx, resendEvent(r), nil); err != nil && !errors.Is(err, ErrAlreadyConfirmed) {
+			return nil, fmt.Errorf("resend chunks of %s: %w", r.BackupID, err)
+		}
+		return nil, nil
+	}
+	return nil, fmt.Errorf("backup result of %s: unknown kind %q", r.BackupID, r.Kind)
+}
+
+// resendEvent turns the backup a result is about back into the event that
+// sends it again as it was: same snapshot, consistency, identity, resync
+// and force-rollback. A result of an older Ferry lacks its manifest: then
+// only the snapshot is known.
+func resendEvent(r ferry.BackupResult) ferry.SnapshotEvent {
+	m := r.Manifest
+	if m == nil {
+		return ferry.SnapshotEvent{Image: r.Image, Created: time.Now().UTC()}
+	}
+	return ferry.SnapshotEvent{Image: m.Image, Consistency: m.Consistency, Resync: m.Resync, ForceRollback: m.ForceRollback,
+		Created: m.Created, VolumeID: m.VolumeID, InstanceID: m.InstanceID}
+}
+
+// WaitConfirmed waits until the backup site confirms m, resending chunks it
+// reports missing. It returns the state the backup site recorded, or
+// ErrGivenUp. Pruning, and removing the snapshot of a backup given up, are
+// left to the caller (BackupOnce and the daemon do both).
+func (p *Publisher) WaitConfirmed(ctx context.Context, m *Sent) (*ferry.ImageState, error) {
+	r, err := p.waitResult(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	return p.verdict(ctx, r)
+}
+
+// verdict is what a final result means to the backup's sender.
+func (p *Publisher) verdict(ctx context.Context, r ferry.BackupResult) (*ferry.ImageState, error) {
+	if r.Kind == ferry.ResultGivenUp {
+		return nil, fmt.Errorf("%w on %s: %s", ErrGivenUp, r.BackupID, r.Error)
+	}
+	return p.book.Get(ctx, r.Image)
+}
+
+// waitResult waits for the backup site's last word on m, a confirmation or
+// a give-up, and returns it. Reports of missing chunks on the way go through
+// onResult, which sends them again.
+func (p *Publisher) waitResult(ctx context.Context, m *Sent) (ferry.BackupResult, error) {
+	confirmed := ferry.BackupResult{Kind: ferry.ResultConfirmed, BackupID: m.BackupID, Image: m.Image, Manifest: &m.Manifest}
+	// The backup site may answer before Backup returns (it applies while we
+	// send, and refuses at once what it will not apply): read the results
+	// from where they stood when this try's manifest went out. Other
+	// backups' results are skipped.
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{bus.Subject(bus.ConfirmedSubject, m.Image), bus.Subject(bus.FailedSubject, m.Image)},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	}
+	if m.ResultsFrom > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, m.ResultsFrom
+	}
+	results, err := p.bus.Backup.OrderedConsumer(ctx, bus.ResultStream, cfg)
+	if err != nil {
+		return ferry.BackupResult{}, err
+	}
+	// The confirmation may have come before we started listening.
+	if st, err := p.book.Get(ctx, m.Image); err != nil {
+		return ferry.BackupResult{}, err
+	} else if st != nil && st.SourceImageID == m.SourceImageID && st.HasConfirmed(m.ToSnap) {
+		return confirmed, nil
+	}
+	msgs, err := results.Messages()
+	if err != nil {
+		return ferry.BackupResult{}, err
+	}
+	defer msgs.Stop()
+	go func() { <-ctx.Done(); msgs.Stop() }()
+	for {
+		msg, err := msgs.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ferry.BackupResult{}, ctx.Err()
+			}
+			return ferry.BackupResult{}, err
+		}
+		r, err := bus.DecodeResult(msg.Subject(), msg.Data())
+		if err != nil || r.BackupID != m.BackupID {
+			continue
+		}
+		if r.Manifest == nil {
+			r.Manifest = &m.Manifest // an older backup site's result
+		}
+		if r.Kind != ferry.ResultChunksMissing {
+			return r, nil
+		}
+		if _, err := p.onResult(ctx, r); err != nil {
+			return ferry.BackupResult{}, err
+		}
+	}
+}
