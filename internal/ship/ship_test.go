@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/bus/bustest"
 	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/chunk"
 	"github.com/ferry-dr/ferry/internal/feed"
@@ -42,7 +42,7 @@ func (j endRefused) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetst
 func TestShipAbortsWhenTheEndFails(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn := bus.TestConn(t)
+	conn := bustest.Conn(t)
 	store, err := chunk.Open(ctx, conn.Backup)
 	if err != nil {
 		t.Fatal(err)
