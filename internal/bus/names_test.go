@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"regexp"
 	"slices"
 	"strings"
@@ -104,9 +105,9 @@ func TestImageKeysOnJetStream(t *testing.T) {
 	}
 }
 
-func TestCheckSubject(t *testing.T) {
+func TestRefusal(t *testing.T) {
 	img := ferry.ImageSpec{Pool: "p", Image: "a.b", Snap: "s"}
-	if err := bus.CheckSubject(bus.Subject(bus.FailedSubject, img), img, bus.ConfirmedSubject, bus.FailedSubject); err != nil {
+	if err := bus.Refusal(bus.Subject(bus.FailedSubject, img), img, nil, bus.ConfirmedSubject, bus.FailedSubject); err != nil {
 		t.Fatal(err)
 	}
 	for _, subject := range []string{
@@ -114,9 +115,14 @@ func TestCheckSubject(t *testing.T) {
 		bus.Subject(bus.SnapshotSubject, img), // right image, wrong stream
 		bus.ManifestSubject + ".p.a.b",        // the image's name unescaped
 	} {
-		err := bus.CheckSubject(subject, img, bus.ManifestSubject)
-		if err == nil || !strings.Contains(err.Error(), `"p/a.b"`) {
+		err := bus.Refusal(subject, img, nil, bus.ManifestSubject)
+		if !errors.Is(err, ferry.ErrRefused) || !strings.Contains(err.Error(), `"p/a.b"`) {
 			t.Errorf("subject %s for %s: %v", subject, img, err)
 		}
+	}
+	bad := ferry.ImageSpec{Pool: "p", Image: "a/b"}
+	err := bus.Refusal(bus.Subject(bus.ManifestSubject, bad), bad, bad.Validate(), bus.ManifestSubject)
+	if !errors.Is(err, ferry.ErrRefused) || !strings.HasPrefix(err.Error(), `refused: image name "a/b"`) {
+		t.Errorf("bad name: %v", err)
 	}
 }

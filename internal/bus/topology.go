@@ -247,16 +247,21 @@ func ImageKey(img ferry.ImageSpec) string { return keyToken(img.Pool) + "." + ke
 // Subject joins a subject prefix and an image's key.
 func Subject(prefix string, img ferry.ImageSpec) string { return prefix + "." + ImageKey(img) }
 
-// CheckSubject refuses a message received on subject whose body names img,
-// unless subject is the subject of img under one of prefixes: streams,
-// filters, purges and the per-image order all go by the subject, so a
-// message acting on another image than its subject names is never applied.
-func CheckSubject(subject string, img ferry.ImageSpec, prefixes ...string) error {
+// Refusal returns why a message received on subject, whose body acts on
+// img, is refused for good (it wraps ferry.ErrRefused), or nil. valid is the
+// check of the names the body carries (nil: they are fine). The subject must
+// be img's under one of prefixes: streams, filters, purges and the order of
+// one image's messages all go by the subject, so a body that acts on
+// another image than its subject names is never applied.
+func Refusal(subject string, img ferry.ImageSpec, valid error, prefixes ...string) error {
+	if valid != nil {
+		return ferry.Refuse(valid)
+	}
 	for _, prefix := range prefixes {
 		if subject == Subject(prefix, img.AtSnap("")) {
 			return nil
 		}
 	}
-	return fmt.Errorf("the subject %s does not name the image %s of the message (want %s)",
-		strconv.Quote(subject), strconv.Quote(img.AtSnap("").String()), Subject(prefixes[0], img.AtSnap("")))
+	return ferry.Refuse(fmt.Errorf("the subject %s does not name the image %s of the message (want %s)",
+		strconv.Quote(subject), strconv.Quote(img.AtSnap("").String()), Subject(prefixes[0], img.AtSnap(""))))
 }

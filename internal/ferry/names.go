@@ -124,3 +124,16 @@ func (m *Manifest) ValidateNames() error {
 	}
 	return nil
 }
+
+// ValidateNames checks every name j carries: the backup snapshot, the
+// target image and the from-snapshot.
+func (j *RestoreJob) ValidateNames() error {
+	if j.Snapshot.Snap == "" {
+		return errors.New("the restore job names no backup snapshot")
+	}
+	err := errors.Join(j.Snapshot.Validate(), j.Target.Validate())
+	if err == nil && j.FromSnap != "" {
+		err = ValidateSnapName(j.FromSnap)
+	}
+	return err
+}

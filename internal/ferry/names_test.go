@@ -90,7 +90,7 @@ func TestManifestValidateNames(t *testing.T) {
 
 func TestPrintable(t *testing.T) {
 	for in, want := range map[string]string{
-		"plain text, ünïcödé 快照":   "plain text, ünïcödé 快照",
+		"plain text, ünïcödé 快照":  "plain text, ünïcödé 快照",
 		"\x1b[2J\x1b]0;pwned\x07": `\x1b[2J\x1b]0;pwned\a`,
 		"line\nbreak\r\ttab":      `line\nbreak\r\ttab`,
 		"a\u009bb\u202ec\x00":     `a\u009bb\u202ec\x00`,
