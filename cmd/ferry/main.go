@@ -9,9 +9,11 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/spf13/cobra"
 )
 
@@ -52,9 +54,20 @@ func main() {
 	defer stop()
 	go ceph.ReturnFreeMemory(ctx)
 	if err := newRootCommand().ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "ferry:", err)
+		printError("ferry:", err)
 		os.Exit(1)
 	}
+}
+
+// printError writes err to stderr with every line escaped: errors quote
+// names and texts from messages and from the other site, which printed raw
+// could drive the terminal.
+func printError(prefix string, err error) {
+	lines := strings.Split(err.Error(), "\n")
+	for i, line := range lines {
+		lines[i] = ferry.Printable(line)
+	}
+	fmt.Fprintln(os.Stderr, prefix, strings.Join(lines, "\n"))
 }
 
 func newRootCommand() *cobra.Command {
