@@ -172,13 +172,7 @@ func TestBadNamesRefusedAtOnce(t *testing.T) {
 // image, on their first delivery, and sends nothing for them.
 func TestBadSnapshotEventsRefusedAtOnce(t *testing.T) {
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "refused-events"}))
-	logs := &logBuffer{}
-	pub, err := publisher.New(context.Background(), source, p.pubConn, publisher.Options{Log: slog.New(slog.NewJSONHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.pub = pub
-	p.startPublisherDaemon()
+	logs := p.startLoggedPublisherDaemon()
 	ctx := context.Background()
 
 	img := ceph.TestImage(t, source, "real", mib)
@@ -272,4 +266,64 @@ func logRecords(t *testing.T, logs *logBuffer) []logRecord {
 		recs = append(recs, rec)
 	}
 	return recs
+}
+
+// TestForeignResultsAndRestoreJobsRefused: the publisher daemon acts on
+// backup results (removing the source snapshot of a backup given up) and
+// restore jobs (writing into a source image) only when the subject names
+// the image the body acts on. A failure sent on another image's subject
+// used to remove the snapshot of a backup on its way.
+func TestForeignResultsAndRestoreJobsRefused(t *testing.T) {
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "foreign"}))
+	logs := p.startLoggedPublisherDaemon()
+	ctx := context.Background()
+	waitDone(t, p.consConn.Backup, bus.ResultStream, bus.PrunerDurable) // it delivers only what comes after it
+
+	img := ceph.TestImage(t, source, "inflight", mib)
+	inFlight := snapshot(t, img).Image // a backup on its way: nothing confirmed it
+	elsewhere := ferry.ImageSpec{Pool: testbed.Pool, Image: testbed.ImageName(t, "elsewhere")}
+	publish := func(subject string, v any) {
+		if _, err := p.consConn.Backup.Publish(ctx, subject, mustJSON(t, v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(bus.Subject(bus.FailedSubject, elsewhere), ferry.BackupFailure{BackupID: "forged", Image: inFlight, Error: "given up", Time: time.Now()})
+	publish(bus.Subject(bus.RestoreSubject, elsewhere), ferry.RestoreJob{ID: "forged", Snapshot: inFlight, Target: img, Size: mib, Created: time.Now()})
+	waitDone(t, p.consConn.Backup, bus.ResultStream, bus.PrunerDurable)
+	waitDone(t, p.consConn.Backup, bus.RestoreStream, bus.RestorerDurable)
+
+	if snaps := ceph.TestSnapshotNames(t, source, img); !slices.Contains(snaps, inFlight.Snap) {
+		t.Fatalf("a failure sent on %s removed %s (left %v)", elsewhere, inFlight, snaps)
+	}
+	results, err := p.consConn.Backup.Stream(ctx, bus.ResultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := results.CachedInfo().State.Msgs; n != 1 {
+		t.Fatalf("%d results, want only the forged failure: the refused job has no outcome", n)
+	}
+	want := map[string]bool{"backup result refused; ignoring it": true, "restore job refused; dropping it": true}
+	for _, rec := range logRecords(t, logs) {
+		if !want[rec.Msg] || !strings.Contains(rec.Error, "does not name the image") {
+			t.Errorf("log line %+v: want the refusals only", rec)
+		}
+		delete(want, rec.Msg)
+	}
+	if len(want) != 0 {
+		t.Errorf("not logged: %v", want)
+	}
+}
+
+// startLoggedPublisherDaemon runs the publisher daemon with its log lines
+// (JSON) kept for the test.
+func (p *pipeline) startLoggedPublisherDaemon() *logBuffer {
+	p.t.Helper()
+	logs := &logBuffer{}
+	pub, err := publisher.New(context.Background(), source, p.pubConn, publisher.Options{Log: slog.New(slog.NewJSONHandler(logs, nil))})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.pub = pub
+	p.startPublisherDaemon()
+	return logs
 }
