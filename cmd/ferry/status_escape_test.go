@@ -60,3 +60,15 @@ func TestStatusEscapesControlCharacters(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupSummaryEscapesSnapshotNames: ferry backup's summary lists the
+// backup image's snapshots from the state, escaped.
+func TestBackupSummaryEscapesSnapshotNames(t *testing.T) {
+	var out bytes.Buffer
+	m := &ferry.Manifest{Image: ferry.ImageSpec{Pool: "rbd", Image: "vm", Snap: "ferry-2"}, ToSnap: "ferry-2"}
+	st := &ferry.ImageState{BackupImage: ferry.ImageSpec{Pool: "rbd", Image: "vm"}, Confirmed: []string{"op\x1b[2J", "ferry-2"}}
+	printSummary(&out, m, st, nil, 0)
+	if strings.Contains(out.String(), "\x1b") || !strings.Contains(out.String(), `op\x1b[2J, ferry-2`) {
+		t.Fatalf("summary:\n%q", out.String())
+	}
+}
