@@ -155,6 +155,10 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	if err := bus.Refusal(msg.Subject(), m.Image, m.ValidateNames(), bus.ManifestSubject); err != nil {
+		c.refuse(ctx, msg, &m, err)
+		return
+	}
 	meta, err := msg.Metadata()
 	attempt := 1
 	if err == nil {

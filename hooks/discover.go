@@ -104,6 +104,11 @@ func rbdDisk(d libvirtxml.DomainDisk) (Disk, error) {
 		return Disk{}, fmt.Errorf("disk %s: rbd source %q: want pool/image (namespaces are not supported)", disk.Target, n.Name)
 	}
 	disk.Image = ferry.ImageSpec{Pool: parts[0], Image: parts[1]}
+	// Refused here, before a snapshot: the publisher would refuse its event,
+	// and nothing would ever prune the snapshot.
+	if err := disk.Image.Validate(); err != nil {
+		return Disk{}, fmt.Errorf("disk %s: rbd source: %w; Ferry cannot back up this VM", disk.Target, err)
+	}
 	for _, h := range n.Hosts {
 		if h.Name == "" {
 			continue

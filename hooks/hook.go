@@ -39,6 +39,11 @@ func RunHook(args []string, stdin io.Reader, o HookOptions) error {
 	// The goroutine may outlive RunHook when stdin or NATS stalls; the
 	// process exits right after, which ends it.
 	go func() {
+		defer func() { // a panic here would exit 2, past RunHook's caller
+			if r := recover(); r != nil {
+				done <- fmt.Errorf("hook notice for %s %s: panic: %v", n.Domain, n.Op, r)
+			}
+		}()
 		n.UUID, n.InstanceID = identityFromXML(stdin)
 		done <- SendNotice(n, o.Notice)
 	}()

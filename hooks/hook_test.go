@@ -48,9 +48,17 @@ func ferryBinary(t testing.TB) string {
 // stderr and run time. A hook that never returns fails the test.
 func runHook(t testing.TB, natsURL, host string, stdin []byte, args ...string) (int, string, time.Duration) {
 	t.Helper()
+	return runHookEnv(t, nil, stdin, append(args, "--nats", natsURL, "--host", host)...)
+}
+
+// runHookEnv is runHook with variables added to the environment and only
+// the arguments given.
+func runHookEnv(t testing.TB, env []string, stdin []byte, args ...string) (int, string, time.Duration) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, ferryBinary(t), append(append([]string{"hook"}, args...), "--nats", natsURL, "--host", host)...)
+	cmd := exec.CommandContext(ctx, ferryBinary(t), append([]string{"hook"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -132,13 +140,16 @@ func TestHookExitsZeroWhenNATSIsDown(t *testing.T) {
 	}
 }
 
-func TestHookNoticeArrives(t *testing.T) {
+// listenForNotices starts a NATS server and subscribes to the notices of a
+// new host there; it returns the server's URL, the host and the subscription.
+func listenForNotices(t *testing.T) (string, string, *nats.Subscription) {
+	t.Helper()
 	srv, _ := startNATS(t)
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	host := "hv-" + newUUID(t)[:8]
 	sub, err := nc.SubscribeSync(NoticeSubject(host, ">"))
 	if err != nil {
@@ -147,8 +158,13 @@ func TestHookNoticeArrives(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	return srv.ClientURL(), host, sub
+}
+
+func TestHookNoticeArrives(t *testing.T) {
+	url, host, sub := listenForNotices(t)
 	v := testVM{name: "vm-notice", uuid: newUUID(t), nova: true}
-	code, stderr, _ := runHook(t, srv.ClientURL(), host, []byte(v.xml()), "qemu", v.name, "release", "end", "-")
+	code, stderr, _ := runHook(t, url, host, []byte(v.xml()), "qemu", v.name, "release", "end", "-")
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}

@@ -48,6 +48,11 @@ func (p *Publisher) handleRestore(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	if err := bus.Refusal(msg.Subject(), job.Target, job.ValidateNames(), bus.RestoreSubject); err != nil {
+		p.log.Error("restore job refused; dropping it", "subject", msg.Subject(), "job", job.ID, "error", err)
+		_ = msg.Term()
+		return
+	}
 	log := p.log.With("job", job.ID, "snapshot", job.Snapshot.String(), "target", job.Target.String(), "from_snap", job.FromSnap)
 	var out ferry.RestoreOutcome
 	if meta, err := msg.Metadata(); err == nil && meta.NumDelivered > 1 {

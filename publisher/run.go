@@ -57,6 +57,11 @@ func (p *Publisher) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	if err := bus.Refusal(msg.Subject(), ev.Image, ev.Image.Validate(), bus.SnapshotSubject); err != nil {
+		p.log.Error("snapshot event refused; dropping it", "subject", msg.Subject(), "error", err)
+		_ = msg.Term()
+		return
+	}
 	stop := bus.KeepAlive(msg, 20*time.Second)
 	_, err := p.Backup(ctx, ev, nil)
 	stop()
@@ -80,6 +85,10 @@ func (p *Publisher) handleResult(ctx context.Context, msg jetstream.Msg) {
 	r, err := bus.DecodeResult(msg.Subject(), msg.Data())
 	if err != nil {
 		p.log.Error("backup result dropped", "subject", msg.Subject(), "error", err)
+		return
+	}
+	if err := bus.Refusal(msg.Subject(), r.Image, r.Image.Validate(), bus.ConfirmedSubject, bus.FailedSubject); err != nil {
+		p.log.Error("backup result refused; ignoring it", "subject", msg.Subject(), "error", err)
 		return
 	}
 	if _, err := p.onResult(ctx, r); err != nil {

@@ -105,7 +105,8 @@ func printSummary(w io.Writer, m *publisher.Sent, st *ferry.ImageState, pruned [
 		ratio(s.DataBytes, s.RawBytesSent), ratio(s.RawBytesSent, s.BytesSent-s.ExtentBytesSent), ratio(s.DataBytes, s.BytesSent))
 	fmt.Fprintf(w, "  duration:     %s (sending %s)\n", took.Round(10*time.Millisecond), time.Duration(s.DurationSeconds*float64(time.Second)).Round(10*time.Millisecond))
 	if st != nil {
-		fmt.Fprintf(w, "  backup image: %s, snapshots %s\n", st.BackupImage, strings.Join(st.Confirmed, ", "))
+		// From the state: whatever the backup image holds, escaped.
+		fmt.Fprintf(w, "  backup image: %s, snapshots %s\n", ferry.Printable(st.BackupImage.String()), ferry.Printable(strings.Join(st.Confirmed, ", ")))
 	}
 	if len(pruned) > 0 {
 		fmt.Fprintf(w, "  pruned:       %s (source keeps %s as the next base)\n", strings.Join(pruned, ", "), m.ToSnap)

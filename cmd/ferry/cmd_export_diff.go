@@ -40,6 +40,11 @@ An existing PATH is never overwritten, and PATH appears only once the diff is co
 			if format != 1 && format != 2 {
 				return fmt.Errorf("--export-format %d: want 1 or 2", format)
 			}
+			if fromSnap != "" {
+				if err := ferry.ValidateSnapName(fromSnap); err != nil {
+					return fmt.Errorf("--from-snap: %w", err)
+				}
+			}
 			cluster, err := cf.connect()
 			if err != nil {
 				return err

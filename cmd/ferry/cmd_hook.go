@@ -21,19 +21,24 @@ func newHookCommand() *cobra.Command {
 		Long: `Run by libvirtd as /etc/libvirt/hooks/qemu.d/ferry, synchronously, with the domain XML on
 stdin. It only publishes a notice on ferry.hook.<host>.<op> for the agent and never calls back
 into libvirt. It exits 0 within --budget even when NATS is down; problems go to stderr.`,
-		Annotations:        map[string]string{lenientConfig: "1"},
-		Args:               cobra.MinimumNArgs(2),
+		Annotations:        map[string]string{lenientConfig: "1", alwaysExitsZero: "1"},
+		Args:               cobra.ArbitraryArgs, // RunHook says what is missing
 		DisableFlagParsing: false,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			err := hooks.RunHook(args, os.Stdin, hooks.HookOptions{
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("panic: %v", r)
+				}
+				if err != nil {
+					printError("ferry hook:", err)
+				}
+				err = nil // libvirtd must never see the hook fail because of Ferry
+			}()
+			return hooks.RunHook(args, os.Stdin, hooks.HookOptions{
 				Host:   host,
 				Notice: hooks.NoticeOptions{URL: nf.url, Creds: nf.creds, Timeout: budget * 3 / 4},
 				Budget: budget,
 			})
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "ferry hook:", err)
-			}
-			return nil // libvirtd must never see the hook fail because of Ferry
 		},
 	}
 	hostname, _ := os.Hostname()

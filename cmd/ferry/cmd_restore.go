@@ -56,6 +56,11 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 			if forceRollback && fromSnap == "" {
 				return fmt.Errorf("--force-rollback only applies with --from-snap")
 			}
+			if fromSnap != "" {
+				if err := ferry.ValidateSnapName(fromSnap); err != nil {
+					return fmt.Errorf("--from-snap: %w", err)
+				}
+			}
 			toSource, targetSpec, err := parseRestoreTarget(target)
 			if err != nil {
 				return err

@@ -81,7 +81,7 @@ are never touched. Without --yes this is a dry run.`,
 				fmt.Fprintf(tw, "%s\t%s\tremove\n", s.Name, s.Time.UTC().Format(time.RFC3339))
 			}
 			for _, n := range res.NotFerrys {
-				fmt.Fprintf(tw, "%s\t-\tnot Ferry's, left alone\n", n)
+				fmt.Fprintf(tw, "%s\t-\tnot Ferry's, left alone\n", ferry.Printable(n)) // anybody's name
 			}
 			if ferr := tw.Flush(); err == nil {
 				err = ferr

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ferry"
@@ -54,34 +55,33 @@ func newStatusCommand() *cobra.Command {
 				if !s.LastSuccess.IsZero() {
 					age = time.Since(s.LastSuccess).Round(time.Second).String()
 				}
-				last := s.LastSnapshot
-				if last == "" {
-					last = "-"
-				}
-				errText := s.LastError
+				// Every text here comes from messages and the state:
+				// printed raw, a name or error could drive the terminal.
+				errText := ferry.Printable(s.LastError)
 				if len(errText) > 80 {
-					errText = errText[:77] + "..."
+					errText = truncate(errText, 77) + "..."
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Image, s.Status, last, age, orDash(string(s.Consistency)), orDash(errText))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ferry.Printable(s.Image.String()), ferry.Printable(string(s.Status)),
+					orDash(ferry.Printable(s.LastSnapshot)), age, orDash(ferry.Printable(string(s.Consistency))), orDash(errText))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
 			}
 			// A failed backup's error ends with what to do; the table cuts it.
 			for _, s := range states {
-				if s.Status == ferry.StatusFailed && len(s.LastError) > 80 {
-					fmt.Fprintf(out, "\n%s: %s\n", s.Image, s.LastError)
+				if errText := ferry.Printable(s.LastError); s.Status == ferry.StatusFailed && len(errText) > 80 {
+					fmt.Fprintf(out, "\n%s: %s\n", ferry.Printable(s.Image.String()), errText)
 				}
 			}
 			// Which consumer applies the backups: with standbys, the one to look at.
 			active, err := bus.LockHolder(cmd.Context(), conn.Backup, bus.ConsumerLock)
 			switch {
 			case err != nil:
-				fmt.Fprintf(out, "\nactive consumer: unknown (%v)\n", err)
+				fmt.Fprintf(out, "\nactive consumer: unknown (%s)\n", ferry.Printable(err.Error()))
 			case active == "":
 				fmt.Fprintln(out, "\nactive consumer: none (is `ferry consumer run` running at the backup site?)")
 			default:
-				fmt.Fprintf(out, "\nactive consumer: %s\n", active)
+				fmt.Fprintf(out, "\nactive consumer: %s\n", ferry.Printable(active))
 			}
 			return nil
 		},
@@ -97,4 +97,15 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// truncate cuts s to at most n bytes, on a character boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

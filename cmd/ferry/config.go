@@ -23,7 +23,7 @@ const selfLoadsConfig = "ferry-config-self"
 
 // lenientConfig marks a command that must run even with a broken
 // configuration (ferry hook: libvirtd must never see it fail); it reports
-// the problem on stderr and goes on with the defaults.
+// each problem on stderr and goes on without the values at fault.
 const lenientConfig = "ferry-config-lenient"
 
 // defaults are what the flags show; the same values config.Load starts from.
@@ -44,11 +44,17 @@ func addConfigFlag(root *cobra.Command) {
 		if cmd.Annotations[selfLoadsConfig] != "" {
 			return nil
 		}
-		l, err := config.Load(configPath(path), os.LookupEnv)
-		if err != nil && cmd.Annotations[lenientConfig] != "" {
-			fmt.Fprintln(os.Stderr, "ferry:", err, "(going on with the defaults)")
+		if cmd.Annotations[lenientConfig] != "" {
+			l, ps := config.LoadLenient(configPath(path), os.LookupEnv)
+			for _, p := range ps {
+				printError("ferry: warning: config:", fmt.Errorf("%s (left out; going on without it)", p))
+			}
+			if err := applyConfig(cmd.Flags(), &l.Config); err != nil {
+				printError("ferry: warning:", err)
+			}
 			return nil
 		}
+		l, err := config.Load(configPath(path), os.LookupEnv)
 		if err != nil {
 			return err
 		}

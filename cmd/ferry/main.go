@@ -9,9 +9,11 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/spf13/cobra"
 )
 
@@ -49,10 +51,32 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go ceph.ReturnFreeMemory(ctx)
-	if err := newRootCommand().ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "ferry:", err)
+	cmd, err := newRootCommand().ExecuteContextC(ctx)
+	if err != nil && cmd != nil && cmd.Annotations[alwaysExitsZero] != "" {
+		// A usage error (a bad flag) never reached RunE, which reports the rest.
+		printError("ferry "+cmd.Name()+":", fmt.Errorf("%w (did nothing; exiting 0 all the same)", err))
+		return
+	}
+	if err != nil {
+		printError("ferry:", err)
 		os.Exit(1)
 	}
+}
+
+// alwaysExitsZero marks a command whose caller must never see it fail
+// (ferry hook: libvirtd treats a failed hook as a failed operation on the
+// VM). Whatever goes wrong, bad flags included, is reported on stderr.
+const alwaysExitsZero = "ferry-always-exits-zero"
+
+// printError writes err to stderr with every line escaped: errors quote
+// names and texts from messages and from the other site, which printed raw
+// could drive the terminal.
+func printError(prefix string, err error) {
+	lines := strings.Split(err.Error(), "\n")
+	for i, line := range lines {
+		lines[i] = ferry.Printable(line)
+	}
+	fmt.Fprintln(os.Stderr, prefix, strings.Join(lines, "\n"))
 }
 
 func newRootCommand() *cobra.Command {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -224,23 +225,36 @@ func SetupBackup(ctx context.Context, js jetstream.JetStream, r Retention) error
 	return nil
 }
 
-// Token makes a pool or image name safe as one subject token (or key part):
-// letters, digits, '-' and '_' stay, everything else becomes ~XX.
-func Token(s string) string {
+// Token makes a name safe as one subject token: letters, digits, '-' and
+// '_' stay, every other byte becomes ~XX (its hex value). Hook and agent
+// subjects and the snapshot part of scrub record names use it; '~' is not
+// allowed in key-value keys, so image keys escape with keyToken.
+func Token(s string) string { return escape(s, '~') }
+
+// keyToken makes a pool or image name safe as one subject token and as one
+// part of a key-value key, which allow only [-/_=.a-zA-Z0-9] and split on
+// '.': letters, digits, '-' and '_' stay, every other byte becomes =XX.
+// '=' itself is escaped too, so two names never share a token, and a name
+// of letters, digits, '-' and '_' keeps the key it always had.
+func keyToken(s string) string { return escape(s, '=') }
+
+// escape keeps letters, digits, '-' and '_' and writes every other byte,
+// mark included, as mark and two hex digits.
+func escape(s string, mark byte) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
 			b.WriteByte(c)
 		} else {
-			fmt.Fprintf(&b, "~%02X", c)
+			fmt.Fprintf(&b, "%c%02X", mark, c)
 		}
 	}
 	return b.String()
 }
 
 // ImageKey is an image's key in the state bucket and its subject suffix.
-func ImageKey(img ferry.ImageSpec) string { return Token(img.Pool) + "." + Token(img.Image) }
+func ImageKey(img ferry.ImageSpec) string { return keyToken(img.Pool) + "." + keyToken(img.Image) }
 
 // Subject joins a subject prefix and an image's key.
 func Subject(prefix string, img ferry.ImageSpec) string { return prefix + "." + ImageKey(img) }
@@ -258,4 +272,23 @@ func PublishSnapshotEvent(ctx context.Context, conn *Conn, ev ferry.SnapshotEven
 		return fmt.Errorf("publish snapshot event for %s: %w", ev.Image, err)
 	}
 	return nil
+}
+
+// Refusal returns why a message received on subject, whose body acts on
+// img, is refused for good (it wraps ferry.ErrRefused), or nil. valid is the
+// check of the names the body carries (nil: they are fine). The subject must
+// be img's under one of prefixes: streams, filters, purges and the order of
+// one image's messages all go by the subject, so a body that acts on
+// another image than its subject names is never applied.
+func Refusal(subject string, img ferry.ImageSpec, valid error, prefixes ...string) error {
+	if valid != nil {
+		return ferry.Refuse(valid)
+	}
+	for _, prefix := range prefixes {
+		if subject == Subject(prefix, img.AtSnap("")) {
+			return nil
+		}
+	}
+	return ferry.Refuse(fmt.Errorf("the subject %s does not name the image %s of the message (want %s)",
+		strconv.Quote(subject), strconv.Quote(img.AtSnap("").String()), Subject(prefixes[0], img.AtSnap(""))))
 }

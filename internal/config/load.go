@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"reflect"
 	"sort"
@@ -31,13 +32,9 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Loaded, error) {
 	l := &Loaded{Config: Default(), Path: path, origins: map[string]string{}}
 	var ps Problems
 	if path != "" {
-		data, err := os.ReadFile(path)
+		data, err := readFile(path)
 		if err != nil {
-			why := err.Error()
-			if errors.Is(err, fs.ErrNotExist) {
-				why = "no such file; write one from the example in the package (ferry.yaml), or leave --config out"
-			}
-			return nil, Problems{{Source: path, Why: why}}
+			return nil, err
 		}
 		ps = append(ps, l.decodeFile(path, data)...)
 	}
@@ -49,6 +46,59 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Loaded, error) {
 		return l, ps
 	}
 	return l, nil
+}
+
+// LoadLenient is Load for a command that must run whatever the
+// configuration holds (ferry hook: libvirtd must never see it fail). A value
+// that does not parse or validate is left out, and only it: the value under
+// it (the file's for a variable, else the default) stays, and the rest
+// applies. It returns the configuration and every problem, for warnings.
+func LoadLenient(path string, lookupEnv func(string) (string, bool)) (*Loaded, Problems) {
+	l := &Loaded{Config: Default(), Path: path, origins: map[string]string{}}
+	var ps Problems
+	if path != "" {
+		if data, err := readFile(path); err != nil {
+			ps = append(ps, err...)
+		} else {
+			ps = append(ps, l.decodeFile(path, data)...)
+		}
+	}
+	ps = append(ps, l.dropInvalid(Default(), nil)...)
+	under, underOrigins := l.Config, maps.Clone(l.origins)
+	ps = append(ps, l.applyEnv(lookupEnv)...)
+	return l, append(ps, l.dropInvalid(under, underOrigins)...)
+}
+
+// dropInvalid puts back the value from under, with its origin, of each key
+// that does not validate, and returns the problems.
+func (l *Loaded) dropInvalid(under Config, underOrigins map[string]string) Problems {
+	ps := l.validate()
+	for _, p := range ps {
+		v, ok := under.field(p.Key)
+		if !ok {
+			continue
+		}
+		cur, _ := l.field(p.Key)
+		cur.Set(v)
+		if o, ok := underOrigins[p.Key]; ok {
+			l.origins[p.Key] = o
+		} else {
+			delete(l.origins, p.Key)
+		}
+	}
+	return ps
+}
+
+func readFile(path string) ([]byte, Problems) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		why := err.Error()
+		if errors.Is(err, fs.ErrNotExist) {
+			why = "no such file; write one from the example in the package (ferry.yaml), or leave --config out"
+		}
+		return nil, Problems{{Source: path, Why: why}}
+	}
+	return data, nil
 }
 
 // Key is one setting: its dotted file key and its environment variable.

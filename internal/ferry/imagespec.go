@@ -18,7 +18,7 @@ type ImageSpec struct {
 
 // ParseImageSpec parses POOL/IMAGE[@SNAP] (or IMAGE[@SNAP], in the default pool).
 // Snapshot names may contain spaces and any non-ASCII text; only the first '@'
-// separates the snapshot, as in rbd.
+// separates the snapshot, as in rbd. The names must pass Validate.
 func ParseImageSpec(s string) (ImageSpec, error) {
 	var spec ImageSpec
 	rest := s
@@ -39,6 +39,9 @@ func ParseImageSpec(s string) (ImageSpec, error) {
 	}
 	if spec.Pool == "" || spec.Image == "" {
 		return ImageSpec{}, fmt.Errorf("image spec %q: want POOL/IMAGE[@SNAP]", s)
+	}
+	if err := spec.Validate(); err != nil {
+		return ImageSpec{}, fmt.Errorf("image spec %q: %w", s, err)
 	}
 	return spec, nil
 }
@@ -71,6 +74,11 @@ func ParsePoolMap(s string) (PoolMap, error) {
 		src, dst, ok := strings.Cut(strings.TrimSpace(pair), "=")
 		if !ok || src == "" || dst == "" || strings.ContainsAny(src+dst, "/@") {
 			return nil, fmt.Errorf("pool map %q: want SRC=DST[,SRC=DST...], e.g. volumes=volumes-dr", s)
+		}
+		for _, pool := range []string{src, dst} {
+			if err := checkName("pool", pool, "/@"); err != nil {
+				return nil, fmt.Errorf("pool map %q: %w", s, err)
+			}
 		}
 		if _, dup := m[src]; dup {
 			return nil, fmt.Errorf("pool map %q: pool %s is mapped twice", s, src)

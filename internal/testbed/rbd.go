@@ -254,3 +254,13 @@ func (s *Site) Fsid(t testing.TB) string {
 	t.Helper()
 	return strings.TrimSpace(s.Ceph(t, "fsid"))
 }
+
+// UUID returns a random version 4 UUID, as Nova and Cinder put in image
+// names (volume-<uuid>, <uuid>_disk.local).
+func UUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
