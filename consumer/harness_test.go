@@ -13,6 +13,7 @@ import (
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/publisher"
 	"github.com/nats-io/nats-server/v2/server"
@@ -22,7 +23,7 @@ import (
 // in-process NATS JetStream servers.
 var source, backup *ceph.Cluster
 
-func TestMain(m *testing.M) { ceph.RunTests(m, &source, &backup) }
+func TestMain(m *testing.M) { cephtest.RunTests(m, &source, &backup) }
 
 const mib = 1 << 20
 
@@ -168,8 +169,8 @@ func (p *pipeline) backupNow(img ferry.ImageSpec) (*ferry.Manifest, ceph.Content
 	ev := snapshot(p.t, img)
 	m := p.send(ev)
 	p.waitConfirmed(m)
-	want := ceph.TestContent(p.t, source, ev.Image)
-	ceph.RequireSameContent(p.t, source, ev.Image, backup, ev.Image)
+	want := cephtest.Content(p.t, source, ev.Image)
+	cephtest.RequireSameContent(p.t, source, ev.Image, backup, ev.Image)
 	if _, err := p.pub.Prune(context.Background(), img); err != nil {
 		p.t.Fatal(err)
 	}
@@ -239,9 +240,9 @@ func scribble(t testing.TB, img ferry.ImageSpec, size uint64, r *rand.Rand, n in
 		l := 1 + r.IntN(256<<10)
 		off := r.Uint64N(size - uint64(l))
 		if r.IntN(5) == 0 {
-			ceph.TestDiscard(t, source, img, off, uint64(l))
+			cephtest.Discard(t, source, img, off, uint64(l))
 		} else {
-			ceph.TestWrite(t, source, img, off, randomBytes(r, l))
+			cephtest.Write(t, source, img, off, randomBytes(r, l))
 		}
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/metrics"
 	"github.com/ferry-dr/ferry/internal/state"
@@ -47,12 +47,12 @@ func TestMetrics(t *testing.T) {
 
 	r := rand.New(rand.NewPCG(7, 7))
 	const size = 24 * mib
-	img := ceph.TestImage(t, source, "metrics", size)
+	img := cephtest.Image(t, source, "metrics", size)
 	block := randomBytes(r, 4*mib)
-	ceph.TestWrite(t, source, img, 0, block)
-	ceph.TestWrite(t, source, img, 8*mib, block) // the same chunk twice: deduplicated
-	ceph.TestWrite(t, source, img, 16*mib, make([]byte, 2*mib))
-	ceph.TestWrite(t, source, img, 17*mib, []byte(strings.Repeat("compressible ", 4096)))
+	cephtest.Write(t, source, img, 0, block)
+	cephtest.Write(t, source, img, 8*mib, block) // the same chunk twice: deduplicated
+	cephtest.Write(t, source, img, 16*mib, make([]byte, 2*mib))
+	cephtest.Write(t, source, img, 17*mib, []byte(strings.Repeat("compressible ", 4096)))
 	started := time.Now()
 	full, _ := p.backupNow(img)
 	scribble(t, img, size, r, 10)

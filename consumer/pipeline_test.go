@@ -14,6 +14,7 @@ import (
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/ferry-dr/ferry/internal/testbed"
@@ -30,9 +31,9 @@ func TestFullAndIncrementals(t *testing.T) {
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(10, 10))
 	const size = 48 * mib
-	img := ceph.TestImage(t, source, "vm", size)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 20*mib))
-	ceph.TestWrite(t, source, img, 30*mib+5, randomBytes(r, 3*mib))
+	img := cephtest.Image(t, source, "vm", size)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 20*mib))
+	cephtest.Write(t, source, img, 30*mib+5, randomBytes(r, 3*mib))
 	if err := source.CreateSnapshot(img.AtSnap("operator-snap")); err != nil { // not Ferry's: never pruned
 		t.Fatal(err)
 	}
@@ -74,8 +75,8 @@ func TestDuplicateManifest(t *testing.T) {
 	srv := startServer(t, bus.ServerOptions{Name: "dup"})
 	p := newPipeline(t, srv)
 	p.startConsumer()
-	img := ceph.TestImage(t, source, "vm", 8*mib)
-	ceph.TestWrite(t, source, img, 0, []byte("first"))
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, []byte("first"))
 	m, want := p.backupNow(img)
 
 	// The same Nats-Msg-Id inside the window is dropped by JetStream.
@@ -91,7 +92,7 @@ func TestDuplicateManifest(t *testing.T) {
 	if err := c.Apply(context.Background(), m); err != nil {
 		t.Fatalf("applying a manifest twice: %v", err)
 	}
-	if got := ceph.TestContent(t, backup, img.AtSnap(m.ToSnap)); got != want {
+	if got := cephtest.Content(t, backup, img.AtSnap(m.ToSnap)); got != want {
 		t.Fatal("backup snapshot changed after a duplicate manifest")
 	}
 }
@@ -102,7 +103,7 @@ func TestOutOfOrderManifests(t *testing.T) {
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "order"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(11, 11))
-	img := ceph.TestImage(t, source, "vm", 16*mib)
+	img := cephtest.Image(t, source, "vm", 16*mib)
 	var manifests []*ferry.Manifest
 	var contents []ceph.Content
 	for range 3 {
@@ -122,7 +123,7 @@ func TestOutOfOrderManifests(t *testing.T) {
 	// Not WaitConfirmed: the first run's confirmations are still on record.
 	waitState(t, p, img, func(s *ferry.ImageState) bool { return s.HasConfirmed(last.ToSnap) })
 	for i, m := range manifests {
-		if got := ceph.TestContent(t, backup, img.AtSnap(m.ToSnap)); got != contents[i] {
+		if got := cephtest.Content(t, backup, img.AtSnap(m.ToSnap)); got != contents[i] {
 			t.Fatalf("backup %d differs after out-of-order delivery", i)
 		}
 	}
@@ -134,10 +135,10 @@ func TestMissingBase(t *testing.T) {
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "base"}))
 	p.consOpts.BaseWait = 2 * time.Second
 	p.startConsumer()
-	img := ceph.TestImage(t, source, "vm", 8*mib)
-	ceph.TestWrite(t, source, img, 0, []byte("one"))
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, []byte("one"))
 	p.backupNow(img)
-	ceph.TestWrite(t, source, img, 0, []byte("two"))
+	cephtest.Write(t, source, img, 0, []byte("two"))
 	m2, _ := p.backupNow(img)
 
 	p.stopConsumer()
@@ -159,8 +160,8 @@ func TestMissingBase(t *testing.T) {
 func TestCorruptChunk(t *testing.T) {
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "corrupt"}))
 	r := rand.New(rand.NewPCG(12, 12))
-	img := ceph.TestImage(t, source, "vm", 12*mib)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 12*mib))
+	img := cephtest.Image(t, source, "vm", 12*mib)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 12*mib))
 	ev := snapshot(t, img)
 	m := p.send(ev) // the consumer is not running yet
 
@@ -181,7 +182,7 @@ func TestCorruptChunk(t *testing.T) {
 	if st.Status != ferry.StatusOK {
 		t.Fatalf("state %+v", st)
 	}
-	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 }
 
 // TestConsumerKilledMidImport: a consumer stopped in the middle of an
@@ -192,11 +193,11 @@ func TestConsumerKilledMidImport(t *testing.T) {
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(13, 13))
 	const size = 96 * mib
-	img := ceph.TestImage(t, source, "vm", size)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 8*mib))
+	img := cephtest.Image(t, source, "vm", size)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 8*mib))
 	p.backupNow(img)
 
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, size)) // a big incremental
+	cephtest.Write(t, source, img, 0, randomBytes(r, size)) // a big incremental
 	ev := snapshot(t, img)
 	// Hold the publisher midway, so the consumer is surely mid-import.
 	hold := &holdAfter{after: 64 * mib, held: make(chan struct{}), release: make(chan struct{})}
@@ -227,7 +228,7 @@ func TestConsumerKilledMidImport(t *testing.T) {
 	}
 	p.startConsumer()
 	p.waitConfirmed(m)
-	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 }
 
 // TestPublisherKilledMidSend: a publisher stopped mid-send and started
@@ -236,8 +237,8 @@ func TestPublisherKilledMidSend(t *testing.T) {
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "pubkill"}))
 	r := rand.New(rand.NewPCG(14, 14))
 	const size = 96 * mib
-	img := ceph.TestImage(t, source, "vm", size)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, size))
+	img := cephtest.Image(t, source, "vm", size)
+	cephtest.Write(t, source, img, 0, randomBytes(r, size))
 	ev := snapshot(t, img)
 
 	chunks := chunkStream(t, p)
@@ -261,7 +262,7 @@ func TestPublisherKilledMidSend(t *testing.T) {
 	}
 	p.startConsumer()
 	p.waitConfirmed(m)
-	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 }
 
 // TestNATSRestartMidTransfer: the JetStream server restarts while a backup
@@ -274,8 +275,8 @@ func TestNATSRestartMidTransfer(t *testing.T) {
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(15, 15))
 	const size = 96 * mib
-	img := ceph.TestImage(t, source, "vm", size)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, size))
+	img := cephtest.Image(t, source, "vm", size)
+	cephtest.Write(t, source, img, 0, randomBytes(r, size))
 	ev := snapshot(t, img)
 
 	done := make(chan error, 1)
@@ -299,7 +300,7 @@ func TestNATSRestartMidTransfer(t *testing.T) {
 		t.Fatalf("backup after the restart: %v", err)
 	}
 	p.waitConfirmed(m)
-	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 }
 
 // TestLeafnodeTwoDomains: the production topology. Each site runs its own
@@ -317,8 +318,8 @@ func TestLeafnodeTwoDomains(t *testing.T) {
 	p.startConsumer()
 
 	r := rand.New(rand.NewPCG(16, 16))
-	img := ceph.TestImage(t, source, "vm", 24*mib)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 10*mib))
+	img := cephtest.Image(t, source, "vm", 24*mib)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 10*mib))
 	p.backupNow(img)
 	scribble(t, img, 24*mib, r, 10)
 	m, _ := p.backupNow(img)
@@ -344,14 +345,14 @@ func TestPublisherDaemonAndLineage(t *testing.T) {
 	p.startPublisherDaemon()
 	ctx := context.Background()
 
-	img := ceph.TestImage(t, source, "vm", 8*mib)
-	ceph.TestWrite(t, source, img, 0, []byte("daemon"))
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, []byte("daemon"))
 	ev := snapshot(t, img)
 	if err := publisher.PublishSnapshotEvent(ctx, p.pubConn, ev); err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, p, img, func(s *ferry.ImageState) bool { return s.LastSnapshot == ev.Image.Snap })
-	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 
 	// Recreate the source image under the same name.
 	for _, s := range ferrySnapshots(t, source, img) {
@@ -365,7 +366,7 @@ func TestPublisherDaemonAndLineage(t *testing.T) {
 	if err := source.CreateImage(img, 8*mib); err != nil {
 		t.Fatal(err)
 	}
-	ceph.TestWrite(t, source, img, 0, []byte("reborn"))
+	cephtest.Write(t, source, img, 0, []byte("reborn"))
 	ev2 := snapshot(t, img)
 	_, err := p.pub.Backup(ctx, ev2, nil)
 	if !errors.Is(err, publisher.ErrLineage) {
@@ -375,7 +376,7 @@ func TestPublisherDaemonAndLineage(t *testing.T) {
 	ev2.Resync = true
 	m := p.send(ev2)
 	p.waitConfirmed(m)
-	ceph.RequireSameContent(t, source, ev2.Image, backup, ev2.Image)
+	cephtest.RequireSameContent(t, source, ev2.Image, backup, ev2.Image)
 }
 
 func mustJSON(t testing.TB, v any) []byte {
@@ -450,8 +451,8 @@ func TestBaseNotNewest(t *testing.T) {
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "older-base"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(17, 17))
-	img := ceph.TestImage(t, source, "vm", 16*mib)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 16*mib))
+	img := cephtest.Image(t, source, "vm", 16*mib)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 16*mib))
 	ev1 := snapshot(t, img)
 	p.waitConfirmed(p.send(ev1))
 	scribble(t, img, 16*mib, r, 10)
@@ -467,7 +468,7 @@ func TestBaseNotNewest(t *testing.T) {
 		t.Fatalf("base %q, want the older common snapshot %q", m.FromSnap, ev1.Image.Snap)
 	}
 	p.waitConfirmed(m)
-	ceph.RequireSameContent(t, source, ev3.Image, backup, ev3.Image)
+	cephtest.RequireSameContent(t, source, ev3.Image, backup, ev3.Image)
 }
 
 // TestChunkAgedOut: a chunk that left the stream (age or size limits) while
@@ -475,8 +476,8 @@ func TestBaseNotNewest(t *testing.T) {
 func TestChunkAgedOut(t *testing.T) {
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "aged"}))
 	r := rand.New(rand.NewPCG(18, 18))
-	img := ceph.TestImage(t, source, "vm", 12*mib)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 12*mib))
+	img := cephtest.Image(t, source, "vm", 12*mib)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 12*mib))
 	ev := snapshot(t, img)
 	m := p.send(ev)
 	page, err := chunkStore(t, p).GetPage(context.Background(), m.ExtentPages[0])
@@ -488,7 +489,7 @@ func TestChunkAgedOut(t *testing.T) {
 	}
 	p.startConsumer()
 	p.waitConfirmed(m)
-	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 }
 
 // TestPoolMap: with a pool map, backups land in the mapped pool at the backup
@@ -502,8 +503,8 @@ func TestPoolMap(t *testing.T) {
 	p.consOpts.PoolMap = ferry.PoolMap{testbed.Pool: drPool}
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(19, 19))
-	img := ceph.TestImage(t, source, "vm", 8*mib)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 8*mib))
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 8*mib))
 	for range 2 {
 		ev := snapshot(t, img)
 		m := p.send(ev)
@@ -512,7 +513,7 @@ func TestPoolMap(t *testing.T) {
 		if st.BackupImage != mapped.AtSnap("") {
 			t.Fatalf("state says the backup is %s, want %s", st.BackupImage, mapped.AtSnap(""))
 		}
-		ceph.RequireSameContent(t, source, ev.Image, backup, mapped)
+		cephtest.RequireSameContent(t, source, ev.Image, backup, mapped)
 		scribble(t, img, 8*mib, r, 5)
 	}
 	if _, err := backup.Snapshots(img); !errors.Is(err, ceph.ErrNotFound) {
@@ -526,7 +527,7 @@ func TestPoolMap(t *testing.T) {
 func TestBackupGivenUp(t *testing.T) {
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "given-up"}))
 	p.startConsumer()
-	img := ceph.TestImage(t, source, "vm", 4*mib)
+	img := cephtest.Image(t, source, "vm", 4*mib)
 	if err := backup.CreateImage(img, 4*mib); err != nil {
 		t.Fatal(err)
 	}
@@ -549,11 +550,11 @@ func TestGivenUpSnapshotRemoved(t *testing.T) {
 	p.startConsumer()
 	p.startPublisherDaemon()
 	ctx := context.Background()
-	img := ceph.TestImage(t, source, "vm", 8*mib)
-	ceph.TestWrite(t, source, img, 0, []byte("base"))
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, []byte("base"))
 	base, _ := p.backupNow(img)
 
-	ceph.TestWrite(t, backup, img, mib, []byte("written at the backup site")) // the next backup is refused
+	cephtest.Write(t, backup, img, mib, []byte("written at the backup site")) // the next backup is refused
 	ev := snapshot(t, img)
 	if err := publisher.PublishSnapshotEvent(ctx, p.pubConn, ev); err != nil {
 		t.Fatal(err)
@@ -584,11 +585,11 @@ func TestGivenUpSnapshotRemoved(t *testing.T) {
 func TestCutOffBackupSnapshotPruned(t *testing.T) {
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "cut-off"}))
 	p.startConsumer()
-	img := ceph.TestImage(t, source, "vm", 8*mib)
-	ceph.TestWrite(t, source, img, 0, []byte("one"))
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, []byte("one"))
 	first, _ := p.backupNow(img)
 	cutOff := snapshot(t, img)
-	ceph.TestWrite(t, source, img, 0, []byte("two"))
+	cephtest.Write(t, source, img, 0, []byte("two"))
 	next, _ := p.backupNow(img) // checks the backup against its source snapshot, then prunes
 	if next.FromSnap != first.ToSnap {
 		t.Fatalf("the next backup started from %q, want the confirmed %q", next.FromSnap, first.ToSnap)
@@ -610,9 +611,9 @@ func TestImportFollowsSending(t *testing.T) {
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(21, 21))
 	const size = 96 * mib
-	img := ceph.TestImage(t, source, "vm", size)
+	img := cephtest.Image(t, source, "vm", size)
 	data := randomBytes(r, size)
-	ceph.TestWrite(t, source, img, 0, data)
+	cephtest.Write(t, source, img, 0, data)
 	ev := snapshot(t, img)
 
 	hold := &holdAfter{after: 64 * mib, held: make(chan struct{}), release: make(chan struct{})}
@@ -627,7 +628,7 @@ func TestImportFollowsSending(t *testing.T) {
 	<-hold.held
 	first := uint64(publisher.DefaultChunkSize)
 	deadline := time.Now().Add(time.Minute)
-	for !bytes.Equal(ceph.TestRead(t, backup, img, 0, first), data[:first]) {
+	for !bytes.Equal(cephtest.Read(t, backup, img, 0, first), data[:first]) {
 		if time.Now().After(deadline) {
 			close(hold.release)
 			t.Fatal("the backup site imported nothing while the publisher was still sending")
@@ -641,7 +642,7 @@ func TestImportFollowsSending(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 }
 
 // holdAfter is a progress.Reporter that stops the export once it has read
@@ -672,8 +673,8 @@ func TestBackupHeadWrittenOutsideFerry(t *testing.T) {
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(22, 22))
 	const size = 16 * mib
-	img := ceph.TestImage(t, source, "vm", size)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, size))
+	img := cephtest.Image(t, source, "vm", size)
+	cephtest.Write(t, source, img, 0, randomBytes(r, size))
 	last, _ := p.backupNow(img)
 	bak := testbed.Shared().Backup
 
@@ -683,18 +684,18 @@ func TestBackupHeadWrittenOutsideFerry(t *testing.T) {
 		want   string
 		resync bool // keep the writes; else discard them
 	}{
-		{"written", func() { ceph.TestWrite(t, backup, img, 5*mib+512, randomBytes(r, 4096)) }, "bytes written", false},
+		{"written", func() { cephtest.Write(t, backup, img, 5*mib+512, randomBytes(r, 4096)) }, "bytes written", false},
 		{"resized", func() { bak.Rbd(t, "resize", "--no-progress", "--allow-shrink", "--size", "12M", bak.Spec(img.Image)) }, "resized from", true},
 	} {
 		tc.write()
-		written := ceph.TestContent(t, backup, img)
+		written := cephtest.Content(t, backup, img)
 		scribble(t, img, size, r, 10)
 		ev := snapshot(t, img)
 		err := p.waitRefused(p.send(ev))
 		for _, want := range []string{tc.want, last.ToSnap, "--force-rollback", "--resync"} {
 			requireContains(t, err.Error(), want)
 		}
-		if got := ceph.TestContent(t, backup, img); got != written {
+		if got := cephtest.Content(t, backup, img); got != written {
 			t.Fatalf("%s: the refused backup changed the backup image's head", tc.name)
 		}
 		if got := ferrySnapshots(t, backup, img); slices.Contains(got, ev.Image.Snap) {
@@ -706,7 +707,7 @@ func TestBackupHeadWrittenOutsideFerry(t *testing.T) {
 		ev.Resync, ev.ForceRollback = tc.resync, !tc.resync
 		m := p.send(ev)
 		p.waitConfirmed(m)
-		ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+		cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 		if tc.resync {
 			kept := ""
 			for _, name := range strings.Fields(bak.Rbd(t, "ls", testbed.Pool)) {
@@ -718,7 +719,7 @@ func TestBackupHeadWrittenOutsideFerry(t *testing.T) {
 				t.Fatalf("%s: --resync kept no %s.pre-resync-* image", tc.name, img.Image)
 			}
 			keptImg := ferry.ImageSpec{Pool: img.Pool, Image: kept}
-			if got := ceph.TestContent(t, backup, keptImg); got != written {
+			if got := cephtest.Content(t, backup, keptImg); got != written {
 				t.Fatalf("%s: the image kept by --resync does not hold the writes", tc.name)
 			}
 		}
@@ -737,17 +738,17 @@ func TestFullBackupKeepsForeignImage(t *testing.T) {
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "foreign"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(23, 23))
-	img := ceph.TestImage(t, source, "vm", 8*mib)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 8*mib))
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 8*mib))
 	if err := backup.CreateImage(img, 8*mib); err != nil {
 		t.Fatal(err)
 	}
-	ceph.TestWrite(t, backup, img, mib, []byte("somebody's data"))
-	foreign := ceph.TestContent(t, backup, img)
+	cephtest.Write(t, backup, img, mib, []byte("somebody's data"))
+	foreign := cephtest.Content(t, backup, img)
 
 	err := p.waitRefused(p.send(snapshot(t, img)))
 	requireContains(t, err.Error(), "no snapshots but holds data")
-	if got := ceph.TestContent(t, backup, img); got != foreign {
+	if got := cephtest.Content(t, backup, img); got != foreign {
 		t.Fatal("the refused full backup changed the image that was there")
 	}
 

@@ -9,7 +9,7 @@ import (
 
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -47,15 +47,15 @@ func TestStandbyConsumer(t *testing.T) {
 	done2 := make(chan error, 1)
 	go func() { done2 <- c2.Run(ctx2) }()
 
-	img := ceph.TestImage(t, source, "vm", 8*mib)
-	ceph.TestWrite(t, source, img, 0, []byte("one"))
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, []byte("one"))
 	p.backupNow(img)
 	if first.n.Load() != 1 || second.n.Load() != 0 {
 		t.Fatalf("applied by the active / the standby: %d / %d, want 1 / 0", first.n.Load(), second.n.Load())
 	}
 
 	p.stopConsumer() // lets the lock go: the standby takes over
-	ceph.TestWrite(t, source, img, mib, []byte("two"))
+	cephtest.Write(t, source, img, mib, []byte("two"))
 	p.backupNow(img)
 	if second.n.Load() != 1 {
 		t.Fatalf("the standby applied %d backups after the active one stopped, want 1", second.n.Load())
@@ -88,7 +88,7 @@ func TestStandbyConsumer(t *testing.T) {
 	var third appliedCounter
 	p.consOpts.Observer = &third
 	p.startConsumer()
-	ceph.TestWrite(t, source, img, 2*mib, []byte("three"))
+	cephtest.Write(t, source, img, 2*mib, []byte("three"))
 	p.backupNow(img)
 	if third.n.Load() != 1 {
 		t.Fatalf("the consumer that took over an expired lock applied %d backups, want 1", third.n.Load())

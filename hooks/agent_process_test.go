@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/openstack"
 	"github.com/ferry-dr/ferry/internal/openstack/cindertest"
@@ -140,7 +140,7 @@ func TestAgentProcessOpenStackPolicies(t *testing.T) {
 	if ev.Domain != optedIn.name || ev.Consistency != ferry.Quiesced || ev.FreezeDuration <= 0 {
 		t.Fatalf("last event queued for %s: %+v: want a quiesced snapshot of domain %s", in, ev, optedIn.name)
 	}
-	snaps := ceph.TestSnapshotNames(t, source, in)
+	snaps := cephtest.SnapshotNames(t, source, in)
 	if !slices.Contains(snaps, ev.Image.Snap) {
 		t.Fatalf("%s: snapshots %v lack the queued %s", in, snaps, ev.Image.Snap)
 	}
@@ -150,7 +150,7 @@ func TestAgentProcessOpenStackPolicies(t *testing.T) {
 		}
 	}
 	// The other VM was seen at the same refreshes, without a policy.
-	if got := ceph.TestSnapshotNames(t, source, later.disks[0]); len(got) != 0 {
+	if got := cephtest.SnapshotNames(t, source, later.disks[0]); len(got) != 0 {
 		t.Fatalf("%s has snapshots %v without ferry:policy", later.disks[0], got)
 	}
 
@@ -164,7 +164,7 @@ func TestAgentProcessOpenStackPolicies(t *testing.T) {
 		ev = e
 		return running() && n >= 1
 	})
-	if ev.Domain != later.name || !slices.Contains(ceph.TestSnapshotNames(t, source, later.disks[0]), ev.Image.Snap) {
+	if ev.Domain != later.name || !slices.Contains(cephtest.SnapshotNames(t, source, later.disks[0]), ev.Image.Snap) {
 		t.Fatalf("event queued for %s: %+v: want a snapshot of domain %s that exists", later.disks[0], ev, later.name)
 	}
 

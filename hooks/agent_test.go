@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/virt"
 	"github.com/nats-io/nats.go/jetstream"
@@ -111,7 +111,7 @@ func TestAgentOnDemandRequest(t *testing.T) {
 		t.Fatalf("reply %+v: want a quiesced snapshot of 2 disks", r)
 	}
 	for _, spec := range v.disks {
-		if got := ceph.TestSnapshotNames(t, source, spec); !slices.Equal(got, []string{r.Snapshot}) {
+		if got := cephtest.SnapshotNames(t, source, spec); !slices.Equal(got, []string{r.Snapshot}) {
 			t.Fatalf("%s: snapshots %v, want [%s]", spec, got, r.Snapshot)
 		}
 		n, ev := queuedEvents(t, conn, spec)
@@ -140,8 +140,8 @@ func TestAgentSchedule(t *testing.T) {
 	}
 	_, conn := startNATS(t)
 	startAgent(t, conn, AgentOptions{Schedules: []Schedule{{Domain: v.name, Every: 300 * time.Millisecond}}})
-	waitFor(t, "two scheduled snapshots", func() bool { return len(ceph.TestSnapshotNames(t, source, v.disks[0])) >= 2 })
-	for _, s := range ceph.TestSnapshotNames(t, source, v.disks[0]) {
+	waitFor(t, "two scheduled snapshots", func() bool { return len(cephtest.SnapshotNames(t, source, v.disks[0])) >= 2 })
+	for _, s := range cephtest.SnapshotNames(t, source, v.disks[0]) {
 		if !ferry.IsFerrySnapshot(s) {
 			t.Fatalf("unexpected snapshot %q", s)
 		}
@@ -174,10 +174,10 @@ func TestAgentReconnectsAndBacksUpOnShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the final backup after shutdown", func() bool {
-		return len(ceph.TestSnapshotNames(t, source, v.disks[0])) == 1 && len(ceph.TestSnapshotNames(t, source, v.disks[1])) == 1
+		return len(cephtest.SnapshotNames(t, source, v.disks[0])) == 1 && len(cephtest.SnapshotNames(t, source, v.disks[1])) == 1
 	})
-	snap := ceph.TestSnapshotNames(t, source, v.disks[0])[0]
-	if got := ceph.TestSnapshotNames(t, source, v.disks[1]); got[0] != snap {
+	snap := cephtest.SnapshotNames(t, source, v.disks[0])[0]
+	if got := cephtest.SnapshotNames(t, source, v.disks[1]); got[0] != snap {
 		t.Fatalf("disks have different snapshots: %s, %s", snap, got[0])
 	}
 	var ev ferry.SnapshotEvent

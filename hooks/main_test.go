@@ -15,6 +15,7 @@ import (
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/testbed"
 	"github.com/ferry-dr/ferry/internal/virt"
@@ -37,11 +38,11 @@ func TestMain(m *testing.M) {
 	os.Setenv("FERRY_CONFIG", os.DevNull)
 	testbed.Main(m, func(b *testbed.Bed) (err error) {
 		bed = b
-		sourceConnection = ceph.SiteConn(b.Source)
+		sourceConnection = cephtest.Conn(b.Source)
 		if source, err = ceph.Connect(sourceConnection); err != nil {
 			return err
 		}
-		if backup, err = ceph.Connect(ceph.SiteConn(b.Backup)); err != nil {
+		if backup, err = ceph.Connect(cephtest.Conn(b.Backup)); err != nil {
 			return err
 		}
 		sourceMonitor, err = monitorOf(b.Source.Conf)

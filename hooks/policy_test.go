@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 )
 
@@ -174,16 +174,16 @@ func TestAgentBacksUpOptedInDomains(t *testing.T) {
 		}
 	})
 
-	waitFor(t, "two policy snapshots of the opted-in VM", func() bool { return len(ceph.TestSnapshotNames(t, source, in.disks[0])) >= 2 })
+	waitFor(t, "two policy snapshots of the opted-in VM", func() bool { return len(cephtest.SnapshotNames(t, source, in.disks[0])) >= 2 })
 	waitFor(t, "ten policy refreshes", func() bool { return src.calls.Load() >= 10 })
 	for _, spec := range in.disks {
-		for _, s := range ceph.TestSnapshotNames(t, source, spec) {
+		for _, s := range cephtest.SnapshotNames(t, source, spec) {
 			if !ferry.IsFerrySnapshot(s) {
 				t.Fatalf("%s: unexpected snapshot %q", spec, s)
 			}
 		}
 	}
-	if got := ceph.TestSnapshotNames(t, source, typo.disks[0]); len(got) != 0 {
+	if got := cephtest.SnapshotNames(t, source, typo.disks[0]); len(got) != 0 {
 		t.Fatalf("VM with an unknown policy has snapshots %v", got)
 	}
 	waitFor(t, "two snapshot events of the opted-in volume", func() bool {

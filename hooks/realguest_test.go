@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/testbed"
 	"github.com/ferry-dr/ferry/internal/virt"
@@ -117,7 +117,7 @@ func (r *realLibvirt) bootGuest(t testing.TB, n int) *realGuest {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { removeImage(source, spec) })
-		ceph.TestWrite(t, source, spec, 0, fsImage)
+		cephtest.Write(t, source, spec, 0, fsImage)
 		g.disks = append(g.disks, spec)
 		disks = append(disks, virttest.RBDDisk{Pool: spec.Pool, Image: spec.Image,
 			Host: hostOf(sourceMonitor), Port: portOf(sourceMonitor), User: "admin", SecretUUID: r.secret})
@@ -165,7 +165,7 @@ func (g *realGuest) requireThawed(t testing.TB) {
 func (g *realGuest) requireNoSnapshots(t testing.TB) {
 	t.Helper()
 	for _, spec := range g.disks {
-		if got := ceph.TestSnapshotNames(t, source, spec); len(got) != 0 {
+		if got := cephtest.SnapshotNames(t, source, spec); len(got) != 0 {
 			t.Fatalf("%s keeps snapshots %v of a failed set", spec, got)
 		}
 	}

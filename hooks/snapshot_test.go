@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/ferry-dr/ferry/internal/virt"
@@ -31,7 +32,7 @@ func TestSnapshotVMRunningEndToEnd(t *testing.T) {
 	written := make([][]byte, len(v.disks))
 	for i, spec := range v.disks {
 		written[i] = randomBytes(t, 4*mib)
-		ceph.TestWrite(t, source, spec, 0, written[i])
+		cephtest.Write(t, source, spec, 0, written[i])
 	}
 	markers := t.TempDir()
 	ctx := context.Background()
@@ -46,13 +47,13 @@ func TestSnapshotVMRunningEndToEnd(t *testing.T) {
 		t.Fatalf("frozen marker left after a thaw: %v", entries)
 	}
 	for i, spec := range v.disks {
-		if got := ceph.TestSnapshotNames(t, source, spec); !slices.Equal(got, []string{snap.Snapshot}) {
+		if got := cephtest.SnapshotNames(t, source, spec); !slices.Equal(got, []string{snap.Snapshot}) {
 			t.Fatalf("%s snapshots %v, want [%s]", spec, got, snap.Snapshot)
 		}
 		// Writes after the snapshot must not show in it.
-		ceph.TestWrite(t, source, spec, 0, randomBytes(t, mib))
+		cephtest.Write(t, source, spec, 0, randomBytes(t, mib))
 		want := ceph.Content{Size: 4 * mib, SHA256: sha256.Sum256(written[i])}
-		if got := ceph.TestContent(t, source, spec.AtSnap(snap.Snapshot)); got != want {
+		if got := cephtest.Content(t, source, spec.AtSnap(snap.Snapshot)); got != want {
 			t.Fatalf("%s@%s does not hold the data written before it", spec, snap.Snapshot)
 		}
 	}
@@ -71,7 +72,7 @@ func TestSnapshotVMRunningEndToEnd(t *testing.T) {
 		if confirmed.Consistency != ferry.Quiesced {
 			t.Errorf("%s: backup site records consistency %q, want quiesced", spec, confirmed.Consistency)
 		}
-		ceph.RequireSameContent(t, source, spec.AtSnap(snap.Snapshot), backup, confirmed.BackupImage.AtSnap(snap.Snapshot))
+		cephtest.RequireSameContent(t, source, spec.AtSnap(snap.Snapshot), backup, confirmed.BackupImage.AtSnap(snap.Snapshot))
 	}
 }
 
@@ -124,7 +125,7 @@ func TestSnapshotVMShutOff(t *testing.T) {
 		t.Fatalf("%+v: want crash-consistent, not frozen", snap)
 	}
 	for _, spec := range v.disks {
-		if got := ceph.TestSnapshotNames(t, source, spec); !slices.Equal(got, []string{snap.Snapshot}) {
+		if got := cephtest.SnapshotNames(t, source, spec); !slices.Equal(got, []string{snap.Snapshot}) {
 			t.Fatalf("%s: %v", spec, got)
 		}
 	}
@@ -150,7 +151,7 @@ func TestSnapshotVMPaused(t *testing.T) {
 		t.Fatalf("err %v, want ErrQuiesceRequired", err)
 	}
 	for _, spec := range v.disks {
-		if got := ceph.TestSnapshotNames(t, source, spec); len(got) != 0 {
+		if got := cephtest.SnapshotNames(t, source, spec); len(got) != 0 {
 			t.Fatalf("%s has snapshots %v after a refused snapshot", spec, got)
 		}
 	}
@@ -175,7 +176,7 @@ func TestSnapshotVMFreezeDeadline(t *testing.T) {
 	}
 	t.Log(err)
 	for _, spec := range v.disks {
-		if got := ceph.TestSnapshotNames(t, source, spec); len(got) != 0 {
+		if got := cephtest.SnapshotNames(t, source, spec); len(got) != 0 {
 			t.Fatalf("%s keeps snapshots %v of a failed set", spec, got)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/recovery"
 	"github.com/ferry-dr/ferry/internal/testbed"
@@ -29,7 +30,7 @@ import (
 // (which applies restore jobs) at the source site.
 var source, backup *ceph.Cluster
 
-func TestMain(m *testing.M) { ceph.RunTests(m, &source, &backup) }
+func TestMain(m *testing.M) { cephtest.RunTests(m, &source, &backup) }
 
 const (
 	kib = 1 << 10
@@ -127,7 +128,7 @@ func (s *sites) backupNow(img ferry.ImageSpec) *ferry.Manifest {
 	if _, err := s.pub.WaitConfirmed(ctx, m); err != nil {
 		s.t.Fatalf("waiting for %s: %v", m.BackupID, err)
 	}
-	ceph.RequireSameContent(s.t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(s.t, source, ev.Image, backup, ev.Image)
 	return m
 }
 
@@ -188,14 +189,14 @@ func TestRestoreToSourceInFull(t *testing.T) {
 	s := startSites(t)
 	s.startPublisherDaemon()
 	r := rand.New(rand.NewPCG(21, 21))
-	bak := ceph.TestImage(t, backup, "bak", 20*mib+3*kib)
+	bak := cephtest.Image(t, backup, "bak", 20*mib+3*kib)
 	removeAtEnd(t, backup, bak)
-	ceph.TestWrite(t, backup, bak, 0, randomBytes(r, 6*mib))
-	ceph.TestWrite(t, backup, bak, 11*mib+512, randomBytes(r, 100*kib))
-	ceph.TestWrite(t, backup, bak, 20*mib, randomBytes(r, 3*kib)) // the unaligned tail
-	ceph.TestDiscard(t, backup, bak, 1*mib, 64*kib)
+	cephtest.Write(t, backup, bak, 0, randomBytes(r, 6*mib))
+	cephtest.Write(t, backup, bak, 11*mib+512, randomBytes(r, 100*kib))
+	cephtest.Write(t, backup, bak, 20*mib, randomBytes(r, 3*kib)) // the unaligned tail
+	cephtest.Discard(t, backup, bak, 1*mib, 64*kib)
 	snap(t, backup, bak, "s1")
-	ceph.TestWrite(t, backup, bak, 2*mib, randomBytes(r, 3*mib))
+	cephtest.Write(t, backup, bak, 2*mib, randomBytes(r, 3*mib))
 	snap(t, backup, bak, "s2")
 
 	target := ferry.ImageSpec{Pool: testbed.Pool, Image: testbed.ImageName(t, "restored")}
@@ -204,8 +205,8 @@ func TestRestoreToSourceInFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ceph.RequireSameContent(t, backup, bak.AtSnap("s1"), source, target)
-	if got := ceph.TestSnapshotNames(t, source, target); len(got) != 0 || out.Target.Snap != "" {
+	cephtest.RequireSameContent(t, backup, bak.AtSnap("s1"), source, target)
+	if got := cephtest.SnapshotNames(t, source, target); len(got) != 0 || out.Target.Snap != "" {
 		t.Errorf("restored image has snapshots %v (outcome %+v), want none: it is for attaching", got, out)
 	}
 	if out.DataBytes == 0 || stats.ChunksSent == 0 || stats.BytesStored() == 0 {
@@ -213,7 +214,7 @@ func TestRestoreToSourceInFull(t *testing.T) {
 	}
 	t.Logf("full restore of %s: %d chunks stored (%d referenced), %d bytes stored; source site wrote %d bytes",
 		bak.AtSnap("s1"), stats.ChunksSent, stats.Chunks, stats.BytesStored(), out.DataBytes)
-	restored := ceph.TestContent(t, source, target)
+	restored := cephtest.Content(t, source, target)
 
 	_, _, err = s.restore(recovery.SendOptions{Snapshot: bak.AtSnap("s1"), Target: target})
 	requireRefused(t, err, recovery.ErrTargetExists.Error(), target.String())
@@ -232,7 +233,7 @@ func TestRestoreToSourceInFull(t *testing.T) {
 	if _, err := source.Info(missing); !errors.Is(err, ceph.ErrNotFound) {
 		t.Errorf("a refused restore created %s: %v", missing, err)
 	}
-	if ceph.TestContent(t, source, target) != restored {
+	if cephtest.Content(t, source, target) != restored {
 		t.Error("a refused restore changed the target")
 	}
 }
@@ -246,14 +247,14 @@ func TestFailbackOverJetStream(t *testing.T) {
 	s := startSites(t)
 	r := rand.New(rand.NewPCG(22, 22))
 	const size = 40 * mib
-	primary := ceph.TestImage(t, source, "vm", size)
+	primary := cephtest.Image(t, source, "vm", size)
 	removeAtEnd(t, source, primary)
 	removeAtEnd(t, backup, primary)
-	ceph.TestWrite(t, source, primary, 0, randomBytes(r, 36*mib))
+	cephtest.Write(t, source, primary, 0, randomBytes(r, 36*mib))
 	common := s.backupNow(primary).ToSnap
-	ceph.TestWrite(t, source, primary, 5*mib, randomBytes(r, 64*kib))
-	ceph.TestWrite(t, source, primary, 30*mib+4*kib, randomBytes(r, 8*kib))
-	ceph.TestDiscard(t, source, primary, 33*mib, 128*kib)
+	cephtest.Write(t, source, primary, 5*mib, randomBytes(r, 64*kib))
+	cephtest.Write(t, source, primary, 30*mib+4*kib, randomBytes(r, 8*kib))
+	cephtest.Discard(t, source, primary, 33*mib, 128*kib)
 	later := s.backupNow(primary).ToSnap
 
 	// The primary comes back from an older state: it holds common but not
@@ -264,17 +265,17 @@ func TestFailbackOverJetStream(t *testing.T) {
 	if err := source.RemoveSnapshot(primary.AtSnap(later)); err != nil {
 		t.Fatal(err)
 	}
-	ceph.TestWrite(t, source, primary, 16*mib, randomBytes(r, 64*kib))
-	diverged := ceph.TestContent(t, source, primary)
+	cephtest.Write(t, source, primary, 16*mib, randomBytes(r, 64*kib))
+	diverged := cephtest.Content(t, source, primary)
 	s.startPublisherDaemon()
 
 	failback := recovery.SendOptions{Snapshot: primary.AtSnap(later), Target: primary, FromSnap: common}
 	_, _, err := s.restore(failback)
 	requireRefused(t, err, recovery.ErrDiverged.Error(), primary.String(), "--force-rollback")
-	if ceph.TestContent(t, source, primary) != diverged {
+	if cephtest.Content(t, source, primary) != diverged {
 		t.Fatal("a refused failback changed the primary image")
 	}
-	if got := ceph.TestSnapshotNames(t, source, primary); !slices.Equal(got, []string{common}) {
+	if got := cephtest.SnapshotNames(t, source, primary); !slices.Equal(got, []string{common}) {
 		t.Fatalf("a refused failback changed the primary's snapshots: %v", got)
 	}
 
@@ -287,9 +288,9 @@ func TestFailbackOverJetStream(t *testing.T) {
 	if !out.RolledBack || out.Target != primary.AtSnap(later) {
 		t.Errorf("outcome %+v: want a rollback and snapshot %s created", out, later)
 	}
-	ceph.RequireSameContent(t, backup, primary.AtSnap(later), source, primary.AtSnap(later))
-	ceph.RequireSameContent(t, backup, primary.AtSnap(later), source, primary)
-	if got := ceph.TestSnapshotNames(t, source, primary); !slices.Equal(got, []string{common, later}) {
+	cephtest.RequireSameContent(t, backup, primary.AtSnap(later), source, primary.AtSnap(later))
+	cephtest.RequireSameContent(t, backup, primary.AtSnap(later), source, primary)
+	if got := cephtest.SnapshotNames(t, source, primary); !slices.Equal(got, []string{common, later}) {
 		t.Errorf("primary snapshots %v, want [%s %s]: the restored one is the next common base", got, common, later)
 	}
 	_, _, err = s.restore(failback)
@@ -303,7 +304,7 @@ func TestFailbackOverJetStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ceph.RequireSameContent(t, backup, primary.AtSnap(later), source, copyImage)
+	cephtest.RequireSameContent(t, backup, primary.AtSnap(later), source, copyImage)
 	t.Logf("chunks stored at the backup site: failback %d (of %d referenced, %d bytes read, %d stored), full restore %d (of %d, %d bytes read, %d stored)",
 		fb.ChunksSent, fb.Chunks, fb.DataBytes, fb.BytesStored(), full.ChunksSent, full.Chunks, full.DataBytes, full.BytesStored())
 	if fb.ChunksSent == 0 || fb.ChunksSent*4 > full.ChunksSent || fb.DataBytes*4 > full.DataBytes {
@@ -312,7 +313,7 @@ func TestFailbackOverJetStream(t *testing.T) {
 	}
 
 	// Backups go on from the restored snapshot.
-	ceph.TestWrite(t, source, primary, 12*mib, randomBytes(r, 32*kib))
+	cephtest.Write(t, source, primary, 12*mib, randomBytes(r, 32*kib))
 	m := s.backupNow(primary)
 	if m.FromSnap != later {
 		t.Errorf("the backup after failback started from %q, want the restored %s", m.FromSnap, later)

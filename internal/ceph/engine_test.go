@@ -476,7 +476,7 @@ func TestUnalignedZeroRecords(t *testing.T) {
 	mustDo(t, f.Close())
 
 	dst := newImage(t, backup, "dst", 8*mib)
-	TestWrite(t, backup, dst, 0, data)
+	writeAt(t, backup, dst, 0, data)
 	if err := backup.CreateSnapshot(dst.AtSnap("s1")); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
+	"github.com/ferry-dr/ferry/internal/testbed"
 )
 
 // One test bed (a source and a backup cluster) for the whole package; every
@@ -19,19 +20,60 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envAbortChild) != "" {
 		abortChild() // the child of TestAbortPrintsStack: no test bed
 	}
-	RunTests(m, &source, &backup)
+	testbed.Main(m, func(bed *testbed.Bed) (err error) {
+		if source, err = Connect(siteConn(bed.Source)); err != nil {
+			return err
+		}
+		backup, err = Connect(siteConn(bed.Backup))
+		return err
+	})
+}
+
+// The helpers of cephtest, which this package's tests cannot import.
+
+func siteConn(s *testbed.Site) ConnOptions {
+	return ConnOptions{Conf: s.Conf, ID: s.ID, Keyring: s.Keyring}
 }
 
 func newImage(t testing.TB, c *Cluster, prefix string, size uint64) ferry.ImageSpec {
-	return TestImage(t, c, prefix, size)
+	t.Helper()
+	spec := ferry.ImageSpec{Pool: testbed.Pool, Image: testbed.ImageName(t, prefix)}
+	if err := c.CreateImage(spec, size); err != nil {
+		t.Fatal(err)
+	}
+	return spec
 }
 
 func writeAt(t testing.TB, c *Cluster, spec ferry.ImageSpec, off uint64, data []byte) {
-	TestWrite(t, c, spec, off, data)
+	t.Helper()
+	if err := c.WriteAt(spec, data, off); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func discard(t testing.TB, c *Cluster, spec ferry.ImageSpec, off, n uint64) {
-	TestDiscard(t, c, spec, off, n)
+	t.Helper()
+	if err := c.Zero(spec, off, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readAt(t testing.TB, c *Cluster, spec ferry.ImageSpec, off, n uint64) []byte {
+	t.Helper()
+	buf := make([]byte, n)
+	if err := c.ReadAt(spec, buf, off); err != nil {
+		t.Fatal(err)
+	}
+	return buf
+}
+
+func content(t testing.TB, c *Cluster, spec ferry.ImageSpec) Content {
+	t.Helper()
+	ct, err := c.ReadContent(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ct
 }
 
 func resize(t testing.TB, c *Cluster, spec ferry.ImageSpec, size uint64) {
@@ -65,7 +107,10 @@ func randomBytes(r *rand.Rand, n int) []byte {
 // snapshot b read back identically.
 func requireSameContent(t testing.TB, a ferry.ImageSpec, b ferry.ImageSpec) {
 	t.Helper()
-	RequireSameContent(t, source, a, backup, b)
+	x, y := content(t, source, a), content(t, backup, b)
+	if x != y {
+		t.Fatalf("%s (%d bytes, sha256 %x) differs from %s (%d bytes, sha256 %x)", a, x.Size, x.SHA256[:8], b, y.Size, y.SHA256[:8])
+	}
 }
 
 // ferryExport exports to a file in t's temp dir and returns its path.

@@ -92,7 +92,7 @@ func resized(b []byte, size uint64) []byte {
 
 func requireContent(t *testing.T, c *Cluster, spec ferry.ImageSpec, want []byte) {
 	t.Helper()
-	got := TestContent(t, c, spec)
+	got := content(t, c, spec)
 	if got.Size != uint64(len(want)) || got.SHA256 != sha256.Sum256(want) {
 		t.Fatalf("%s: %d bytes, sha256 %x; want %d bytes, sha256 %x", spec, got.Size, got.SHA256[:8], len(want), sha256.Sum256(want))
 	}

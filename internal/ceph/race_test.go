@@ -177,7 +177,7 @@ func lastLine(out []byte, s string) string {
 // of two (librbdRaceSettings).
 func TestOneCompletionThread(t *testing.T) {
 	before := threadsNamed(t, "io_context_pool")
-	c, err := Connect(SiteConn(testbed.Shared().Backup))
+	c, err := Connect(siteConn(testbed.Shared().Backup))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/bus/bustest"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
 )
 
@@ -71,7 +71,7 @@ func TestDiffRoundTrip(t *testing.T) {
 }
 
 func testDiffRoundTrip(t *testing.T, chunkSize uint64) {
-	c := bus.TestConn(t)
+	c := bustest.Conn(t)
 	ctx := context.Background()
 	store, err := Open(ctx, c.Backup, 6)
 	if err != nil {
@@ -118,7 +118,7 @@ func testDiffRoundTrip(t *testing.T, chunkSize uint64) {
 // (so a recycled buffer is always big enough to be reused), several records
 // each, read slowly enough that the chunks fetched ahead have landed.
 func TestDiffReaderReusesBuffers(t *testing.T) {
-	c := bus.TestConn(t)
+	c := bustest.Conn(t)
 	ctx := context.Background()
 	store, err := Open(ctx, c.Backup, 6)
 	if err != nil {
@@ -198,7 +198,7 @@ func readDiff(t *testing.T, store *Store, header rbddiff.Header, pages []string,
 // cancellation, never io.EOF (which would let an import create the
 // to-snapshot over half the data).
 func TestDiffReaderCancelledIsNotTheEnd(t *testing.T) {
-	c := bus.TestConn(t)
+	c := bustest.Conn(t)
 	store, err := Open(context.Background(), c.Backup, 6)
 	if err != nil {
 		t.Fatal(err)

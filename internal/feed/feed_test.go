@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/bus/bustest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 )
 
@@ -49,7 +50,7 @@ func nextPage(t *testing.T, r *Reader) string {
 // published, long before the feed ends: that is what lets the backup site
 // import while the source site still sends.
 func TestPagesArriveBeforeTheEnd(t *testing.T) {
-	c := bus.TestConn(t)
+	c := bustest.Conn(t)
 	ctx := context.Background()
 	w := start(t, c, img, "backup-1")
 	r := follow(t, c, w, 10*time.Second)
@@ -80,7 +81,7 @@ func TestPagesArriveBeforeTheEnd(t *testing.T) {
 // TestFollowerStopsWhenSuperseded: a follower reads only its own image's
 // attempt, and stops when the publisher starts the backup over.
 func TestFollowerStopsWhenSuperseded(t *testing.T) {
-	c := bus.TestConn(t)
+	c := bustest.Conn(t)
 	ctx := context.Background()
 	first := start(t, c, img, "backup-1")
 	r := follow(t, c, first, 10*time.Second)
@@ -104,7 +105,7 @@ func TestFollowerStopsWhenSuperseded(t *testing.T) {
 // TestFollowerGivesUp: an abort message ends the follow at once; silence
 // ends it after the silence allowed.
 func TestFollowerGivesUp(t *testing.T) {
-	c := bus.TestConn(t)
+	c := bustest.Conn(t)
 	ctx := context.Background()
 
 	w := start(t, c, img, "backup-1")
@@ -125,7 +126,7 @@ func TestFollowerGivesUp(t *testing.T) {
 // TestDamagedFeed: a missing page or an end that does not match the pages
 // received is an error, never a shorter diff.
 func TestDamagedFeed(t *testing.T) {
-	c := bus.TestConn(t)
+	c := bustest.Conn(t)
 	ctx := context.Background()
 	w := start(t, c, img, "backup-1")
 	r := follow(t, c, w, 10*time.Second)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/bus/bustest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/openstack"
 	"github.com/ferry-dr/ferry/internal/openstack/cindertest"
@@ -109,23 +110,11 @@ func metadataOf(t testing.TB, md *openstack.Metadata, id string) map[string]stri
 	return got
 }
 
-// stateBucket starts an in-process JetStream server with the backup site's
-// streams and returns its state bucket.
+// stateBucket starts an in-process JetStream server with both sites'
+// streams and returns its connection and the backup site's state bucket.
 func stateBucket(t testing.TB) (*bus.Conn, *state.Book) {
 	t.Helper()
-	srv, err := bus.StartServer(bus.ServerOptions{StoreDir: t.TempDir(), InProcess: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	conn, err := bus.Connect(bus.ConnOptions{InProcess: srv, Name: t.Name()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
-	if err := bus.SetupBackup(context.Background(), conn.Backup, bus.DefaultRetention); err != nil {
-		t.Fatal(err)
-	}
+	conn := bustest.Conn(t)
 	book, err := state.Open(context.Background(), conn.Backup)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
 	"github.com/ferry-dr/ferry/internal/testbed"
@@ -16,7 +17,7 @@ import (
 // the primary site, "backup" the backup site.
 var source, backup *ceph.Cluster
 
-func TestMain(m *testing.M) { ceph.RunTests(m, &source, &backup) }
+func TestMain(m *testing.M) { cephtest.RunTests(m, &source, &backup) }
 
 const (
 	kib = 1 << 10

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/ferry-dr/ferry/internal/testbed"
@@ -166,7 +166,7 @@ func TestApplyRetention(t *testing.T) {
 	if !slices.Equal(names(res.Remove), []string{a, c}) || len(res.Removed) != 0 || !slices.Equal(res.NotFerrys, []string{"manual"}) {
 		t.Fatalf("dry run: remove %v, removed %v, not Ferry's %v; want remove [a c], nothing removed, [manual]", names(res.Remove), res.Removed, res.NotFerrys)
 	}
-	if got := ceph.TestSnapshotNames(t, backup, img); len(got) != 8 {
+	if got := cephtest.SnapshotNames(t, backup, img); len(got) != 8 {
 		t.Fatalf("a dry run removed snapshots: %v", got)
 	}
 
@@ -178,7 +178,7 @@ func TestApplyRetention(t *testing.T) {
 	if !slices.Equal(res.Removed, []string{c}) {
 		t.Fatalf("removed %v, want only c (a is the base)", res.Removed)
 	}
-	if got := ceph.TestSnapshotNames(t, backup, img); !slices.Equal(got, []string{a, b, "manual", d, e, f, g}) {
+	if got := cephtest.SnapshotNames(t, backup, img); !slices.Equal(got, []string{a, b, "manual", d, e, f, g}) {
 		t.Fatalf("snapshots left %v", got)
 	}
 
@@ -202,7 +202,7 @@ func TestApplyRetention(t *testing.T) {
 	if err == nil || len(res.Failed) != 1 || res.Failed[0].Name != b || !strings.Contains(err.Error(), "protected") {
 		t.Fatalf("protected snapshot: err %v, failed %v; want b reported", err, res.Failed)
 	}
-	if got := ceph.TestSnapshotNames(t, backup, img); !slices.Equal(got, []string{b, "manual", g}) {
+	if got := cephtest.SnapshotNames(t, backup, img); !slices.Equal(got, []string{b, "manual", g}) {
 		t.Fatalf("snapshots left %v, want [b manual g]", got)
 	}
 }

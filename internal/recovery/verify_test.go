@@ -11,7 +11,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
@@ -23,12 +23,12 @@ import (
 func verifySource(t *testing.T) ferry.ImageSpec {
 	r := rand.New(rand.NewPCG(7, 8))
 	img := newImage(t, source, testbed.ImageName(t, "src"), 20*mib+3*kib)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 6*mib))
-	ceph.TestWrite(t, source, img, 13*mib, randomBytes(r, 256*kib))
-	ceph.TestWrite(t, source, img, 20*mib, randomBytes(r, 3*kib))
-	ceph.TestDiscard(t, source, img, 2*mib, 8*kib)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 6*mib))
+	cephtest.Write(t, source, img, 13*mib, randomBytes(r, 256*kib))
+	cephtest.Write(t, source, img, 20*mib, randomBytes(r, 3*kib))
+	cephtest.Discard(t, source, img, 2*mib, 8*kib)
 	snap(t, source, img, "s")
-	ceph.TestWrite(t, source, img, 8*mib, randomBytes(r, mib)) // the head moves on
+	cephtest.Write(t, source, img, 8*mib, randomBytes(r, mib)) // the head moves on
 	return img
 }
 

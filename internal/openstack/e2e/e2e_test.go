@@ -17,6 +17,7 @@ import (
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/openstack"
 	"github.com/ferry-dr/ferry/internal/openstack/cindertest"
@@ -31,10 +32,10 @@ var (
 
 func TestMain(m *testing.M) {
 	testbed.Main(m, func(bed *testbed.Bed) (err error) {
-		if source, err = ceph.Connect(ceph.SiteConn(bed.Source)); err != nil {
+		if source, err = ceph.Connect(cephtest.Conn(bed.Source)); err != nil {
 			return err
 		}
-		if backup, err = ceph.Connect(ceph.SiteConn(bed.Backup)); err != nil {
+		if backup, err = ceph.Connect(cephtest.Conn(bed.Backup)); err != nil {
 			return err
 		}
 		dir := filepath.Join(os.TempDir(), fmt.Sprintf("ferry-e2e-cinder-%d", os.Getpid()))
@@ -79,7 +80,7 @@ func TestBackupStatusReachesCinder(t *testing.T) {
 	}
 	data := make([]byte, 3<<20)
 	rand.Read(data)
-	ceph.TestWrite(t, source, img, 1<<20, data)
+	cephtest.Write(t, source, img, 1<<20, data)
 
 	srv, err := bus.StartServer(bus.ServerOptions{StoreDir: t.TempDir(), InProcess: true})
 	if err != nil {
@@ -143,7 +144,7 @@ func TestBackupStatusReachesCinder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 
 	want := map[string]string{
 		"owner":               "team-db",
