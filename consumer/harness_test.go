@@ -15,15 +15,14 @@ import (
 	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/testbed"
 	"github.com/ferry-dr/ferry/publisher"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// The pipeline tests run on the real two-site Ceph test bed and real,
-// in-process NATS JetStream servers.
-var source, backup *ceph.Cluster
-
-func TestMain(m *testing.M) { cephtest.RunTests(m, &source, &backup) }
+// The pipeline tests run on the real two-site Ceph test bed (cephtest.Sites)
+// and real, in-process NATS JetStream servers.
+func TestMain(m *testing.M) { testbed.Main(m) }
 
 const mib = 1 << 20
 
@@ -92,6 +91,7 @@ func newPipeline(t *testing.T, srv *server.Server) *pipeline {
 
 func newPipelineConns(t *testing.T, pubConn, consConn *bus.Conn) *pipeline {
 	t.Helper()
+	source, _ := cephtest.Sites(t)
 	ctx := context.Background()
 	if err := bus.SetupBackup(ctx, consConn.Backup, bus.DefaultRetention); err != nil {
 		t.Fatal(err)
@@ -111,6 +111,7 @@ func newPipelineConns(t *testing.T, pubConn, consConn *bus.Conn) *pipeline {
 // startConsumer runs the consumer daemon until stopConsumer.
 func (p *pipeline) startConsumer() {
 	p.t.Helper()
+	_, backup := cephtest.Sites(p.t)
 	c, err := consumer.New(context.Background(), backup, p.consConn, p.consOpts)
 	if err != nil {
 		p.t.Fatal(err)
@@ -154,6 +155,7 @@ func (p *pipeline) startPublisherDaemon() {
 // snapshot takes a Ferry snapshot of img at the source and returns its event.
 func snapshot(t testing.TB, img ferry.ImageSpec) ferry.SnapshotEvent {
 	t.Helper()
+	source, _ := cephtest.Sites(t)
 	now := time.Now().UTC()
 	ev := ferry.SnapshotEvent{Image: img.AtSnap(ferry.NewSnapshotName(now)), Consistency: ferry.CrashConsistent, Created: now}
 	if err := source.CreateSnapshot(ev.Image); err != nil {
@@ -166,6 +168,7 @@ func snapshot(t testing.TB, img ferry.ImageSpec) ferry.SnapshotEvent {
 // checks the backup snapshot against the source snapshot before pruning.
 func (p *pipeline) backupNow(img ferry.ImageSpec) (*ferry.Manifest, ceph.Content) {
 	p.t.Helper()
+	source, backup := cephtest.Sites(p.t)
 	ev := snapshot(p.t, img)
 	m := p.send(ev)
 	p.waitConfirmed(m)
@@ -236,6 +239,7 @@ func randomBytes(r *rand.Rand, n int) []byte {
 // scribble changes n random ranges of img.
 func scribble(t testing.TB, img ferry.ImageSpec, size uint64, r *rand.Rand, n int) {
 	t.Helper()
+	source, _ := cephtest.Sites(t)
 	for range n {
 		l := 1 + r.IntN(256<<10)
 		off := r.Uint64N(size - uint64(l))

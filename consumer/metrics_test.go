@@ -2,16 +2,15 @@ package consumer_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,11 +29,12 @@ import (
 // recovery point comes from the state bucket, and that JetStream lag and
 // redeliveries show up.
 func TestMetrics(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	srv := startServer(t, bus.ServerOptions{Name: "metrics"})
 	p := newPipeline(t, srv)
 	pubMetrics, consMetrics := metrics.New(p.pubConn), metrics.New(p.consConn)
 	pubURL, consURL := serveMetrics(t, pubMetrics), serveMetrics(t, consMetrics)
-	logs := &logBuffer{}
+	logs := &testutil.LogBuffer{}
 	jsonLog := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	pub, err := publisher.New(context.Background(), source, p.pubConn, publisher.Options{Log: jsonLog, Observer: pubMetrics})
 	if err != nil {
@@ -145,7 +145,7 @@ func TestMetrics(t *testing.T) {
 	cm.require(t, "ferry_jetstream_consumer_pending_messages", `consumer="consumer",stream="FERRY_MANIFESTS"`, 0)
 	cm.require(t, "ferry_jetstream_consumer_ack_pending_messages", `consumer="consumer",stream="FERRY_MANIFESTS"`, 1)
 
-	requireBackupLogFields(t, logs.lines())
+	requireBackupLogFields(t, logs.Lines())
 }
 
 // requireBackupLogFields: every log line about one backup names its image,
@@ -179,24 +179,6 @@ func requireBackupLogFields(t *testing.T, lines []string) {
 			t.Errorf("no %q line was logged (checked: %v)", msg, checked)
 		}
 	}
-}
-
-// logBuffer collects log lines from the daemons' goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) lines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
 }
 
 func serveMetrics(t *testing.T, m *metrics.Metrics) string {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -27,6 +28,7 @@ import (
 // byte-identical at the backup site, each pruning the source down to its
 // newest confirmed snapshot.
 func TestFullAndIncrementals(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "single"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(10, 10))
@@ -72,6 +74,7 @@ func TestFullAndIncrementals(t *testing.T) {
 // TestDuplicateManifest: a manifest delivered again (after JetStream's
 // duplicate window, or applied by hand) is confirmed, not imported twice.
 func TestDuplicateManifest(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	srv := startServer(t, bus.ServerOptions{Name: "dup"})
 	p := newPipeline(t, srv)
 	p.startConsumer()
@@ -100,6 +103,7 @@ func TestDuplicateManifest(t *testing.T) {
 // TestOutOfOrderManifests: manifests that arrive before their predecessors
 // wait for their base and are then applied in the right order.
 func TestOutOfOrderManifests(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "order"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(11, 11))
@@ -132,6 +136,7 @@ func TestOutOfOrderManifests(t *testing.T) {
 // TestMissingBase: an incremental whose base never arrives fails with a
 // clear error once the wait is over, and writes nothing.
 func TestMissingBase(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "base"}))
 	p.consOpts.BaseWait = 2 * time.Second
 	p.startConsumer()
@@ -158,6 +163,7 @@ func TestMissingBase(t *testing.T) {
 // TestCorruptChunk: a chunk corrupted in JetStream is caught by its hash,
 // nothing of it is written, and the publisher sends it again.
 func TestCorruptChunk(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "corrupt"}))
 	r := rand.New(rand.NewPCG(12, 12))
 	img := cephtest.Image(t, source, "vm", 12*mib)
@@ -189,6 +195,7 @@ func TestCorruptChunk(t *testing.T) {
 // incremental import rolls back to the base when it comes back, and the
 // backup ends byte-identical.
 func TestConsumerKilledMidImport(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "kill"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(13, 13))
@@ -234,6 +241,7 @@ func TestConsumerKilledMidImport(t *testing.T) {
 // TestPublisherKilledMidSend: a publisher stopped mid-send and started
 // again sends only the chunks that did not arrive: none twice.
 func TestPublisherKilledMidSend(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "pubkill"}))
 	r := rand.New(rand.NewPCG(14, 14))
 	const size = 96 * mib
@@ -268,8 +276,9 @@ func TestPublisherKilledMidSend(t *testing.T) {
 // TestNATSRestartMidTransfer: the JetStream server restarts while a backup
 // is being sent; the clients reconnect and a retry completes it.
 func TestNATSRestartMidTransfer(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	store := t.TempDir()
-	opts := bus.ServerOptions{Name: "restart", StoreDir: store, Port: freePort(t)}
+	opts := bus.ServerOptions{Name: "restart", StoreDir: store, Port: testutil.FreePort(t)}
 	srv := startServer(t, opts)
 	p := newPipeline(t, srv)
 	p.startConsumer()
@@ -307,7 +316,8 @@ func TestNATSRestartMidTransfer(t *testing.T) {
 // JetStream domain; the source site's server joins the backup site's as a
 // leafnode, and the publisher reaches the backup domain across it.
 func TestLeafnodeTwoDomains(t *testing.T) {
-	leafPort := freePort(t)
+	source, _ := cephtest.Sites(t)
+	leafPort := testutil.FreePort(t)
 	backupSrv := startServer(t, bus.ServerOptions{Name: "backup-site", Domain: "backup", LeafPort: leafPort})
 	sourceSrv := startServer(t, bus.ServerOptions{Name: "source-site", Domain: "source",
 		LeafRemotes: []string{"nats-leaf://127.0.0.1:" + itoa(leafPort)}})
@@ -339,6 +349,7 @@ func TestLeafnodeTwoDomains(t *testing.T) {
 // TestPublisherDaemonAndLineage: snapshot events published for the daemon
 // are backed up; a recreated source image is refused until --resync.
 func TestPublisherDaemonAndLineage(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	srv := startServer(t, bus.ServerOptions{Name: "daemon"})
 	p := newPipeline(t, srv)
 	p.startConsumer()
@@ -401,6 +412,7 @@ func republish(t testing.TB, p *pipeline, m *ferry.Manifest, tag string) {
 // had never seen it (the chunks stay).
 func wipeBackup(t testing.TB, p *pipeline, img ferry.ImageSpec) {
 	t.Helper()
+	_, backup := cephtest.Sites(t)
 	snaps, err := backup.Snapshots(img)
 	if err != nil {
 		t.Fatal(err)
@@ -448,6 +460,7 @@ func waitState(t testing.TB, p *pipeline, img ferry.ImageSpec, ok func(*ferry.Im
 // the next backup starts from an older common one, and the backup site
 // rolls its image back to that base before applying.
 func TestBaseNotNewest(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "older-base"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(17, 17))
@@ -474,6 +487,7 @@ func TestBaseNotNewest(t *testing.T) {
 // TestChunkAgedOut: a chunk that left the stream (age or size limits) while
 // the index still lists it is reported missing and sent again.
 func TestChunkAgedOut(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "aged"}))
 	r := rand.New(rand.NewPCG(18, 18))
 	img := cephtest.Image(t, source, "vm", 12*mib)
@@ -495,7 +509,8 @@ func TestChunkAgedOut(t *testing.T) {
 // TestPoolMap: with a pool map, backups land in the mapped pool at the backup
 // site under the same image name, and the chain continues there.
 func TestPoolMap(t *testing.T) {
-	bed := testbed.Shared()
+	source, backup := cephtest.Sites(t)
+	bed := testbed.Shared(t)
 	const drPool = "ferry-dr"
 	bed.Backup.Ceph(t, "osd", "pool", "create", drPool, "8", "8")
 	bed.Backup.Rbd(t, "pool", "init", drPool)
@@ -525,6 +540,7 @@ func TestPoolMap(t *testing.T) {
 // backup into a backup image that already holds another chain), the
 // publisher waiting for it learns why at once instead of waiting on.
 func TestBackupGivenUp(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "given-up"}))
 	p.startConsumer()
 	img := cephtest.Image(t, source, "vm", 4*mib)
@@ -546,6 +562,7 @@ func TestBackupGivenUp(t *testing.T) {
 // one left per failed backup costs the image write performance for as long
 // as the fault lasts); the confirmed base stays.
 func TestGivenUpSnapshotRemoved(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "given-up-snap"}))
 	p.startConsumer()
 	p.startPublisherDaemon()
@@ -583,6 +600,7 @@ func TestGivenUpSnapshotRemoved(t *testing.T) {
 // backup, which starts from the confirmed snapshot before it; a snapshot
 // taken after the newest confirmed one stays, as its backup may be on its way.
 func TestCutOffBackupSnapshotPruned(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "cut-off"}))
 	p.startConsumer()
 	img := cephtest.Image(t, source, "vm", 8*mib)
@@ -607,6 +625,7 @@ func TestCutOffBackupSnapshotPruned(t *testing.T) {
 // source site is still sending it. The publisher is held midway; by then
 // the first chunks are in the backup image, and no to-snapshot exists.
 func TestImportFollowsSending(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "follow"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(21, 21))
@@ -669,6 +688,7 @@ func (h *holdAfter) Add(n uint64) {
 // may be a failover's data). A resize alone counts too. The operator then
 // discards them (--force-rollback) or keeps them (--resync).
 func TestBackupHeadWrittenOutsideFerry(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "written"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(22, 22))
@@ -676,7 +696,7 @@ func TestBackupHeadWrittenOutsideFerry(t *testing.T) {
 	img := cephtest.Image(t, source, "vm", size)
 	cephtest.Write(t, source, img, 0, randomBytes(r, size))
 	last, _ := p.backupNow(img)
-	bak := testbed.Shared().Backup
+	bak := testbed.Shared(t).Backup
 
 	for _, tc := range []struct {
 		name   string
@@ -735,6 +755,7 @@ func TestBackupHeadWrittenOutsideFerry(t *testing.T) {
 // is refused and the image left as it is; an empty leftover (an image
 // created by a consumer that died before it could record it) is replaced.
 func TestFullBackupKeepsForeignImage(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "foreign"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(23, 23))

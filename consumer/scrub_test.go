@@ -22,6 +22,7 @@ import (
 // byte flipped in the backup cluster's RADOS object under the newest backup
 // snapshot, and nothing in the older snapshot, which has its own copy.
 func TestScrub(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "scrub"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(20, 21))
@@ -65,7 +66,7 @@ func TestScrub(t *testing.T) {
 	// snapshot reads the head (no write since, so no clone of it), while the
 	// full backup's snapshot has its own clone of that object.
 	flip := uint64(2*mib + 77 + 1000)
-	flipObject(t, testbed.Shared().Backup, img, flip)
+	flipObject(t, testbed.Shared(t).Backup, img, flip)
 	if cephtest.Content(t, backup, img.AtSnap(inc.ToSnap)) == cephtest.Content(t, source, img.AtSnap(inc.ToSnap)) {
 		t.Fatal("the flipped byte did not reach the backup snapshot: the test corrupts nothing")
 	}

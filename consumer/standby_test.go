@@ -25,6 +25,7 @@ func (a *appliedCounter) ApplyFailed(*ferry.Manifest, string, bool)    {}
 // first stops (at once), or when a dead holder's lock expires. A consumer
 // whose lock is taken away stops with an error that says so.
 func TestStandbyConsumer(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "standby"}))
 	ctx := context.Background()
 	short := bus.DefaultRetention

@@ -2,7 +2,6 @@ package consumer_test
 
 import (
 	"context"
-	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -14,16 +13,6 @@ import (
 )
 
 func itoa(i int) string { return strconv.Itoa(i) }
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 func waitLeaf(t testing.TB, s *server.Server) {
 	t.Helper()

@@ -61,6 +61,8 @@ func nodeXML(vms ...testVM) string {
 // driver inside the agent process (test:///PATH), with disks on the source
 // Ceph site.
 func TestAgentProcessOpenStackPolicies(t *testing.T) {
+	source, _ := cephtest.Sites(t)
+	sourceConnection := cephtest.Conn(testbed.Shared(t).Source)
 	cinder := startCinder(t)
 	ctx := context.Background()
 	const project = "0000000000000000000000000000a9e7"
@@ -78,7 +80,7 @@ func TestAgentProcessOpenStackPolicies(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { removeImage(source, spec) })
-		return testVM{name: testbed.ImageName(t, name), uuid: newUUID(t), disks: []ferry.ImageSpec{spec}}, id
+		return testVM{name: testbed.ImageName(t, name), uuid: newUUID(t), disks: []ferry.ImageSpec{spec}, monitor: monitorOf(t)}, id
 	}
 	optedIn, _ := newVM("opted-in", map[string]string{"ferry:policy": "fast"})
 	later, laterVolume := newVM("later", nil)

@@ -44,6 +44,7 @@ func requestBackup(t *testing.T, a *Agent, domain string) BackupReply {
 // through the new connection) and its lifecycle callback (the final backup
 // when the guest is destroyed afterwards) work again.
 func TestAgentSurvivesLibvirtdRestart(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	r := startRealLibvirt(t)
 	g := r.bootGuest(t, 1)
 	g.waitAgent(t)

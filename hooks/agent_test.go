@@ -90,6 +90,7 @@ func queuedEvents(t testing.TB, conn *bus.Conn, spec ferry.ImageSpec) (int, ferr
 }
 
 func TestAgentOnDemandRequest(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	hv := openTestDriver(t)
 	v := defineVM(t, hv, 2, mib)
 	if err := hv.Start(v.name); err != nil {
@@ -133,6 +134,7 @@ func TestAgentOnDemandRequest(t *testing.T) {
 }
 
 func TestAgentSchedule(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	hv := openTestDriver(t)
 	v := defineVM(t, hv, 1, mib)
 	if err := hv.Start(v.name); err != nil {
@@ -152,6 +154,7 @@ func TestAgentSchedule(t *testing.T) {
 // lifecycle callback again, and the next shutdown still gets its final
 // backup.
 func TestAgentReconnectsAndBacksUpOnShutdown(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	hv := openTestDriver(t)
 	v := defineVM(t, hv, 2, mib)
 	if err := hv.Start(v.name); err != nil {

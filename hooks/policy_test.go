@@ -1,12 +1,11 @@
 package hooks
 
 import (
-	"bytes"
 	"context"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"log/slog"
 	"maps"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,28 +123,12 @@ func TestPolicyTimers(t *testing.T) {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // The agent on libvirt's test driver with real RBD disks: a VM whose volume
 // opted in is backed up on its policy's interval; a VM whose policy is
 // unknown is logged once, however often the policies are refreshed, and
 // never backed up.
 func TestAgentBacksUpOptedInDomains(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	hv := openTestDriver(t)
 	in := defineVM(t, hv, 2, mib)
 	typo := defineVM(t, hv, 1, mib)
@@ -157,7 +140,7 @@ func TestAgentBacksUpOptedInDomains(t *testing.T) {
 	_, conn := startNATS(t)
 	volumeID := strings.TrimPrefix(in.disks[1].Image, "volume-")
 	src := &staticPolicies{tagged: map[string]string{volumeID: "fast", typo.uuid: "fats"}}
-	logs := &lockedBuffer{}
+	logs := &testutil.LogBuffer{}
 	a := NewAgent(AgentOptions{
 		URI: "test:///default", Host: "hv-" + strings.ToLower(newUUID(t)[:8]), Clusters: newClusters(t), Bus: conn,
 		Log: slog.New(slog.NewTextHandler(logs, nil)), ReconnectWait: 50 * time.Millisecond,

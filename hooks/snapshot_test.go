@@ -24,6 +24,7 @@ const mib = 1 << 20
 // the publisher daemon and the consumer applies them at the backup site,
 // byte-identical.
 func TestSnapshotVMRunningEndToEnd(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	hv := openTestDriver(t)
 	v := defineVM(t, hv, 3, 4*mib)
 	if err := hv.Start(v.name); err != nil {
@@ -115,6 +116,7 @@ func TestSnapshotEventsNameTheSet(t *testing.T) {
 // A shut-off domain is snapshotted without a freeze (the test driver
 // refuses to freeze a domain that is not running, so a freeze would fail).
 func TestSnapshotVMShutOff(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	hv := openTestDriver(t)
 	v := defineVM(t, hv, 2, mib)
 	snap, err := SnapshotVM(context.Background(), hv, newClusters(t), v.name, SnapshotOptions{RequireQuiesce: true})
@@ -137,6 +139,7 @@ func TestSnapshotVMShutOff(t *testing.T) {
 // A paused guest cannot be quiesced: with the policy requiring it, the
 // snapshot fails and leaves nothing; without, it is crash-consistent.
 func TestSnapshotVMPaused(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	hv := openTestDriver(t)
 	v := defineVM(t, hv, 2, mib)
 	if err := hv.Start(v.name); err != nil {
@@ -164,6 +167,7 @@ func TestSnapshotVMPaused(t *testing.T) {
 // A deadline that passes while the guest is frozen thaws it, fails the
 // snapshot and leaves no partial set behind.
 func TestSnapshotVMFreezeDeadline(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	hv := openTestDriver(t)
 	v := defineVM(t, hv, 3, mib)
 	if err := hv.Start(v.name); err != nil {

@@ -3,9 +3,9 @@ package publisher_test
 import (
 	"context"
 	"errors"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -28,9 +28,7 @@ import (
 // JetStream domain, the source site's server a leafnode of the backup
 // site's. The consumer daemon runs at the backup site, the publisher daemon
 // (which applies restore jobs) at the source site.
-var source, backup *ceph.Cluster
-
-func TestMain(m *testing.M) { cephtest.RunTests(m, &source, &backup) }
+func TestMain(m *testing.M) { testbed.Main(m) }
 
 const (
 	kib = 1 << 10
@@ -47,8 +45,9 @@ type sites struct {
 
 func startSites(t *testing.T) *sites {
 	t.Helper()
+	source, backup := cephtest.Sites(t)
 	ctx := context.Background()
-	leafPort := freePort(t)
+	leafPort := testutil.FreePort(t)
 	backupSrv := startServer(t, bus.ServerOptions{Name: "backup-site", Domain: "backup", LeafPort: leafPort})
 	sourceSrv := startServer(t, bus.ServerOptions{Name: "source-site", Domain: "source",
 		LeafRemotes: []string{"nats-leaf://127.0.0.1:" + strconv.Itoa(leafPort)}})
@@ -114,6 +113,7 @@ func (s *sites) stopPublisherDaemon() {
 // backup site; the backup snapshot must read back as the source's.
 func (s *sites) backupNow(img ferry.ImageSpec) *ferry.Manifest {
 	s.t.Helper()
+	source, backup := cephtest.Sites(s.t)
 	now := time.Now().UTC()
 	ev := ferry.SnapshotEvent{Image: img.AtSnap(ferry.NewSnapshotName(now)), Consistency: ferry.CrashConsistent, Created: now}
 	if err := source.CreateSnapshot(ev.Image); err != nil {
@@ -136,6 +136,7 @@ func (s *sites) backupNow(img ferry.ImageSpec) *ferry.Manifest {
 // returns what the backup site stored and the source site's answer.
 func (s *sites) restore(o recovery.SendOptions) (recovery.SendStats, ferry.RestoreOutcome, error) {
 	s.t.Helper()
+	_, backup := cephtest.Sites(s.t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	o.Backup, o.Bus = backup, s.bakConn
@@ -186,6 +187,7 @@ func requireRefused(t *testing.T, err error, want ...string) {
 // again is refused, and so are incremental restores without a common
 // snapshot, before anything is written.
 func TestRestoreToSourceInFull(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	s := startSites(t)
 	s.startPublisherDaemon()
 	r := rand.New(rand.NewPCG(21, 21))
@@ -244,6 +246,7 @@ func TestRestoreToSourceInFull(t *testing.T) {
 // the changes since the common snapshot, and the next backup continues
 // incrementally from the restored snapshot.
 func TestFailbackOverJetStream(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	s := startSites(t)
 	r := rand.New(rand.NewPCG(22, 22))
 	const size = 40 * mib
@@ -327,16 +330,6 @@ func testLogger(t testing.TB, role string) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func startServer(t testing.TB, o bus.ServerOptions) interface {
 	ClientURL() string
 	NumLeafNodes() int
@@ -363,9 +356,10 @@ func connect(t testing.TB, o bus.ConnOptions) *bus.Conn {
 
 // removeAtEnd removes an image (and its snapshots) the test may create.
 func removeAtEnd(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec) {
-	site := testbed.Shared().Source
+	_, backup := cephtest.Sites(t)
+	site := testbed.Shared(t).Source
 	if c == backup {
-		site = testbed.Shared().Backup
+		site = testbed.Shared(t).Backup
 	}
 	t.Cleanup(func() {
 		site.RbdErr("snap", "purge", "--no-progress", spec.String())

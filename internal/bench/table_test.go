@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"net"
 	"os"
 	"os/exec"
@@ -123,7 +124,7 @@ func (e *env) verify(what string, srcSpec, bakSpec, want string) {
 // and prints a Markdown report. Run it once: -benchtime 1x (see make bench).
 func BenchmarkTable(b *testing.B) {
 	t0 := time.Now()
-	e := &env{b: b, bed: testbed.Shared(), dir: b.TempDir(), size: *flagSize, runs: max(1, *flagRuns)}
+	e := &env{b: b, bed: testbed.Shared(b), dir: b.TempDir(), size: *flagSize, runs: max(1, *flagRuns)}
 	e.ferry = *flagFerryBin
 	if e.ferry == "" {
 		e.ferry = buildFerry(b, e.dir)
@@ -412,7 +413,7 @@ func (e *env) restoreRow(s *section, d *dataset) {
 // BenchmarkRestoreRow runs only the restore row (BenchmarkTable has it too),
 // for a quick look: -bench '^BenchmarkRestoreRow$' -benchtime 1x.
 func BenchmarkRestoreRow(b *testing.B) {
-	e := &env{b: b, bed: testbed.Shared(), dir: b.TempDir(), size: *flagSize, runs: max(1, *flagRuns)}
+	e := &env{b: b, bed: testbed.Shared(b), dir: b.TempDir(), size: *flagSize, runs: max(1, *flagRuns)}
 	if e.ferry = *flagFerryBin; e.ferry == "" {
 		e.ferry = buildFerry(b, e.dir)
 	}
@@ -503,23 +504,12 @@ type pipeline struct {
 	consPeak int64 // the consumer's highest peak RSS of any backup
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func (e *env) startPipeline() *pipeline {
 	e.b.Helper()
-	port, err := freePort()
-	if err != nil {
-		e.fatalf("%v", err)
-	}
+	port := testutil.FreePort(e.b)
 	p := &pipeline{e: e, url: fmt.Sprintf("nats://127.0.0.1:%d", port)}
 	store := filepath.Join(e.dir, "jetstream")
+	var err error
 	p.nats, err = startDaemon(filepath.Join(e.dir, "nats.log"), e.ferry, "nats-server", "--store", store,
 		"--listen", "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {

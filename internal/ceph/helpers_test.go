@@ -12,22 +12,29 @@ import (
 	"github.com/ferry-dr/ferry/internal/testbed"
 )
 
-// One test bed (a source and a backup cluster) for the whole package; every
-// test uses images of its own, so tests run in any order.
-var source, backup *Cluster
-
+// One test bed (a source and a backup cluster) for the whole package, had
+// by the first test that asks (bedSites); every test uses images of its
+// own, so tests run in any order.
 func TestMain(m *testing.M) {
 	if os.Getenv(envAbortChild) != "" {
 		abortChild() // the child of TestAbortPrintsStack: no test bed
 	}
-	testbed.Main(m, func(bed *testbed.Bed) (err error) {
-		if source, err = Connect(siteConn(bed.Source)); err != nil {
-			return err
-		}
-		backup, err = Connect(siteConn(bed.Backup))
-		return err
-	})
+	testbed.Main(m)
 }
+
+// bedSites gives what cephtest's Sites gives other packages.
+func bedSites(t testing.TB) (source, backup *Cluster) {
+	t.Helper()
+	s := sites(t)
+	return s[0], s[1]
+}
+
+var sites = testbed.Lazy(func(bed *testbed.Bed) (s [2]*Cluster, err error) {
+	if s[0], err = Connect(siteConn(bed.Source)); err == nil {
+		s[1], err = Connect(siteConn(bed.Backup))
+	}
+	return s, err
+})
 
 // The helpers of cephtest, which this package's tests cannot import.
 
@@ -107,6 +114,7 @@ func randomBytes(r *rand.Rand, n int) []byte {
 // snapshot b read back identically.
 func requireSameContent(t testing.TB, a ferry.ImageSpec, b ferry.ImageSpec) {
 	t.Helper()
+	source, backup := bedSites(t)
 	x, y := content(t, source, a), content(t, backup, b)
 	if x != y {
 		t.Fatalf("%s (%d bytes, sha256 %x) differs from %s (%d bytes, sha256 %x)", a, x.Size, x.SHA256[:8], b, y.Size, y.SHA256[:8])
@@ -116,6 +124,7 @@ func requireSameContent(t testing.TB, a ferry.ImageSpec, b ferry.ImageSpec) {
 // ferryExport exports to a file in t's temp dir and returns its path.
 func ferryExport(t testing.TB, opts ExportOptions, format rbddiff.Format) (string, ExportStats) {
 	t.Helper()
+	source, _ := bedSites(t)
 	path := filepath.Join(t.TempDir(), "diff")
 	f, err := os.Create(path)
 	if err != nil {
@@ -131,6 +140,7 @@ func ferryExport(t testing.TB, opts ExportOptions, format rbddiff.Format) (strin
 
 func ferryImport(t testing.TB, path string, target ferry.ImageSpec) error {
 	t.Helper()
+	_, backup := bedSites(t)
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)

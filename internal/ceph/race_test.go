@@ -41,7 +41,7 @@ func TestOpenCloseRace(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), raceDuration+60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run", "^TestOpenCloseRace$", "-test.count", "1", "-test.v")
-	cmd.Env = append(os.Environ(), envRaceChild+"=1", testbed.EnvTestbed+"="+testbed.Shared().Dir, "GOTRACEBACK=single")
+	cmd.Env = append(os.Environ(), envRaceChild+"=1", testbed.EnvTestbed+"="+testbed.Shared(t).Dir, "GOTRACEBACK=single")
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		t.Fatalf("the child still ran %v after it should have ended (an open that never returns is how the race hangs); output:\n%s",
@@ -54,6 +54,7 @@ func TestOpenCloseRace(t *testing.T) {
 }
 
 func openCloseRace(t *testing.T, d time.Duration) {
+	_, backup := bedSites(t)
 	r := rand.New(rand.NewPCG(7, 8))
 	img := newImage(t, backup, "race", 8<<20)
 	writeAt(t, backup, img, 0, randomBytes(r, 8<<20))
@@ -177,7 +178,7 @@ func lastLine(out []byte, s string) string {
 // of two (librbdRaceSettings).
 func TestOneCompletionThread(t *testing.T) {
 	before := threadsNamed(t, "io_context_pool")
-	c, err := Connect(siteConn(testbed.Shared().Backup))
+	c, err := Connect(siteConn(testbed.Shared(t).Backup))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 // A snapshot through a SnapshotTarget, in either mode, holds what the head
 // held when it was taken, and later writes stay out of it.
 func TestSnapshotTarget(t *testing.T) {
+	source, _ := bedSites(t)
 	for _, mode := range []SnapshotMode{SkipQuiesce, LibrbdQuiesce} {
 		spec := newImage(t, source, "snaptarget", 4<<20)
 		before := bytes.Repeat([]byte{0xa5}, 8192)

@@ -13,22 +13,20 @@ import (
 	"github.com/ferry-dr/ferry/internal/testbed"
 )
 
-// The tests run on the real two-site test bed: the "source" cluster plays
-// the primary site, "backup" the backup site.
-var source, backup *ceph.Cluster
-
-func TestMain(m *testing.M) { cephtest.RunTests(m, &source, &backup) }
+// The tests run on the real two-site test bed (cephtest.Sites): the
+// "source" cluster plays the primary site, "backup" the backup site.
+func TestMain(m *testing.M) { testbed.Main(m) }
 
 const (
 	kib = 1 << 10
 	mib = 1 << 20
 )
 
-func siteOf(c *ceph.Cluster) *testbed.Site {
-	if c == source {
-		return testbed.Shared().Source
+func siteOf(t testing.TB, c *ceph.Cluster) *testbed.Site {
+	if source, _ := cephtest.Sites(t); c == source {
+		return testbed.Shared(t).Source
 	}
-	return testbed.Shared().Backup
+	return testbed.Shared(t).Backup
 }
 
 // newImage creates an image of size on c, removed (with its snapshots) when
@@ -45,7 +43,7 @@ func newImage(t testing.TB, c *ceph.Cluster, name string, size uint64) ferry.Ima
 
 // removeAtEnd removes an image the code under test may create.
 func removeAtEnd(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec) {
-	site := siteOf(c)
+	site := siteOf(t, c)
 	t.Cleanup(func() {
 		site.RbdErr("snap", "unprotect", spec.String()+"@gold")
 		site.RbdErr("snap", "purge", "--no-progress", spec.String())

@@ -19,6 +19,7 @@ import (
 // different content and a head that differs from both, with an unaligned
 // size, holes, and a discarded range.
 func backupImage(t *testing.T) ferry.ImageSpec {
+	_, backup := cephtest.Sites(t)
 	r := rand.New(rand.NewPCG(1, 2))
 	img := newImage(t, backup, testbed.ImageName(t, "bak"), 24*mib+3*kib)
 	cephtest.Write(t, backup, img, 0, randomBytes(r, 5*mib))
@@ -34,6 +35,7 @@ func backupImage(t *testing.T) ferry.ImageSpec {
 }
 
 func TestRestoreIntoNewImage(t *testing.T) {
+	_, backup := cephtest.Sites(t)
 	ctx := context.Background()
 	img := backupImage(t)
 	before := cephtest.SnapshotNames(t, backup, img)
@@ -65,6 +67,7 @@ func TestRestoreIntoNewImage(t *testing.T) {
 }
 
 func TestRestoreIntoOtherCluster(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	img := backupImage(t)
 	target := ferry.ImageSpec{Pool: testbed.Pool, Image: img.Image} // same name, primary site
 	removeAtEnd(t, source, target)
@@ -75,6 +78,7 @@ func TestRestoreIntoOtherCluster(t *testing.T) {
 }
 
 func TestRestoreRefusals(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	ctx := context.Background()
 	img := backupImage(t)
 	headBefore := cephtest.Content(t, backup, img)
@@ -108,6 +112,7 @@ func TestRestoreRefusals(t *testing.T) {
 // snapshot "common"; the backup went on to "later". Failback ships only the
 // changes, after rolling back writes the primary took after "common".
 func TestFailbackIncremental(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(3, 4))
 	name := testbed.ImageName(t, "vm")
@@ -176,6 +181,7 @@ func TestFailbackIncremental(t *testing.T) {
 
 // A failback onto a primary that did not diverge needs no rollback flag.
 func TestFailbackWithoutDivergence(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(5, 6))
 	name := testbed.ImageName(t, "vm")
@@ -206,6 +212,7 @@ func (c cancelAfterFirst) Add(uint64)      { c.cancel() }
 // An interrupted restore returns (no goroutine left blocked on the handoff)
 // and removes the partial image, so nothing half-written can be attached.
 func TestRestoreInterruptedRemovesTarget(t *testing.T) {
+	_, backup := cephtest.Sites(t)
 	img := backupImage(t)
 	target := ferry.ImageSpec{Pool: testbed.Pool, Image: testbed.ImageName(t, "interrupted")}
 	removeAtEnd(t, backup, target)

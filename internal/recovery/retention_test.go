@@ -143,6 +143,7 @@ func names(s []SnapshotWithTime) []string {
 
 // TestApplyRetention runs a policy on a real backup image.
 func TestApplyRetention(t *testing.T) {
+	_, backup := cephtest.Sites(t)
 	now := time.Date(2025, 1, 10, 12, 0, 0, 0, time.UTC)
 	at := func(day, hour int) string {
 		return ferry.NewSnapshotName(time.Date(2025, 1, day, hour, 0, 0, 0, time.UTC))
@@ -189,7 +190,7 @@ func TestApplyRetention(t *testing.T) {
 	}
 
 	// A protected snapshot with a clone is reported and left; the rest goes.
-	site := testbed.Shared().Backup
+	site := testbed.Shared(t).Backup
 	site.Rbd(t, "snap", "protect", img.AtSnap(b).String())
 	clone := img.Pool + "/" + testbed.ImageName(t, "clone")
 	site.Rbd(t, "clone", img.AtSnap(b).String(), clone)

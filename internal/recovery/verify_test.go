@@ -21,6 +21,7 @@ import (
 // verifySource makes a source image with data, holes, a discard and an
 // unaligned size, and snapshot "s".
 func verifySource(t *testing.T) ferry.ImageSpec {
+	source, _ := cephtest.Sites(t)
 	r := rand.New(rand.NewPCG(7, 8))
 	img := newImage(t, source, testbed.ImageName(t, "src"), 20*mib+3*kib)
 	cephtest.Write(t, source, img, 0, randomBytes(r, 6*mib))
@@ -36,7 +37,8 @@ func verifySource(t *testing.T) ferry.ImageSpec {
 // Ferry's engine), flipping one byte at each image offset in flip on the way.
 func backupWithRbd(t *testing.T, src ferry.ImageSpec, flip ...uint64) ferry.ImageSpec {
 	t.Helper()
-	bed := testbed.Shared()
+	_, backup := cephtest.Sites(t)
+	bed := testbed.Shared(t)
 	dir := t.TempDir()
 	clean, corrupt := filepath.Join(dir, "clean"), filepath.Join(dir, "corrupt")
 	bed.Source.Rbd(t, "export-diff", "--no-progress", src.AtSnap("s").String(), clean)
@@ -105,6 +107,7 @@ func backupWithRbd(t *testing.T, src ferry.ImageSpec, flip ...uint64) ferry.Imag
 }
 
 func TestVerifyIdentical(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	src := verifySource(t)
 	bak := backupWithRbd(t, src)
 	meter := progress.NewMeter("verify", nil, 0)
@@ -125,6 +128,7 @@ func TestVerifyIdentical(t *testing.T) {
 }
 
 func TestVerifyNamesCorruptBytes(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	src := verifySource(t)
 	// One byte in the first object, one in another window, one in the
 	// unaligned last block.
@@ -141,9 +145,10 @@ func TestVerifyNamesCorruptBytes(t *testing.T) {
 }
 
 func TestVerifySizeMismatch(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	src := verifySource(t)
 	bak := backupWithRbd(t, src)
-	testbed.Shared().Backup.Rbd(t, "resize", "--no-progress", "--size", "24M", bak.String())
+	testbed.Shared(t).Backup.Rbd(t, "resize", "--no-progress", "--size", "24M", bak.String())
 	snap(t, backup, bak, "bigger")
 	rep, err := Verify(context.Background(), VerifyOptions{Source: source, SourceSnap: src.AtSnap("s"), Backup: backup, BackupSnap: bak.AtSnap("bigger")}, nil)
 	if err != nil {

@@ -5,6 +5,7 @@
 package cephtest
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/ferry-dr/ferry/internal/ceph"
@@ -88,14 +89,21 @@ func RequireSameContent(t testing.TB, ca *ceph.Cluster, a ferry.ImageSpec, cb *c
 	}
 }
 
-// RunTests is TestMain for a package whose tests use both sites of the test
-// bed: it connects *source and *backup to them, then runs the tests.
-func RunTests(m *testing.M, source, backup **ceph.Cluster) {
-	testbed.Main(m, func(bed *testbed.Bed) (err error) {
-		if *source, err = ceph.Connect(Conn(bed.Source)); err != nil {
-			return err
-		}
-		*backup, err = ceph.Connect(Conn(bed.Backup))
-		return err
-	})
+// Sites returns connections to the source and the backup site of the test
+// bed (testbed.Shared), made once for the test binary; the test fails if
+// they cannot be had.
+func Sites(t testing.TB) (source, backup *ceph.Cluster) {
+	t.Helper()
+	s := sites(t)
+	return s[0], s[1]
 }
+
+var sites = testbed.Lazy(func(bed *testbed.Bed) (s [2]*ceph.Cluster, err error) {
+	if s[0], err = ceph.Connect(Conn(bed.Source)); err != nil {
+		return s, fmt.Errorf("test bed's source site: %w", err)
+	}
+	if s[1], err = ceph.Connect(Conn(bed.Backup)); err != nil {
+		return s, fmt.Errorf("test bed's backup site: %w", err)
+	}
+	return s, nil
+})

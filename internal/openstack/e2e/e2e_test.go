@@ -16,7 +16,6 @@ import (
 
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
-	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/openstack"
@@ -25,37 +24,29 @@ import (
 	"github.com/ferry-dr/ferry/publisher"
 )
 
-var (
-	source, backup *ceph.Cluster
-	cinder         *cindertest.Cinder
-)
+var cinder *cindertest.Cinder
 
 func TestMain(m *testing.M) {
-	testbed.Main(m, func(bed *testbed.Bed) (err error) {
-		if source, err = ceph.Connect(cephtest.Conn(bed.Source)); err != nil {
-			return err
-		}
-		if backup, err = ceph.Connect(cephtest.Conn(bed.Backup)); err != nil {
-			return err
-		}
-		dir := filepath.Join(os.TempDir(), fmt.Sprintf("ferry-e2e-cinder-%d", os.Getpid()))
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("ferry-e2e-cinder-%d", os.Getpid()))
+	err := os.MkdirAll(dir, 0o700)
+	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		if cinder, err = cindertest.Start(ctx, dir); err != nil {
-			return fmt.Errorf("cannot start Cinder: %w", err)
-		}
-		// Stopped when the test binary exits (the launcher watches its parent);
-		// testbed.Main exits without returning here.
-		return nil
-	})
+		cinder, err = cindertest.Start(ctx, dir)
+		cancel()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: cannot start Cinder: %v\n", err)
+		os.Exit(2)
+	}
+	// Cinder is stopped when the test binary exits (the launcher watches
+	// its parent); testbed.Main exits without returning here.
+	testbed.Main(m)
 }
 
 const project = "5e2e0000c1d2e3f4a5b6c7d8e9f0a1b2"
 
 func TestBackupStatusReachesCinder(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	t.Cleanup(func() { cinder.Stop(); os.RemoveAll(cinder.Dir) })
 	ctx := context.Background()
 	clients, err := openstack.Connect(ctx, openstack.Config{NoAuthEndpoint: cinder.URL, NoAuthProject: project})
