@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"github.com/ferry-dr/ferry/internal/testutil"
 	"io"
 	"log/slog"
@@ -231,17 +232,14 @@ func scrape(t *testing.T, url string) scraped {
 
 func scrapeUntil(t *testing.T, url string, ok func(scraped) bool) scraped {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		m := scrape(t, url)
-		if ok(m) {
-			return m
+	var m scraped
+	testutil.CheckFor(t, time.Minute, 100*time.Millisecond, func() error {
+		if m = scrape(t, url); !ok(m) {
+			return fmt.Errorf("metrics not in the expected state:\n%v", m)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics did not reach the expected state within a minute:\n%v", m)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
+	return m
 }
 
 func series(name, labels string) string {

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"github.com/ferry-dr/ferry/internal/testutil"
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -207,7 +209,7 @@ func TestConsumerKilledMidImport(t *testing.T) {
 	cephtest.Write(t, source, img, 0, randomBytes(r, size)) // a big incremental
 	ev := snapshot(t, img)
 	// Hold the publisher midway, so the consumer is surely mid-import.
-	hold := &holdAfter{after: 64 * mib, held: make(chan struct{}), release: make(chan struct{})}
+	hold := newHold(t, 64*mib)
 	sent := make(chan *ferry.Manifest, 1)
 	go func() {
 		m, err := p.pub.Backup(context.Background(), ev, hold)
@@ -225,7 +227,7 @@ func TestConsumerKilledMidImport(t *testing.T) {
 	waitState(t, p, img, func(s *ferry.ImageState) bool { return s.Importing == id })
 	time.Sleep(200 * time.Millisecond) // let some writes land
 	p.stopConsumer()
-	close(hold.release)
+	hold.Release()
 	m := <-sent
 	if m == nil {
 		t.FailNow()
@@ -440,20 +442,17 @@ func waitState(t testing.TB, p *pipeline, img ferry.ImageSpec, ok func(*ferry.Im
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		st, err := book.Get(context.Background(), img)
-		if err != nil {
+	var st *ferry.ImageState
+	testutil.CheckFor(t, 2*time.Minute, 20*time.Millisecond, func() (err error) {
+		if st, err = book.Get(context.Background(), img); err != nil {
 			t.Fatal(err)
 		}
-		if st != nil && ok(st) {
-			return st
+		if st == nil || !ok(st) {
+			return fmt.Errorf("state of %s not the wanted one: %+v", img, st)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	st, _ := book.Get(context.Background(), img)
-	t.Fatalf("state of %s never reached the wanted condition; last: %+v", img, st)
-	return nil
+		return nil
+	})
+	return st
 }
 
 // TestBaseNotNewest: when the source lost its newest confirmed snapshot,
@@ -578,13 +577,12 @@ func TestGivenUpSnapshotRemoved(t *testing.T) {
 	}
 	st := waitState(t, p, img, func(s *ferry.ImageState) bool { return s.Status == ferry.StatusFailed })
 	requireContains(t, st.LastError, "written outside Ferry")
-	deadline := time.Now().Add(time.Minute)
-	for slices.Contains(ferrySnapshots(t, source, img), ev.Image.Snap) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the source still holds %s, whose backup the backup site gave up", ev.Image)
+	testutil.CheckFor(t, time.Minute, 50*time.Millisecond, func() error {
+		if slices.Contains(ferrySnapshots(t, source, img), ev.Image.Snap) {
+			return fmt.Errorf("the source still holds %s, whose backup the backup site gave up", ev.Image)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if got := ferrySnapshots(t, source, img); !slices.Equal(got, []string{base.ToSnap}) {
 		t.Fatalf("the source holds %v, want only the confirmed base %s", got, base.ToSnap)
 	}
@@ -635,7 +633,7 @@ func TestImportFollowsSending(t *testing.T) {
 	cephtest.Write(t, source, img, 0, data)
 	ev := snapshot(t, img)
 
-	hold := &holdAfter{after: 64 * mib, held: make(chan struct{}), release: make(chan struct{})}
+	hold := newHold(t, 64*mib)
 	done := make(chan error, 1)
 	go func() {
 		m, err := p.pub.Backup(context.Background(), ev, hold)
@@ -646,18 +644,16 @@ func TestImportFollowsSending(t *testing.T) {
 	}()
 	<-hold.held
 	first := uint64(publisher.DefaultChunkSize)
-	deadline := time.Now().Add(time.Minute)
-	for !bytes.Equal(cephtest.Read(t, backup, img, 0, first), data[:first]) {
-		if time.Now().After(deadline) {
-			close(hold.release)
-			t.Fatal("the backup site imported nothing while the publisher was still sending")
+	testutil.CheckFor(t, time.Minute, 50*time.Millisecond, func() error {
+		if !bytes.Equal(cephtest.Read(t, backup, img, 0, first), data[:first]) {
+			return errors.New("the backup site imported nothing while the publisher was still sending")
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if slices.Contains(ferrySnapshots(t, backup, img), ev.Image.Snap) {
 		t.Fatal("the to-snapshot exists before the publisher sent everything")
 	}
-	close(hold.release)
+	hold.Release()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -665,18 +661,31 @@ func TestImportFollowsSending(t *testing.T) {
 }
 
 // holdAfter is a progress.Reporter that stops the export once it has read
-// `after` bytes, until released.
+// `after` bytes, until released; held is closed when it stops.
 type holdAfter struct {
 	after, done   uint64
+	holding       bool
 	held, release chan struct{}
+	releaseOnce   sync.Once
 }
+
+// newHold returns a holdAfter that the end of the test releases at the
+// latest, so that a failed test leaves no export held.
+func newHold(t testing.TB, after uint64) *holdAfter {
+	h := &holdAfter{after: after, held: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(h.Release)
+	return h
+}
+
+// Release lets the export go on.
+func (h *holdAfter) Release() { h.releaseOnce.Do(func() { close(h.release) }) }
 
 func (h *holdAfter) SetTotal(uint64) {}
 func (h *holdAfter) Add(n uint64) {
 	h.done += n
-	if h.done >= h.after && h.held != nil {
+	if h.done >= h.after && !h.holding {
+		h.holding = true
 		close(h.held)
-		h.held = nil
 		<-h.release
 	}
 }

@@ -3,6 +3,8 @@ package consumer_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -103,15 +105,14 @@ func waitLocked(t *testing.T, p *pipeline) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		_, err := kv.Get(context.Background(), bus.ConsumerLock)
-		if err == nil {
-			return
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("the site's lock: %v", err)
 		}
-		if !errors.Is(err, jetstream.ErrKeyNotFound) || time.Now().After(deadline) {
-			t.Fatalf("no consumer took the site's lock: %v", err)
+		if err != nil {
+			return fmt.Errorf("no consumer took the site's lock: %w", err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }

@@ -2,6 +2,8 @@ package consumer_test
 
 import (
 	"context"
+	"errors"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"strconv"
 	"testing"
 	"time"
@@ -16,13 +18,12 @@ func itoa(i int) string { return strconv.Itoa(i) }
 
 func waitLeaf(t testing.TB, s *server.Server) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for s.NumLeafNodes() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("leafnode connection between the sites did not come up")
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if s.NumLeafNodes() == 0 {
+			return errors.New("leafnode connection between the sites did not come up")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func chunkStore(t testing.TB, p *pipeline) *chunk.Store {

@@ -3,6 +3,8 @@ package hooks
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"slices"
 	"strings"
 	"testing"
@@ -49,13 +51,12 @@ func startAgentOn(t *testing.T, uri string, conn *bus.Conn, o AgentOptions) *Age
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testutil.CheckFor(t, time.Minute, 20*time.Millisecond, func() error {
+		if !cond() {
+			return fmt.Errorf("waiting for %s", what)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // queuedEvents returns how many snapshot events are queued in JetStream

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"os"
 	"path/filepath"
 	"slices"
@@ -80,17 +82,15 @@ func TestSnapshotVMRunningEndToEnd(t *testing.T) {
 // waitConfirmed polls the backup site's state until it confirms spec@snap.
 func waitConfirmed(t testing.TB, book *state.Book, spec ferry.ImageSpec, snap string) *ferry.ImageState {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		s, err := book.Get(context.Background(), spec)
-		if err == nil && s != nil && s.HasConfirmed(snap) {
-			return s
+	var s *ferry.ImageState
+	testutil.CheckFor(t, 2*time.Minute, 100*time.Millisecond, func() (err error) {
+		s, err = book.Get(context.Background(), spec)
+		if err == nil && (s == nil || !s.HasConfirmed(snap)) {
+			err = fmt.Errorf("%s@%s not backed up: %+v", spec, snap, s)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s@%s was not backed up within 2 minutes: %v %+v", spec, snap, err, s)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
+	return s
 }
 
 func TestSnapshotEventsNameTheSet(t *testing.T) {

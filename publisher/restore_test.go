@@ -51,13 +51,12 @@ func startSites(t *testing.T) *sites {
 	backupSrv := startServer(t, bus.ServerOptions{Name: "backup-site", Domain: "backup", LeafPort: leafPort})
 	sourceSrv := startServer(t, bus.ServerOptions{Name: "source-site", Domain: "source",
 		LeafRemotes: []string{"nats-leaf://127.0.0.1:" + strconv.Itoa(leafPort)}})
-	deadline := time.Now().Add(10 * time.Second)
-	for sourceSrv.NumLeafNodes() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("leafnode connection between the sites did not come up")
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if sourceSrv.NumLeafNodes() == 0 {
+			return errors.New("leafnode connection between the sites did not come up")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	s := &sites{t: t,
 		bakConn: connect(t, bus.ConnOptions{URL: backupSrv.ClientURL(), Name: "backup site", SourceDomain: "source", BackupDomain: "backup"}),
 		srcConn: connect(t, bus.ConnOptions{URL: sourceSrv.ClientURL(), Name: "source site", SourceDomain: "source", BackupDomain: "backup"}),

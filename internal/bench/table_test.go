@@ -516,18 +516,17 @@ func (e *env) startPipeline() *pipeline {
 		e.fatalf("%v", err)
 	}
 	e.b.Cleanup(func() { p.nats.stop() })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testutil.CheckFor(e.b, 30*time.Second, 100*time.Millisecond, func() error {
 		c, err := net.DialTimeout("tcp4", "127.0.0.1:"+strconv.Itoa(port), time.Second)
 		if err == nil {
 			c.Close()
-			break
+			return nil
 		}
-		if done, _ := p.nats.exited(); done || time.Now().After(deadline) {
-			e.fatalf("ferry nats-server did not start: %s", p.nats.logTail())
+		if done, _ := p.nats.exited(); done {
+			e.fatalf("ferry nats-server exited: %s", p.nats.logTail())
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("ferry nats-server did not start: %s", p.nats.logTail())
+	})
 	p.consumer, err = startDaemon(filepath.Join(e.dir, "consumer.log"), e.ferry,
 		e.ferryCmd(e.bed.Backup, "consumer", "run", "--nats", p.url)[1:]...)
 	if err != nil {
@@ -535,14 +534,16 @@ func (e *env) startPipeline() *pipeline {
 	}
 	e.b.Cleanup(func() { p.consumer.stop() })
 	// The consumer creates the backup site's streams and bucket; status reads them.
-	for {
-		if _, err := p.status(); err == nil {
-			break
-		} else if done, _ := p.consumer.exited(); done || time.Now().After(deadline) {
-			e.fatalf("ferry consumer run did not come up: %v\n%s", err, p.consumer.logTail())
+	testutil.CheckFor(e.b, 30*time.Second, 200*time.Millisecond, func() error {
+		_, err := p.status()
+		if err == nil {
+			return nil
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		if done, _ := p.consumer.exited(); done {
+			e.fatalf("ferry consumer run exited: %v\n%s", err, p.consumer.logTail())
+		}
+		return fmt.Errorf("ferry consumer run did not come up: %v\n%s", err, p.consumer.logTail())
+	})
 	return p
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -185,15 +186,15 @@ func TestOneCompletionThread(t *testing.T) {
 	defer c.Close()
 	// A thread names itself once it runs, which on a busy machine can be a
 	// while after Connect returned: count until the count holds still.
-	n, stable, deadline := -1, time.Now(), time.Now().Add(10*time.Second)
-	for time.Now().Before(deadline) {
+	n, stable := -1, time.Now()
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if m := threadsNamed(t, "io_context_pool") - before; m != n {
 			n, stable = m, time.Now()
 		} else if n > 0 && time.Since(stable) > 500*time.Millisecond {
-			break
+			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("%d new io_context_pool threads, not yet steady for 500 ms", n)
+	})
 	if n != 1 {
 		t.Fatalf("a new connection started %d io_context_pool threads, want 1", n)
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -145,18 +146,14 @@ func TestBackupStatusReachesCinder(t *testing.T) {
 		"ferry:consistency":   "crash",
 		"ferry:site":          "dr-site",
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
+	testutil.CheckFor(t, time.Minute, 100*time.Millisecond, func() error {
 		got, err := md.Get(ctx, vol)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fmt.Sprint(got) == fmt.Sprint(want) {
-			break
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("volume metadata after the backup:\n got  %v\n want %v", got, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("volume metadata after the backup:\n got  %v\n want %v", got, want)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
