@@ -206,7 +206,8 @@ func TestConsumerKilledMidImport(t *testing.T) {
 	cephtest.Write(t, source, img, 0, randomBytes(r, 8*mib))
 	p.backupNow(img)
 
-	cephtest.Write(t, source, img, 0, randomBytes(r, size)) // a big incremental
+	data := randomBytes(r, size)
+	cephtest.Write(t, source, img, 0, data) // a big incremental
 	ev := snapshot(t, img)
 	// Hold the publisher midway, so the consumer is surely mid-import.
 	hold := newHold(t, 64*mib)
@@ -225,7 +226,13 @@ func TestConsumerKilledMidImport(t *testing.T) {
 	}
 	id := ferry.BackupID(info.ID, img, ev.Image.Snap)
 	waitState(t, p, img, func(s *ferry.ImageState) bool { return s.Importing == id })
-	time.Sleep(200 * time.Millisecond) // let some writes land
+	first := uint64(publisher.DefaultChunkSize)
+	testutil.CheckFor(t, time.Minute, 20*time.Millisecond, func() error {
+		if !bytes.Equal(cephtest.Read(t, backup, img, 0, first), data[:first]) {
+			return errors.New("the import wrote nothing while the publisher was held")
+		}
+		return nil
+	})
 	p.stopConsumer()
 	hold.Release()
 	m := <-sent
@@ -254,14 +261,20 @@ func TestPublisherKilledMidSend(t *testing.T) {
 	chunks := chunkStream(t, p)
 	before := streamLastSeq(t, chunks)
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		for streamLastSeq(t, chunks)-before < 5 {
-			time.Sleep(5 * time.Millisecond)
+	hold := newHold(t, 64*mib)
+	done := make(chan error, 1)
+	go func() { _, err := p.pub.Backup(ctx, ev, hold); done <- err }()
+	awaitHold(t, hold, done)
+	testutil.CheckFor(t, time.Minute, 5*time.Millisecond, func() error {
+		if n := streamLastSeq(t, chunks) - before; n < 5 {
+			return fmt.Errorf("%d chunks stored while the publisher was held, want 5", n)
 		}
-		cancel()
-	}()
-	if _, err := p.pub.Backup(ctx, ev, nil); err == nil {
-		t.Fatal("the publisher finished before it was stopped; make the image bigger")
+		return nil
+	})
+	cancel()
+	hold.Release()
+	if err := <-done; err == nil {
+		t.Fatal("the publisher finished although it was stopped mid-send")
 	}
 	sentFirst := streamLastSeq(t, chunks) - before
 	m := p.send(ev)
@@ -290,26 +303,24 @@ func TestNATSRestartMidTransfer(t *testing.T) {
 	cephtest.Write(t, source, img, 0, randomBytes(r, size))
 	ev := snapshot(t, img)
 
+	// The server restarts while the export is held a third of the way in:
+	// the backup cannot have been sent whole before the restart.
+	hold := newHold(t, 32*mib)
 	done := make(chan error, 1)
-	go func() { _, err := p.pub.Backup(context.Background(), ev, nil); done <- err }()
-	time.Sleep(300 * time.Millisecond)
+	go func() { _, err := p.pub.Backup(context.Background(), ev, hold); done <- err }()
+	awaitHold(t, hold, done)
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	startServer(t, opts)
-	err := <-done
-	var m *ferry.Manifest
-	if err != nil {
+	hold.Release()
+	if err := <-done; err != nil {
 		t.Logf("first attempt failed as the server went away: %v", err)
 	}
-	for attempt := 0; m == nil && attempt < 5; attempt++ {
+	var m *ferry.Manifest
+	testutil.CheckFor(t, time.Minute, time.Second, func() (err error) {
 		m, err = p.pub.Backup(context.Background(), ev, nil)
-		if err != nil {
-			time.Sleep(time.Second)
-		}
-	}
-	if m == nil {
-		t.Fatalf("backup after the restart: %v", err)
-	}
+		return err
+	})
 	p.waitConfirmed(m)
 	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 }
@@ -675,6 +686,17 @@ func newHold(t testing.TB, after uint64) *holdAfter {
 	h := &holdAfter{after: after, held: make(chan struct{}), release: make(chan struct{})}
 	t.Cleanup(h.Release)
 	return h
+}
+
+// awaitHold waits until the export that reports to hold is held, and fails
+// the test if its backup (which sends its result to done) ended first.
+func awaitHold(t testing.TB, hold *holdAfter, done <-chan error) {
+	t.Helper()
+	select {
+	case <-hold.held:
+	case err := <-done:
+		t.Fatalf("the backup ended (error: %v) before it was held after %d bytes", err, hold.after)
+	}
 }
 
 // Release lets the export go on.
