@@ -2,6 +2,7 @@ package consumer_test
 
 import (
 	"context"
+	"github.com/ferry-dr/ferry/internal/bus/bustest"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -37,33 +38,11 @@ type discardWriter struct{}
 
 func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
-// startServer starts a JetStream server with its store in a test dir,
-// listening on a free loopback port.
-func startServer(t testing.TB, o bus.ServerOptions) *server.Server {
-	t.Helper()
-	if o.StoreDir == "" {
-		o.StoreDir = t.TempDir()
-	}
-	if o.Port == 0 {
-		o.Port = -1
-	}
-	s, err := bus.StartServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
-}
-
-func connect(t testing.TB, o bus.ConnOptions) *bus.Conn {
-	t.Helper()
-	c, err := bus.Connect(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
+// startServer and connect give a test its own JetStream servers and clients.
+var (
+	startServer = bustest.Server
+	connect     = bustest.Connect
+)
 
 // pipeline is one publisher and one consumer around a JetStream server.
 type pipeline struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"github.com/ferry-dr/ferry/internal/bus/bustest"
 	"io"
 	"log/slog"
 	"os"
@@ -175,24 +176,9 @@ func randomBytes(t testing.TB, n int) []byte {
 // the streams of both sites set up.
 func startNATS(t testing.TB) (*server.Server, *bus.Conn) {
 	t.Helper()
-	s, err := bus.StartServer(bus.ServerOptions{StoreDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	c, err := bus.Connect(bus.ConnOptions{URL: s.ClientURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := bus.SetupSource(ctx, c.Source, bus.DefaultRetention); err != nil {
-		t.Fatal(err)
-	}
-	if err := bus.SetupBackup(ctx, c.Backup, bus.DefaultRetention); err != nil {
-		t.Fatal(err)
-	}
+	s := bustest.Server(t, bus.ServerOptions{})
+	c := bustest.Connect(t, bus.ConnOptions{URL: s.ClientURL()})
+	bustest.Setup(t, c)
 	return s, c
 }
 

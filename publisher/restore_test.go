@@ -3,6 +3,7 @@ package publisher_test
 import (
 	"context"
 	"errors"
+	"github.com/ferry-dr/ferry/internal/bus/bustest"
 	"github.com/ferry-dr/ferry/internal/testutil"
 	"log/slog"
 	"math/rand/v2"
@@ -329,29 +330,10 @@ func testLogger(t testing.TB, role string) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func startServer(t testing.TB, o bus.ServerOptions) interface {
-	ClientURL() string
-	NumLeafNodes() int
-} {
-	t.Helper()
-	o.StoreDir, o.Port = t.TempDir(), -1
-	srv, err := bus.StartServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	return srv
-}
-
-func connect(t testing.TB, o bus.ConnOptions) *bus.Conn {
-	t.Helper()
-	c, err := bus.Connect(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
+var (
+	startServer = bustest.Server
+	connect     = bustest.Connect
+)
 
 // removeAtEnd removes an image (and its snapshots) the test may create.
 func removeAtEnd(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec) {

@@ -3,13 +3,13 @@ package recovery
 import (
 	"context"
 	"fmt"
+	"github.com/ferry-dr/ferry/internal/bus/bustest"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/state"
@@ -212,19 +212,7 @@ func TestApplyRetention(t *testing.T) {
 // an embedded JetStream server.
 func TestRetentionTargetFromState(t *testing.T) {
 	ctx := context.Background()
-	srv, err := bus.StartServer(bus.ServerOptions{StoreDir: t.TempDir(), InProcess: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	conn, err := bus.Connect(bus.ConnOptions{InProcess: srv, Name: "retention test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := bus.SetupBackup(ctx, conn.Backup, bus.DefaultRetention); err != nil {
-		t.Fatal(err)
-	}
+	conn := bustest.Conn(t)
 	book, err := state.Open(ctx, conn.Backup)
 	if err != nil {
 		t.Fatal(err)

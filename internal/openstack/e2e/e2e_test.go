@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"github.com/ferry-dr/ferry/internal/bus/bustest"
 	"github.com/ferry-dr/ferry/internal/testutil"
 	"log/slog"
 	"os"
@@ -16,7 +17,6 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/consumer"
-	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/openstack"
@@ -74,22 +74,7 @@ func TestBackupStatusReachesCinder(t *testing.T) {
 	rand.Read(data)
 	cephtest.Write(t, source, img, 1<<20, data)
 
-	srv, err := bus.StartServer(bus.ServerOptions{StoreDir: t.TempDir(), InProcess: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	conn, err := bus.Connect(bus.ConnOptions{InProcess: srv, Name: "e2e"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
-	if err := bus.SetupBackup(ctx, conn.Backup, bus.DefaultRetention); err != nil {
-		t.Fatal(err)
-	}
-	if err := bus.SetupSource(ctx, conn.Source, bus.DefaultRetention); err != nil {
-		t.Fatal(err)
-	}
+	conn := bustest.Conn(t)
 	log := slog.New(slog.DiscardHandler)
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
