@@ -3,6 +3,7 @@ package consumer_test
 import (
 	"context"
 	"github.com/ferry-dr/ferry/internal/bus/bustest"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -207,13 +208,7 @@ func ferrySnapshots(t testing.TB, c *ceph.Cluster, img ferry.ImageSpec) []string
 	return names
 }
 
-func randomBytes(r *rand.Rand, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
+var randomBytes = testutil.RandomBytes
 
 // scribble changes n random ranges of img.
 func scribble(t testing.TB, img ferry.ImageSpec, size uint64, r *rand.Rand, n int) {

@@ -348,17 +348,7 @@ func removeAtEnd(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec) {
 	})
 }
 
-func snap(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec, name string) {
-	t.Helper()
-	if err := c.CreateSnapshot(spec.AtSnap(name)); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func randomBytes(r *rand.Rand, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32() | 1) // never a zero byte: data stays data
-	}
-	return b
-}
+var (
+	snap        = cephtest.Snap
+	randomBytes = testutil.RandomBytes
+)

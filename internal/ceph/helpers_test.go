@@ -2,7 +2,7 @@ package ceph
 
 import (
 	"context"
-	"math/rand/v2"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"os"
 	"path/filepath"
 	"testing"
@@ -102,13 +102,7 @@ func snap(t testing.TB, c *Cluster, spec ferry.ImageSpec, name string) {
 	}
 }
 
-func randomBytes(r *rand.Rand, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
+var randomBytes = testutil.RandomBytes
 
 // requireSameContent fails unless the source snapshot a and the backup
 // snapshot b read back identically.

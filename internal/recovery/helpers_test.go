@@ -3,7 +3,7 @@ package recovery
 import (
 	"bytes"
 	"context"
-	"math/rand/v2"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"testing"
 
 	"github.com/ferry-dr/ferry/internal/ceph"
@@ -13,14 +13,14 @@ import (
 	"github.com/ferry-dr/ferry/internal/testbed"
 )
 
-// The tests run on the real two-site test bed (cephtest.Sites): the
-// "source" cluster plays the primary site, "backup" the backup site.
-func TestMain(m *testing.M) { testbed.Main(m) }
-
 const (
 	kib = 1 << 10
 	mib = 1 << 20
 )
+
+// The tests run on the real two-site test bed (cephtest.Sites): the
+// "source" cluster plays the primary site, "backup" the backup site.
+func TestMain(m *testing.M) { testbed.Main(m) }
 
 func siteOf(t testing.TB, c *ceph.Cluster) *testbed.Site {
 	if source, _ := cephtest.Sites(t); c == source {
@@ -51,20 +51,10 @@ func removeAtEnd(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec) {
 	})
 }
 
-func randomBytes(r *rand.Rand, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32() | 1) // never a zero byte: data stays data
-	}
-	return b
-}
-
-func snap(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec, name string) {
-	t.Helper()
-	if err := c.CreateSnapshot(spec.AtSnap(name)); err != nil {
-		t.Fatal(err)
-	}
-}
+var (
+	snap        = cephtest.Snap
+	randomBytes = testutil.RandomBytes
+)
 
 // copyFull makes dst on cluster to hold src's snapshot, through Ferry's
 // engine and a diff in memory, the way a full backup lands.

@@ -5,6 +5,7 @@ package testutil
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -82,4 +83,14 @@ func Lazy[T any](make func() (T, error)) func(testing.TB) T {
 		}
 		return v
 	}
+}
+
+// RandomBytes returns n bytes drawn from r, none of them zero: data that
+// never reads as a hole, from a seed a failing test can be run again with.
+func RandomBytes(r *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32() | 1)
+	}
+	return b
 }

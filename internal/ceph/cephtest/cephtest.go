@@ -107,3 +107,11 @@ var sites = testbed.Lazy(func(bed *testbed.Bed) (s [2]*ceph.Cluster, err error) 
 	}
 	return s, nil
 })
+
+// Snap takes the snapshot name of spec's image.
+func Snap(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec, name string) {
+	t.Helper()
+	if err := c.CreateSnapshot(spec.AtSnap(name)); err != nil {
+		t.Fatal(err)
+	}
+}
