@@ -15,10 +15,11 @@ import (
 // EnvTestbed names a directory made by devenv.sh (make devenv) whose sites the tests reuse.
 const EnvTestbed = "FERRY_TESTBED"
 
-// mainRunning is set by Main; started is the bed that Shared started, which Main stops.
+// mainRunning is set by Main. bed is the bed that the first call of Shared had; started is
+// the same bed if Shared started it, for Main to stop.
 var (
-	mainRunning bool
-	started     *Bed
+	mainRunning  bool
+	bed, started *Bed
 )
 
 // Main is for TestMain. It runs the tests and, if one of them started a bed (see Shared), stops
@@ -49,11 +50,11 @@ func Shared(t testing.TB) *Bed {
 var shared = testutil.Lazy(have)
 
 // have opens or starts the bed.
-func have() (*Bed, error) {
+func have() (b *Bed, err error) {
+	defer func() { bed = b }()
 	if dir := os.Getenv(EnvTestbed); dir != "" {
-		b, err := Open(dir)
-		if err != nil {
-			return nil, fmt.Errorf("testbed: %s=%s: %w", EnvTestbed, dir, err)
+		if b, err = Open(dir); err != nil {
+			return nil, fmt.Errorf("%s=%s: %w", EnvTestbed, dir, err)
 		}
 		return b, nil
 	}
@@ -64,7 +65,7 @@ func have() (*Bed, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	t0 := time.Now()
-	b, err := Start(ctx, dir)
+	b, err = Start(ctx, dir)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("testbed: cannot start the Ceph test bed: %w\n"+
@@ -113,11 +114,10 @@ func stop(b *Bed, code int) int {
 
 // Lazy is testutil.Lazy for what is made of the bed: clients of its sites, say.
 func Lazy[T any](make func(*Bed) (T, error)) func(testing.TB) T {
-	var bed *Bed
 	get := testutil.Lazy(func() (T, error) { return make(bed) })
 	return func(t testing.TB) T {
 		t.Helper()
-		bed = Shared(t)
+		Shared(t) // sets bed, or fails t
 		return get(t)
 	}
 }
