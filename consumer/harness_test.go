@@ -2,6 +2,8 @@ package consumer_test
 
 import (
 	"context"
+	"github.com/ferry-dr/ferry/internal/bus/bustest"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -13,16 +15,16 @@ import (
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/testbed"
 	"github.com/ferry-dr/ferry/publisher"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// The pipeline tests run on the real two-site Ceph test bed and real,
-// in-process NATS JetStream servers.
-var source, backup *ceph.Cluster
-
-func TestMain(m *testing.M) { ceph.RunTests(m, &source, &backup) }
+// The pipeline tests run on the real two-site Ceph test bed (cephtest.Sites)
+// and real, in-process NATS JetStream servers.
+func TestMain(m *testing.M) { testbed.Main(m) }
 
 const mib = 1 << 20
 
@@ -37,33 +39,11 @@ type discardWriter struct{}
 
 func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
-// startServer starts a JetStream server with its store in a test dir,
-// listening on a free loopback port.
-func startServer(t testing.TB, o bus.ServerOptions) *server.Server {
-	t.Helper()
-	if o.StoreDir == "" {
-		o.StoreDir = t.TempDir()
-	}
-	if o.Port == 0 {
-		o.Port = -1
-	}
-	s, err := bus.StartServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
-}
-
-func connect(t testing.TB, o bus.ConnOptions) *bus.Conn {
-	t.Helper()
-	c, err := bus.Connect(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
+// startServer and connect give a test its own JetStream servers and clients.
+var (
+	startServer = bustest.Server
+	connect     = bustest.Connect
+)
 
 // pipeline is one publisher and one consumer around a JetStream server.
 type pipeline struct {
@@ -91,6 +71,7 @@ func newPipeline(t *testing.T, srv *server.Server) *pipeline {
 
 func newPipelineConns(t *testing.T, pubConn, consConn *bus.Conn) *pipeline {
 	t.Helper()
+	source, _ := cephtest.Sites(t)
 	ctx := context.Background()
 	if err := bus.SetupBackup(ctx, consConn.Backup, bus.DefaultRetention); err != nil {
 		t.Fatal(err)
@@ -110,6 +91,7 @@ func newPipelineConns(t *testing.T, pubConn, consConn *bus.Conn) *pipeline {
 // startConsumer runs the consumer daemon until stopConsumer.
 func (p *pipeline) startConsumer() {
 	p.t.Helper()
+	_, backup := cephtest.Sites(p.t)
 	c, err := consumer.New(context.Background(), backup, p.consConn, p.consOpts)
 	if err != nil {
 		p.t.Fatal(err)
@@ -153,6 +135,7 @@ func (p *pipeline) startPublisherDaemon() {
 // snapshot takes a Ferry snapshot of img at the source and returns its event.
 func snapshot(t testing.TB, img ferry.ImageSpec) ferry.SnapshotEvent {
 	t.Helper()
+	source, _ := cephtest.Sites(t)
 	now := time.Now().UTC()
 	ev := ferry.SnapshotEvent{Image: img.AtSnap(ferry.NewSnapshotName(now)), Consistency: ferry.CrashConsistent, Created: now}
 	if err := source.CreateSnapshot(ev.Image); err != nil {
@@ -165,11 +148,12 @@ func snapshot(t testing.TB, img ferry.ImageSpec) ferry.SnapshotEvent {
 // checks the backup snapshot against the source snapshot before pruning.
 func (p *pipeline) backupNow(img ferry.ImageSpec) (*publisher.Sent, ceph.Content) {
 	p.t.Helper()
+	source, backup := cephtest.Sites(p.t)
 	ev := snapshot(p.t, img)
 	m := p.send(ev)
 	p.waitConfirmed(m)
-	want := ceph.TestContent(p.t, source, ev.Image)
-	ceph.RequireSameContent(p.t, source, ev.Image, backup, ev.Image)
+	want := cephtest.Content(p.t, source, ev.Image)
+	cephtest.RequireSameContent(p.t, source, ev.Image, backup, ev.Image)
 	if _, err := p.pub.Prune(context.Background(), img); err != nil {
 		p.t.Fatal(err)
 	}
@@ -224,24 +208,19 @@ func ferrySnapshots(t testing.TB, c *ceph.Cluster, img ferry.ImageSpec) []string
 	return names
 }
 
-func randomBytes(r *rand.Rand, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
+var randomBytes = testutil.RandomBytes
 
 // scribble changes n random ranges of img.
 func scribble(t testing.TB, img ferry.ImageSpec, size uint64, r *rand.Rand, n int) {
 	t.Helper()
+	source, _ := cephtest.Sites(t)
 	for range n {
 		l := 1 + r.IntN(256<<10)
 		off := r.Uint64N(size - uint64(l))
 		if r.IntN(5) == 0 {
-			ceph.TestDiscard(t, source, img, off, uint64(l))
+			cephtest.Discard(t, source, img, off, uint64(l))
 		} else {
-			ceph.TestWrite(t, source, img, off, randomBytes(r, l))
+			cephtest.Write(t, source, img, off, randomBytes(r, l))
 		}
 	}
 }

@@ -2,21 +2,21 @@ package consumer_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/metrics"
 	"github.com/ferry-dr/ferry/internal/state"
@@ -30,11 +30,12 @@ import (
 // recovery point comes from the state bucket, and that JetStream lag and
 // redeliveries show up.
 func TestMetrics(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	srv := startServer(t, bus.ServerOptions{Name: "metrics"})
 	p := newPipeline(t, srv)
 	pubMetrics, consMetrics := metrics.New(p.pubConn), metrics.New(p.consConn)
 	pubURL, consURL := serveMetrics(t, pubMetrics), serveMetrics(t, consMetrics)
-	logs := &logBuffer{}
+	logs := &testutil.LogBuffer{}
 	jsonLog := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	pub, err := publisher.New(context.Background(), source, p.pubConn, publisher.Options{Log: jsonLog, Observer: pubMetrics})
 	if err != nil {
@@ -47,12 +48,12 @@ func TestMetrics(t *testing.T) {
 
 	r := rand.New(rand.NewPCG(7, 7))
 	const size = 24 * mib
-	img := ceph.TestImage(t, source, "metrics", size)
+	img := cephtest.Image(t, source, "metrics", size)
 	block := randomBytes(r, 4*mib)
-	ceph.TestWrite(t, source, img, 0, block)
-	ceph.TestWrite(t, source, img, 8*mib, block) // the same chunk twice: deduplicated
-	ceph.TestWrite(t, source, img, 16*mib, make([]byte, 2*mib))
-	ceph.TestWrite(t, source, img, 17*mib, []byte(strings.Repeat("compressible ", 4096)))
+	cephtest.Write(t, source, img, 0, block)
+	cephtest.Write(t, source, img, 8*mib, block) // the same chunk twice: deduplicated
+	cephtest.Write(t, source, img, 16*mib, make([]byte, 2*mib))
+	cephtest.Write(t, source, img, 17*mib, []byte(strings.Repeat("compressible ", 4096)))
 	started := time.Now()
 	full, _ := p.backupNow(img)
 	scribble(t, img, size, r, 10)
@@ -145,7 +146,7 @@ func TestMetrics(t *testing.T) {
 	cm.require(t, "ferry_jetstream_consumer_pending_messages", `consumer="consumer",stream="FERRY_MANIFESTS"`, 0)
 	cm.require(t, "ferry_jetstream_consumer_ack_pending_messages", `consumer="consumer",stream="FERRY_MANIFESTS"`, 1)
 
-	requireBackupLogFields(t, logs.lines())
+	requireBackupLogFields(t, logs.Lines())
 }
 
 // requireBackupLogFields: every log line about one backup names its image,
@@ -179,24 +180,6 @@ func requireBackupLogFields(t *testing.T, lines []string) {
 			t.Errorf("no %q line was logged (checked: %v)", msg, checked)
 		}
 	}
-}
-
-// logBuffer collects log lines from the daemons' goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) lines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
 }
 
 func serveMetrics(t *testing.T, m *metrics.Metrics) string {
@@ -249,17 +232,14 @@ func scrape(t *testing.T, url string) scraped {
 
 func scrapeUntil(t *testing.T, url string, ok func(scraped) bool) scraped {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		m := scrape(t, url)
-		if ok(m) {
-			return m
+	var m scraped
+	testutil.CheckFor(t, time.Minute, 100*time.Millisecond, func() error {
+		if m = scrape(t, url); !ok(m) {
+			return fmt.Errorf("metrics not in the expected state:\n%v", m)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics did not reach the expected state within a minute:\n%v", m)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
+	return m
 }
 
 func series(name, labels string) string {

@@ -12,11 +12,12 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/recovery"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/ferry-dr/ferry/internal/testbed"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"github.com/ferry-dr/ferry/publisher"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,6 +30,7 @@ import (
 // snapshot events, and restore into the source site over JetStream, each
 // read back byte for byte.
 func TestNovaEphemeralDisksBackUpAndRestore(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "names"}))
 	p.startConsumer()
 	p.startPublisherDaemon()
@@ -41,8 +43,8 @@ func TestNovaEphemeralDisksBackUpAndRestore(t *testing.T) {
 		if err := source.CreateImage(img, size); err != nil {
 			t.Fatal(err)
 		}
-		ceph.TestWrite(t, source, img, 0, randomBytes(r, 3*mib))
-		ceph.TestWrite(t, source, img, size-4096, randomBytes(r, 4096))
+		cephtest.Write(t, source, img, 0, randomBytes(r, 3*mib))
+		cephtest.Write(t, source, img, size-4096, randomBytes(r, 4096))
 		p.backupNow(img) // checks the backup snapshot against the source's
 
 		scribble(t, img, size, r, 8)
@@ -54,7 +56,7 @@ func TestNovaEphemeralDisksBackUpAndRestore(t *testing.T) {
 		if st.Status != ferry.StatusOK || st.Image != img {
 			t.Fatalf("state of %s: %+v", img, st)
 		}
-		ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+		cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 
 		target := ferry.ImageSpec{Pool: testbed.Pool, Image: testbed.UUID() + suffix}
 		rr, err := recovery.SendRestore(ctx, recovery.SendOptions{Backup: backup, Bus: p.consConn, Snapshot: ev.Image, Target: target}, nil)
@@ -68,7 +70,7 @@ func TestNovaEphemeralDisksBackUpAndRestore(t *testing.T) {
 		if err != nil {
 			t.Fatalf("restore %s into %s: %v", ev.Image, target, err)
 		}
-		ceph.RequireSameContent(t, backup, ev.Image, source, target)
+		cephtest.RequireSameContent(t, backup, ev.Image, source, target)
 	}
 }
 
@@ -87,8 +89,9 @@ type refusedCase struct {
 // "refused: ..." for ferry status. A forged manifest for another image
 // creates nothing at the backup site.
 func TestBadNamesRefusedAtOnce(t *testing.T) {
+	_, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "refused"}))
-	logs := &logBuffer{}
+	logs := &testutil.LogBuffer{}
 	p.consOpts.Log = slog.New(slog.NewJSONHandler(logs, nil))
 	p.startConsumer()
 	ctx := context.Background()
@@ -171,11 +174,12 @@ func TestBadNamesRefusedAtOnce(t *testing.T) {
 // events whose names Ferry does not take, or whose subject names another
 // image, on their first delivery, and sends nothing for them.
 func TestBadSnapshotEventsRefusedAtOnce(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "refused-events"}))
 	logs := p.startLoggedPublisherDaemon()
 	ctx := context.Background()
 
-	img := ceph.TestImage(t, source, "real", mib)
+	img := cephtest.Image(t, source, "real", mib)
 	ev := snapshot(t, img)
 	elsewhere := ferry.ImageSpec{Pool: testbed.Pool, Image: testbed.ImageName(t, "elsewhere")}
 	events := map[string]ferry.SnapshotEvent{ // subject -> event
@@ -252,10 +256,10 @@ func waitDone(t *testing.T, js jetstream.JetStream, stream, durable string) *jet
 
 type logRecord struct{ Msg, Subject, Error string }
 
-func logRecords(t *testing.T, logs *logBuffer) []logRecord {
+func logRecords(t *testing.T, logs *testutil.LogBuffer) []logRecord {
 	t.Helper()
 	var recs []logRecord
-	for _, line := range logs.lines() {
+	for _, line := range logs.Lines() {
 		if line == "" {
 			continue
 		}
@@ -274,12 +278,13 @@ func logRecords(t *testing.T, logs *logBuffer) []logRecord {
 // the image the body acts on. A failure sent on another image's subject
 // used to remove the snapshot of a backup on its way.
 func TestForeignResultsAndRestoreJobsRefused(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "foreign"}))
 	logs := p.startLoggedPublisherDaemon()
 	ctx := context.Background()
 	waitDone(t, p.consConn.Backup, bus.ResultStream, bus.PrunerDurable) // it delivers only what comes after it
 
-	img := ceph.TestImage(t, source, "inflight", mib)
+	img := cephtest.Image(t, source, "inflight", mib)
 	inFlight := snapshot(t, img).Image // a backup on its way: nothing confirmed it
 	elsewhere := ferry.ImageSpec{Pool: testbed.Pool, Image: testbed.ImageName(t, "elsewhere")}
 	publish := func(subject string, v any) {
@@ -292,7 +297,7 @@ func TestForeignResultsAndRestoreJobsRefused(t *testing.T) {
 	waitDone(t, p.consConn.Backup, bus.ResultStream, bus.PrunerDurable)
 	waitDone(t, p.consConn.Backup, bus.RestoreStream, bus.RestorerDurable)
 
-	if snaps := ceph.TestSnapshotNames(t, source, img); !slices.Contains(snaps, inFlight.Snap) {
+	if snaps := cephtest.SnapshotNames(t, source, img); !slices.Contains(snaps, inFlight.Snap) {
 		t.Fatalf("a failure sent on %s removed %s (left %v)", elsewhere, inFlight, snaps)
 	}
 	results, err := p.consConn.Backup.Stream(ctx, bus.ResultStream)
@@ -316,9 +321,10 @@ func TestForeignResultsAndRestoreJobsRefused(t *testing.T) {
 
 // startLoggedPublisherDaemon runs the publisher daemon with its log lines
 // (JSON) kept for the test.
-func (p *pipeline) startLoggedPublisherDaemon() *logBuffer {
+func (p *pipeline) startLoggedPublisherDaemon() *testutil.LogBuffer {
 	p.t.Helper()
-	logs := &logBuffer{}
+	source, _ := cephtest.Sites(p.t)
+	logs := &testutil.LogBuffer{}
 	pub, err := publisher.New(context.Background(), source, p.pubConn, publisher.Options{Log: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		p.t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/publisher"
 )
@@ -17,17 +17,18 @@ import (
 // confirmation and prunes the source down to it; when the backup site gives
 // the backup up, it says why and removes the snapshot.
 func TestBackupOnce(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "once"}))
 	p.startConsumer()
 	ctx := context.Background()
-	img := ceph.TestImage(t, source, "vm", 8*mib)
-	ceph.TestWrite(t, source, img, 0, []byte("one"))
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, []byte("one"))
 	o := publisher.OnceOptions{Consistency: ferry.Quiesced, Timeout: 2 * time.Minute}
 	first, err := p.pub.BackupOnce(ctx, img, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ceph.TestWrite(t, source, img, 0, []byte("two"))
+	cephtest.Write(t, source, img, 0, []byte("two"))
 	next, err := p.pub.BackupOnce(ctx, img, o)
 	if err != nil {
 		t.Fatal(err)
@@ -41,9 +42,9 @@ func TestBackupOnce(t *testing.T) {
 	if got := ferrySnapshots(t, source, img); !slices.Equal(got, []string{next.Sent.ToSnap}) {
 		t.Fatalf("the source keeps %v, want only %s", got, next.Sent.ToSnap)
 	}
-	ceph.RequireSameContent(t, source, next.Sent.Image, backup, next.Sent.Image)
+	cephtest.RequireSameContent(t, source, next.Sent.Image, backup, next.Sent.Image)
 
-	ceph.TestWrite(t, backup, img, mib, []byte("written at the backup site")) // the next backup is refused
+	cephtest.Write(t, backup, img, mib, []byte("written at the backup site")) // the next backup is refused
 	_, err = p.pub.BackupOnce(ctx, img, o)
 	if !errors.Is(err, publisher.ErrGivenUp) {
 		t.Fatalf("BackupOnce onto a backup image written outside Ferry: %v, want ErrGivenUp", err)

@@ -5,15 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/ferry-dr/ferry/internal/testbed"
@@ -26,13 +30,14 @@ import (
 // byte-identical at the backup site, each pruning the source down to its
 // newest confirmed snapshot.
 func TestFullAndIncrementals(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "single"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(10, 10))
 	const size = 48 * mib
-	img := ceph.TestImage(t, source, "vm", size)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 20*mib))
-	ceph.TestWrite(t, source, img, 30*mib+5, randomBytes(r, 3*mib))
+	img := cephtest.Image(t, source, "vm", size)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 20*mib))
+	cephtest.Write(t, source, img, 30*mib+5, randomBytes(r, 3*mib))
 	if err := source.CreateSnapshot(img.AtSnap("operator-snap")); err != nil { // not Ferry's: never pruned
 		t.Fatal(err)
 	}
@@ -71,11 +76,12 @@ func TestFullAndIncrementals(t *testing.T) {
 // TestDuplicateManifest: a manifest delivered again (after JetStream's
 // duplicate window, or applied by hand) is confirmed, not imported twice.
 func TestDuplicateManifest(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	srv := startServer(t, bus.ServerOptions{Name: "dup"})
 	p := newPipeline(t, srv)
 	p.startConsumer()
-	img := ceph.TestImage(t, source, "vm", 8*mib)
-	ceph.TestWrite(t, source, img, 0, []byte("first"))
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, []byte("first"))
 	m, want := p.backupNow(img)
 
 	// The same Nats-Msg-Id inside the window is dropped by JetStream.
@@ -91,7 +97,7 @@ func TestDuplicateManifest(t *testing.T) {
 	if err := c.Apply(context.Background(), &m.Manifest); err != nil {
 		t.Fatalf("applying a manifest twice: %v", err)
 	}
-	if got := ceph.TestContent(t, backup, img.AtSnap(m.ToSnap)); got != want {
+	if got := cephtest.Content(t, backup, img.AtSnap(m.ToSnap)); got != want {
 		t.Fatal("backup snapshot changed after a duplicate manifest")
 	}
 }
@@ -99,10 +105,11 @@ func TestDuplicateManifest(t *testing.T) {
 // TestOutOfOrderManifests: manifests that arrive before their predecessors
 // wait for their base and are then applied in the right order.
 func TestOutOfOrderManifests(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "order"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(11, 11))
-	img := ceph.TestImage(t, source, "vm", 16*mib)
+	img := cephtest.Image(t, source, "vm", 16*mib)
 	var manifests []*publisher.Sent
 	var contents []ceph.Content
 	for range 3 {
@@ -122,7 +129,7 @@ func TestOutOfOrderManifests(t *testing.T) {
 	// Not WaitConfirmed: the first run's confirmations are still on record.
 	waitState(t, p, img, func(s *ferry.ImageState) bool { return s.HasConfirmed(last.ToSnap) })
 	for i, m := range manifests {
-		if got := ceph.TestContent(t, backup, img.AtSnap(m.ToSnap)); got != contents[i] {
+		if got := cephtest.Content(t, backup, img.AtSnap(m.ToSnap)); got != contents[i] {
 			t.Fatalf("backup %d differs after out-of-order delivery", i)
 		}
 	}
@@ -131,13 +138,14 @@ func TestOutOfOrderManifests(t *testing.T) {
 // TestMissingBase: an incremental whose base never arrives fails with a
 // clear error once the wait is over, and writes nothing.
 func TestMissingBase(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "base"}))
 	p.consOpts.BaseWait = 2 * time.Second
 	p.startConsumer()
-	img := ceph.TestImage(t, source, "vm", 8*mib)
-	ceph.TestWrite(t, source, img, 0, []byte("one"))
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, []byte("one"))
 	p.backupNow(img)
-	ceph.TestWrite(t, source, img, 0, []byte("two"))
+	cephtest.Write(t, source, img, 0, []byte("two"))
 	m2, _ := p.backupNow(img)
 
 	p.stopConsumer()
@@ -157,10 +165,11 @@ func TestMissingBase(t *testing.T) {
 // TestCorruptChunk: a chunk corrupted in JetStream is caught by its hash,
 // nothing of it is written, and the publisher sends it again.
 func TestCorruptChunk(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "corrupt"}))
 	r := rand.New(rand.NewPCG(12, 12))
-	img := ceph.TestImage(t, source, "vm", 12*mib)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 12*mib))
+	img := cephtest.Image(t, source, "vm", 12*mib)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 12*mib))
 	ev := snapshot(t, img)
 	m := p.send(ev) // the consumer is not running yet
 
@@ -181,25 +190,27 @@ func TestCorruptChunk(t *testing.T) {
 	if st.Status != ferry.StatusOK {
 		t.Fatalf("state %+v", st)
 	}
-	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 }
 
 // TestConsumerKilledMidImport: a consumer stopped in the middle of an
 // incremental import rolls back to the base when it comes back, and the
 // backup ends byte-identical.
 func TestConsumerKilledMidImport(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "kill"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(13, 13))
 	const size = 96 * mib
-	img := ceph.TestImage(t, source, "vm", size)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 8*mib))
+	img := cephtest.Image(t, source, "vm", size)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 8*mib))
 	p.backupNow(img)
 
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, size)) // a big incremental
+	data := randomBytes(r, size)
+	cephtest.Write(t, source, img, 0, data) // a big incremental
 	ev := snapshot(t, img)
 	// Hold the publisher midway, so the consumer is surely mid-import.
-	hold := &holdAfter{after: 64 * mib, held: make(chan struct{}), release: make(chan struct{})}
+	hold := newHold(t, 64*mib)
 	sent := make(chan *publisher.Sent, 1)
 	go func() {
 		m, err := p.pub.Backup(context.Background(), ev, hold)
@@ -215,9 +226,15 @@ func TestConsumerKilledMidImport(t *testing.T) {
 	}
 	id := ferry.BackupID(info.ID, img, ev.Image.Snap)
 	waitState(t, p, img, func(s *ferry.ImageState) bool { return s.Importing == id })
-	time.Sleep(200 * time.Millisecond) // let some writes land
+	first := uint64(publisher.DefaultChunkSize)
+	testutil.CheckFor(t, time.Minute, 20*time.Millisecond, func() error {
+		if !bytes.Equal(cephtest.Read(t, backup, img, 0, first), data[:first]) {
+			return errors.New("the import wrote nothing while the publisher was held")
+		}
+		return nil
+	})
 	p.stopConsumer()
-	close(hold.release)
+	hold.Release()
 	m := <-sent
 	if m == nil {
 		t.FailNow()
@@ -227,30 +244,37 @@ func TestConsumerKilledMidImport(t *testing.T) {
 	}
 	p.startConsumer()
 	p.waitConfirmed(m)
-	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 }
 
 // TestPublisherKilledMidSend: a publisher stopped mid-send and started
 // again sends only the chunks that did not arrive: none twice.
 func TestPublisherKilledMidSend(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "pubkill"}))
 	r := rand.New(rand.NewPCG(14, 14))
 	const size = 96 * mib
-	img := ceph.TestImage(t, source, "vm", size)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, size))
+	img := cephtest.Image(t, source, "vm", size)
+	cephtest.Write(t, source, img, 0, randomBytes(r, size))
 	ev := snapshot(t, img)
 
 	chunks := chunkStream(t, p)
 	before := streamLastSeq(t, chunks)
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		for streamLastSeq(t, chunks)-before < 5 {
-			time.Sleep(5 * time.Millisecond)
+	hold := newHold(t, 64*mib)
+	done := make(chan error, 1)
+	go func() { _, err := p.pub.Backup(ctx, ev, hold); done <- err }()
+	awaitHold(t, hold, done)
+	testutil.CheckFor(t, time.Minute, 5*time.Millisecond, func() error {
+		if n := streamLastSeq(t, chunks) - before; n < 5 {
+			return fmt.Errorf("%d chunks stored while the publisher was held, want 5", n)
 		}
-		cancel()
-	}()
-	if _, err := p.pub.Backup(ctx, ev, nil); err == nil {
-		t.Fatal("the publisher finished before it was stopped; make the image bigger")
+		return nil
+	})
+	cancel()
+	hold.Release()
+	if err := <-done; err == nil {
+		t.Fatal("the publisher finished although it was stopped mid-send")
 	}
 	sentFirst := streamLastSeq(t, chunks) - before
 	m := p.send(ev)
@@ -261,52 +285,52 @@ func TestPublisherKilledMidSend(t *testing.T) {
 	}
 	p.startConsumer()
 	p.waitConfirmed(m)
-	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 }
 
 // TestNATSRestartMidTransfer: the JetStream server restarts while a backup
 // is being sent; the clients reconnect and a retry completes it.
 func TestNATSRestartMidTransfer(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	store := t.TempDir()
-	opts := bus.ServerOptions{Name: "restart", StoreDir: store, Port: freePort(t)}
+	opts := bus.ServerOptions{Name: "restart", StoreDir: store, Port: testutil.FreePort(t)}
 	srv := startServer(t, opts)
 	p := newPipeline(t, srv)
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(15, 15))
 	const size = 96 * mib
-	img := ceph.TestImage(t, source, "vm", size)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, size))
+	img := cephtest.Image(t, source, "vm", size)
+	cephtest.Write(t, source, img, 0, randomBytes(r, size))
 	ev := snapshot(t, img)
 
+	// The server restarts while the export is held a third of the way in:
+	// the backup cannot have been sent whole before the restart.
+	hold := newHold(t, 32*mib)
 	done := make(chan error, 1)
-	go func() { _, err := p.pub.Backup(context.Background(), ev, nil); done <- err }()
-	time.Sleep(300 * time.Millisecond)
+	go func() { _, err := p.pub.Backup(context.Background(), ev, hold); done <- err }()
+	awaitHold(t, hold, done)
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	startServer(t, opts)
-	err := <-done
-	var m *publisher.Sent
-	if err != nil {
+	hold.Release()
+	if err := <-done; err != nil {
 		t.Logf("first attempt failed as the server went away: %v", err)
 	}
-	for attempt := 0; m == nil && attempt < 5; attempt++ {
+	var m *publisher.Sent
+	testutil.CheckFor(t, time.Minute, time.Second, func() (err error) {
 		m, err = p.pub.Backup(context.Background(), ev, nil)
-		if err != nil {
-			time.Sleep(time.Second)
-		}
-	}
-	if m == nil {
-		t.Fatalf("backup after the restart: %v", err)
-	}
+		return err
+	})
 	p.waitConfirmed(m)
-	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 }
 
 // TestLeafnodeTwoDomains: the production topology. Each site runs its own
 // JetStream domain; the source site's server joins the backup site's as a
 // leafnode, and the publisher reaches the backup domain across it.
 func TestLeafnodeTwoDomains(t *testing.T) {
-	leafPort := freePort(t)
+	source, _ := cephtest.Sites(t)
+	leafPort := testutil.FreePort(t)
 	backupSrv := startServer(t, bus.ServerOptions{Name: "backup-site", Domain: "backup", LeafPort: leafPort})
 	sourceSrv := startServer(t, bus.ServerOptions{Name: "source-site", Domain: "source",
 		LeafRemotes: []string{"nats-leaf://127.0.0.1:" + itoa(leafPort)}})
@@ -317,8 +341,8 @@ func TestLeafnodeTwoDomains(t *testing.T) {
 	p.startConsumer()
 
 	r := rand.New(rand.NewPCG(16, 16))
-	img := ceph.TestImage(t, source, "vm", 24*mib)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 10*mib))
+	img := cephtest.Image(t, source, "vm", 24*mib)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 10*mib))
 	p.backupNow(img)
 	scribble(t, img, 24*mib, r, 10)
 	m, _ := p.backupNow(img)
@@ -338,20 +362,21 @@ func TestLeafnodeTwoDomains(t *testing.T) {
 // TestPublisherDaemonAndLineage: snapshot events published for the daemon
 // are backed up; a recreated source image is refused until --resync.
 func TestPublisherDaemonAndLineage(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	srv := startServer(t, bus.ServerOptions{Name: "daemon"})
 	p := newPipeline(t, srv)
 	p.startConsumer()
 	p.startPublisherDaemon()
 	ctx := context.Background()
 
-	img := ceph.TestImage(t, source, "vm", 8*mib)
-	ceph.TestWrite(t, source, img, 0, []byte("daemon"))
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, []byte("daemon"))
 	ev := snapshot(t, img)
 	if err := bus.PublishSnapshotEvent(ctx, p.pubConn, ev); err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, p, img, func(s *ferry.ImageState) bool { return s.LastSnapshot == ev.Image.Snap })
-	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 
 	// Recreate the source image under the same name.
 	for _, s := range ferrySnapshots(t, source, img) {
@@ -365,7 +390,7 @@ func TestPublisherDaemonAndLineage(t *testing.T) {
 	if err := source.CreateImage(img, 8*mib); err != nil {
 		t.Fatal(err)
 	}
-	ceph.TestWrite(t, source, img, 0, []byte("reborn"))
+	cephtest.Write(t, source, img, 0, []byte("reborn"))
 	ev2 := snapshot(t, img)
 	_, err := p.pub.Backup(ctx, ev2, nil)
 	if !errors.Is(err, publisher.ErrLineage) {
@@ -375,7 +400,7 @@ func TestPublisherDaemonAndLineage(t *testing.T) {
 	ev2.Resync = true
 	m := p.send(ev2)
 	p.waitConfirmed(m)
-	ceph.RequireSameContent(t, source, ev2.Image, backup, ev2.Image)
+	cephtest.RequireSameContent(t, source, ev2.Image, backup, ev2.Image)
 }
 
 func mustJSON(t testing.TB, v any) []byte {
@@ -401,6 +426,7 @@ func republish(t testing.TB, p *pipeline, m *publisher.Sent, tag string) {
 // had never seen it (the chunks stay).
 func wipeBackup(t testing.TB, p *pipeline, img ferry.ImageSpec) {
 	t.Helper()
+	_, backup := cephtest.Sites(t)
 	snaps, err := backup.Snapshots(img)
 	if err != nil {
 		t.Fatal(err)
@@ -428,31 +454,29 @@ func waitState(t testing.TB, p *pipeline, img ferry.ImageSpec, ok func(*ferry.Im
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		st, err := book.Get(context.Background(), img)
-		if err != nil {
+	var st *ferry.ImageState
+	testutil.CheckFor(t, 2*time.Minute, 20*time.Millisecond, func() (err error) {
+		if st, err = book.Get(context.Background(), img); err != nil {
 			t.Fatal(err)
 		}
-		if st != nil && ok(st) {
-			return st
+		if st == nil || !ok(st) {
+			return fmt.Errorf("state of %s not the wanted one: %+v", img, st)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	st, _ := book.Get(context.Background(), img)
-	t.Fatalf("state of %s never reached the wanted condition; last: %+v", img, st)
-	return nil
+		return nil
+	})
+	return st
 }
 
 // TestBaseNotNewest: when the source lost its newest confirmed snapshot,
 // the next backup starts from an older common one, and the backup site
 // rolls its image back to that base before applying.
 func TestBaseNotNewest(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "older-base"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(17, 17))
-	img := ceph.TestImage(t, source, "vm", 16*mib)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 16*mib))
+	img := cephtest.Image(t, source, "vm", 16*mib)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 16*mib))
 	ev1 := snapshot(t, img)
 	p.waitConfirmed(p.send(ev1))
 	scribble(t, img, 16*mib, r, 10)
@@ -468,16 +492,17 @@ func TestBaseNotNewest(t *testing.T) {
 		t.Fatalf("base %q, want the older common snapshot %q", m.FromSnap, ev1.Image.Snap)
 	}
 	p.waitConfirmed(m)
-	ceph.RequireSameContent(t, source, ev3.Image, backup, ev3.Image)
+	cephtest.RequireSameContent(t, source, ev3.Image, backup, ev3.Image)
 }
 
 // TestChunkAgedOut: a chunk that left the stream (age or size limits) while
 // the index still lists it is reported missing and sent again.
 func TestChunkAgedOut(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "aged"}))
 	r := rand.New(rand.NewPCG(18, 18))
-	img := ceph.TestImage(t, source, "vm", 12*mib)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 12*mib))
+	img := cephtest.Image(t, source, "vm", 12*mib)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 12*mib))
 	ev := snapshot(t, img)
 	m := p.send(ev)
 	page, err := chunkStore(t, p).GetPage(context.Background(), m.ExtentPages[0])
@@ -489,13 +514,14 @@ func TestChunkAgedOut(t *testing.T) {
 	}
 	p.startConsumer()
 	p.waitConfirmed(m)
-	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 }
 
 // TestPoolMap: with a pool map, backups land in the mapped pool at the backup
 // site under the same image name, and the chain continues there.
 func TestPoolMap(t *testing.T) {
-	bed := testbed.Shared()
+	source, backup := cephtest.Sites(t)
+	bed := testbed.Shared(t)
 	const drPool = "ferry-dr"
 	bed.Backup.Ceph(t, "osd", "pool", "create", drPool, "8", "8")
 	bed.Backup.Rbd(t, "pool", "init", drPool)
@@ -503,8 +529,8 @@ func TestPoolMap(t *testing.T) {
 	p.consOpts.PoolMap = ferry.PoolMap{testbed.Pool: drPool}
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(19, 19))
-	img := ceph.TestImage(t, source, "vm", 8*mib)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 8*mib))
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 8*mib))
 	for range 2 {
 		ev := snapshot(t, img)
 		m := p.send(ev)
@@ -513,7 +539,7 @@ func TestPoolMap(t *testing.T) {
 		if st.BackupImage != mapped.AtSnap("") {
 			t.Fatalf("state says the backup is %s, want %s", st.BackupImage, mapped.AtSnap(""))
 		}
-		ceph.RequireSameContent(t, source, ev.Image, backup, mapped)
+		cephtest.RequireSameContent(t, source, ev.Image, backup, mapped)
 		scribble(t, img, 8*mib, r, 5)
 	}
 	if _, err := backup.Snapshots(img); !errors.Is(err, ceph.ErrNotFound) {
@@ -525,9 +551,10 @@ func TestPoolMap(t *testing.T) {
 // backup into a backup image that already holds another chain), the
 // publisher waiting for it learns why at once instead of waiting on.
 func TestBackupGivenUp(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "given-up"}))
 	p.startConsumer()
-	img := ceph.TestImage(t, source, "vm", 4*mib)
+	img := cephtest.Image(t, source, "vm", 4*mib)
 	if err := backup.CreateImage(img, 4*mib); err != nil {
 		t.Fatal(err)
 	}
@@ -546,28 +573,28 @@ func TestBackupGivenUp(t *testing.T) {
 // one left per failed backup costs the image write performance for as long
 // as the fault lasts); the confirmed base stays.
 func TestGivenUpSnapshotRemoved(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "given-up-snap"}))
 	p.startConsumer()
 	p.startPublisherDaemon()
 	ctx := context.Background()
-	img := ceph.TestImage(t, source, "vm", 8*mib)
-	ceph.TestWrite(t, source, img, 0, []byte("base"))
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, []byte("base"))
 	base, _ := p.backupNow(img)
 
-	ceph.TestWrite(t, backup, img, mib, []byte("written at the backup site")) // the next backup is refused
+	cephtest.Write(t, backup, img, mib, []byte("written at the backup site")) // the next backup is refused
 	ev := snapshot(t, img)
 	if err := bus.PublishSnapshotEvent(ctx, p.pubConn, ev); err != nil {
 		t.Fatal(err)
 	}
 	st := waitState(t, p, img, func(s *ferry.ImageState) bool { return s.Status == ferry.StatusFailed })
 	requireContains(t, st.LastError, "written outside Ferry")
-	deadline := time.Now().Add(time.Minute)
-	for slices.Contains(ferrySnapshots(t, source, img), ev.Image.Snap) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the source still holds %s, whose backup the backup site gave up", ev.Image)
+	testutil.CheckFor(t, time.Minute, 50*time.Millisecond, func() error {
+		if slices.Contains(ferrySnapshots(t, source, img), ev.Image.Snap) {
+			return fmt.Errorf("the source still holds %s, whose backup the backup site gave up", ev.Image)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if got := ferrySnapshots(t, source, img); !slices.Equal(got, []string{base.ToSnap}) {
 		t.Fatalf("the source holds %v, want only the confirmed base %s", got, base.ToSnap)
 	}
@@ -583,13 +610,14 @@ func TestGivenUpSnapshotRemoved(t *testing.T) {
 // backup, which starts from the confirmed snapshot before it; a snapshot
 // taken after the newest confirmed one stays, as its backup may be on its way.
 func TestCutOffBackupSnapshotPruned(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "cut-off"}))
 	p.startConsumer()
-	img := ceph.TestImage(t, source, "vm", 8*mib)
-	ceph.TestWrite(t, source, img, 0, []byte("one"))
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, []byte("one"))
 	first, _ := p.backupNow(img)
 	cutOff := snapshot(t, img)
-	ceph.TestWrite(t, source, img, 0, []byte("two"))
+	cephtest.Write(t, source, img, 0, []byte("two"))
 	next, _ := p.backupNow(img) // checks the backup against its source snapshot, then prunes
 	if next.FromSnap != first.ToSnap {
 		t.Fatalf("the next backup started from %q, want the confirmed %q", next.FromSnap, first.ToSnap)
@@ -607,16 +635,17 @@ func TestCutOffBackupSnapshotPruned(t *testing.T) {
 // source site is still sending it. The publisher is held midway; by then
 // the first chunks are in the backup image, and no to-snapshot exists.
 func TestImportFollowsSending(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "follow"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(21, 21))
 	const size = 96 * mib
-	img := ceph.TestImage(t, source, "vm", size)
+	img := cephtest.Image(t, source, "vm", size)
 	data := randomBytes(r, size)
-	ceph.TestWrite(t, source, img, 0, data)
+	cephtest.Write(t, source, img, 0, data)
 	ev := snapshot(t, img)
 
-	hold := &holdAfter{after: 64 * mib, held: make(chan struct{}), release: make(chan struct{})}
+	hold := newHold(t, 64*mib)
 	done := make(chan error, 1)
 	go func() {
 		m, err := p.pub.Backup(context.Background(), ev, hold)
@@ -627,37 +656,59 @@ func TestImportFollowsSending(t *testing.T) {
 	}()
 	<-hold.held
 	first := uint64(publisher.DefaultChunkSize)
-	deadline := time.Now().Add(time.Minute)
-	for !bytes.Equal(ceph.TestRead(t, backup, img, 0, first), data[:first]) {
-		if time.Now().After(deadline) {
-			close(hold.release)
-			t.Fatal("the backup site imported nothing while the publisher was still sending")
+	testutil.CheckFor(t, time.Minute, 50*time.Millisecond, func() error {
+		if !bytes.Equal(cephtest.Read(t, backup, img, 0, first), data[:first]) {
+			return errors.New("the backup site imported nothing while the publisher was still sending")
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if slices.Contains(ferrySnapshots(t, backup, img), ev.Image.Snap) {
 		t.Fatal("the to-snapshot exists before the publisher sent everything")
 	}
-	close(hold.release)
+	hold.Release()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 }
 
 // holdAfter is a progress.Reporter that stops the export once it has read
-// `after` bytes, until released.
+// `after` bytes, until released; held is closed when it stops.
 type holdAfter struct {
 	after, done   uint64
+	holding       bool
 	held, release chan struct{}
+	releaseOnce   sync.Once
 }
+
+// newHold returns a holdAfter that the end of the test releases at the
+// latest, so that a failed test leaves no export held.
+func newHold(t testing.TB, after uint64) *holdAfter {
+	h := &holdAfter{after: after, held: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(h.Release)
+	return h
+}
+
+// awaitHold waits until the export that reports to hold is held, and fails
+// the test if its backup (which sends its result to done) ended first.
+func awaitHold(t testing.TB, hold *holdAfter, done <-chan error) {
+	t.Helper()
+	select {
+	case <-hold.held:
+	case err := <-done:
+		t.Fatalf("the backup ended (error: %v) before it was held after %d bytes", err, hold.after)
+	}
+}
+
+// Release lets the export go on.
+func (h *holdAfter) Release() { h.releaseOnce.Do(func() { close(h.release) }) }
 
 func (h *holdAfter) SetTotal(uint64) {}
 func (h *holdAfter) Add(n uint64) {
 	h.done += n
-	if h.done >= h.after && h.held != nil {
+	if h.done >= h.after && !h.holding {
+		h.holding = true
 		close(h.held)
-		h.held = nil
 		<-h.release
 	}
 }
@@ -669,14 +720,15 @@ func (h *holdAfter) Add(n uint64) {
 // may be a failover's data). A resize alone counts too. The operator then
 // discards them (--force-rollback) or keeps them (--resync).
 func TestBackupHeadWrittenOutsideFerry(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "written"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(22, 22))
 	const size = 16 * mib
-	img := ceph.TestImage(t, source, "vm", size)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, size))
+	img := cephtest.Image(t, source, "vm", size)
+	cephtest.Write(t, source, img, 0, randomBytes(r, size))
 	last, _ := p.backupNow(img)
-	bak := testbed.Shared().Backup
+	bak := testbed.Shared(t).Backup
 
 	for _, tc := range []struct {
 		name   string
@@ -684,18 +736,18 @@ func TestBackupHeadWrittenOutsideFerry(t *testing.T) {
 		want   string
 		resync bool // keep the writes; else discard them
 	}{
-		{"written", func() { ceph.TestWrite(t, backup, img, 5*mib+512, randomBytes(r, 4096)) }, "bytes written", false},
+		{"written", func() { cephtest.Write(t, backup, img, 5*mib+512, randomBytes(r, 4096)) }, "bytes written", false},
 		{"resized", func() { bak.Rbd(t, "resize", "--no-progress", "--allow-shrink", "--size", "12M", bak.Spec(img.Image)) }, "resized from", true},
 	} {
 		tc.write()
-		written := ceph.TestContent(t, backup, img)
+		written := cephtest.Content(t, backup, img)
 		scribble(t, img, size, r, 10)
 		ev := snapshot(t, img)
 		err := p.waitRefused(p.send(ev))
 		for _, want := range []string{tc.want, last.ToSnap, "--force-rollback", "--resync"} {
 			requireContains(t, err.Error(), want)
 		}
-		if got := ceph.TestContent(t, backup, img); got != written {
+		if got := cephtest.Content(t, backup, img); got != written {
 			t.Fatalf("%s: the refused backup changed the backup image's head", tc.name)
 		}
 		if got := ferrySnapshots(t, backup, img); slices.Contains(got, ev.Image.Snap) {
@@ -707,7 +759,7 @@ func TestBackupHeadWrittenOutsideFerry(t *testing.T) {
 		ev.Resync, ev.ForceRollback = tc.resync, !tc.resync
 		m := p.send(ev)
 		p.waitConfirmed(m)
-		ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+		cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 		if tc.resync {
 			kept := ""
 			for _, name := range strings.Fields(bak.Rbd(t, "ls", testbed.Pool)) {
@@ -719,7 +771,7 @@ func TestBackupHeadWrittenOutsideFerry(t *testing.T) {
 				t.Fatalf("%s: --resync kept no %s.pre-resync-* image", tc.name, img.Image)
 			}
 			keptImg := ferry.ImageSpec{Pool: img.Pool, Image: kept}
-			if got := ceph.TestContent(t, backup, keptImg); got != written {
+			if got := cephtest.Content(t, backup, keptImg); got != written {
 				t.Fatalf("%s: the image kept by --resync does not hold the writes", tc.name)
 			}
 		}
@@ -735,20 +787,21 @@ func TestBackupHeadWrittenOutsideFerry(t *testing.T) {
 // is refused and the image left as it is; an empty leftover (an image
 // created by a consumer that died before it could record it) is replaced.
 func TestFullBackupKeepsForeignImage(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "foreign"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(23, 23))
-	img := ceph.TestImage(t, source, "vm", 8*mib)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 8*mib))
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 8*mib))
 	if err := backup.CreateImage(img, 8*mib); err != nil {
 		t.Fatal(err)
 	}
-	ceph.TestWrite(t, backup, img, mib, []byte("somebody's data"))
-	foreign := ceph.TestContent(t, backup, img)
+	cephtest.Write(t, backup, img, mib, []byte("somebody's data"))
+	foreign := cephtest.Content(t, backup, img)
 
 	err := p.waitRefused(p.send(snapshot(t, img)))
 	requireContains(t, err.Error(), "no snapshots but holds data")
-	if got := ceph.TestContent(t, backup, img); got != foreign {
+	if got := cephtest.Content(t, backup, img); got != foreign {
 		t.Fatal("the refused full backup changed the image that was there")
 	}
 

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/nats-io/nats.go"
 )
@@ -20,13 +20,14 @@ import (
 // resync and force-rollback, and so does the state the backup site records
 // from the resent one (OpenStack status finds the volume by its id).
 func TestDaemonResendKeepsEvent(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "daemon-resend"}))
 	// The first try waits long after its failure, so that the backup site
 	// applies the daemon's resend, not the first try again.
 	p.consOpts.RetryDelay = 10 * time.Minute
 	r := rand.New(rand.NewPCG(31, 31))
-	img := ceph.TestImage(t, source, "vm", 12*mib)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 12*mib))
+	img := cephtest.Image(t, source, "vm", 12*mib)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 12*mib))
 	ev := snapshot(t, img)
 	ev.Consistency, ev.VolumeID, ev.InstanceID = ferry.Quiesced, "vol-"+img.Image, "inst-"+img.Image
 	ev.Resync, ev.ForceRollback = true, true // harmless on a first backup; they must travel too
@@ -53,7 +54,7 @@ func TestDaemonResendKeepsEvent(t *testing.T) {
 	p.startConsumer()
 
 	st := waitState(t, p, img, func(s *ferry.ImageState) bool { return s.HasConfirmed(ev.Image.Snap) })
-	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 	if st.Consistency != ev.Consistency || st.VolumeID != ev.VolumeID {
 		t.Errorf("after the resend the state records consistency %q and volume %q, want %q and %q",
 			st.Consistency, st.VolumeID, ev.Consistency, ev.VolumeID)

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/ferry-dr/ferry/internal/bus"
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/recovery"
 	"github.com/ferry-dr/ferry/internal/state"
@@ -24,15 +24,16 @@ import (
 // byte flipped in the backup cluster's RADOS object under the newest backup
 // snapshot, and nothing in the older snapshot, which has its own copy.
 func TestScrub(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "scrub"}))
 	p.startConsumer()
 	r := rand.New(rand.NewPCG(20, 21))
-	img := ceph.TestImage(t, source, "scrub", 24*mib)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 9*mib))
-	ceph.TestWrite(t, source, img, 17*mib+123, randomBytes(r, 2*mib))
+	img := cephtest.Image(t, source, "scrub", 24*mib)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 9*mib))
+	cephtest.Write(t, source, img, 17*mib+123, randomBytes(r, 2*mib))
 	full, _ := p.backupNow(img)
-	ceph.TestWrite(t, source, img, 2*mib+77, randomBytes(r, 300<<10)) // object 0, which the full backup wrote too
-	ceph.TestWrite(t, source, img, 13*mib, randomBytes(r, 64<<10))    // an object the full backup did not write
+	cephtest.Write(t, source, img, 2*mib+77, randomBytes(r, 300<<10)) // object 0, which the full backup wrote too
+	cephtest.Write(t, source, img, 13*mib, randomBytes(r, 64<<10))    // an object the full backup did not write
 	inc, _ := p.backupNow(img)
 
 	ctx := context.Background()
@@ -67,8 +68,8 @@ func TestScrub(t *testing.T) {
 	// snapshot reads the head (no write since, so no clone of it), while the
 	// full backup's snapshot has its own clone of that object.
 	flip := uint64(2*mib + 77 + 1000)
-	flipObject(t, testbed.Shared().Backup, img, flip)
-	if ceph.TestContent(t, backup, img.AtSnap(inc.ToSnap)) == ceph.TestContent(t, source, img.AtSnap(inc.ToSnap)) {
+	flipObject(t, testbed.Shared(t).Backup, img, flip)
+	if cephtest.Content(t, backup, img.AtSnap(inc.ToSnap)) == cephtest.Content(t, source, img.AtSnap(inc.ToSnap)) {
 		t.Fatal("the flipped byte did not reach the backup snapshot: the test corrupts nothing")
 	}
 	rec, _ := records.Get(ctx, img.AtSnap(inc.ToSnap))

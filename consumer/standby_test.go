@@ -3,13 +3,15 @@ package consumer_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -25,6 +27,7 @@ func (a *appliedCounter) ApplyFailed(*ferry.Manifest, string, bool)             
 // first stops (at once), or when a dead holder's lock expires. A consumer
 // whose lock is taken away stops with an error that says so.
 func TestStandbyConsumer(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "standby"}))
 	ctx := context.Background()
 	short := bus.DefaultRetention
@@ -47,15 +50,15 @@ func TestStandbyConsumer(t *testing.T) {
 	done2 := make(chan error, 1)
 	go func() { done2 <- c2.Run(ctx2) }()
 
-	img := ceph.TestImage(t, source, "vm", 8*mib)
-	ceph.TestWrite(t, source, img, 0, []byte("one"))
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, []byte("one"))
 	p.backupNow(img)
 	if first.n.Load() != 1 || second.n.Load() != 0 {
 		t.Fatalf("applied by the active / the standby: %d / %d, want 1 / 0", first.n.Load(), second.n.Load())
 	}
 
 	p.stopConsumer() // lets the lock go: the standby takes over
-	ceph.TestWrite(t, source, img, mib, []byte("two"))
+	cephtest.Write(t, source, img, mib, []byte("two"))
 	p.backupNow(img)
 	if second.n.Load() != 1 {
 		t.Fatalf("the standby applied %d backups after the active one stopped, want 1", second.n.Load())
@@ -88,7 +91,7 @@ func TestStandbyConsumer(t *testing.T) {
 	var third appliedCounter
 	p.consOpts.Observer = &third
 	p.startConsumer()
-	ceph.TestWrite(t, source, img, 2*mib, []byte("three"))
+	cephtest.Write(t, source, img, 2*mib, []byte("three"))
 	p.backupNow(img)
 	if third.n.Load() != 1 {
 		t.Fatalf("the consumer that took over an expired lock applied %d backups, want 1", third.n.Load())
@@ -102,15 +105,14 @@ func waitLocked(t *testing.T, p *pipeline) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		_, err := kv.Get(context.Background(), bus.ConsumerLock)
-		if err == nil {
-			return
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("the site's lock: %v", err)
 		}
-		if !errors.Is(err, jetstream.ErrKeyNotFound) || time.Now().After(deadline) {
-			t.Fatalf("no consumer took the site's lock: %v", err)
+		if err != nil {
+			return fmt.Errorf("no consumer took the site's lock: %w", err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }

@@ -2,7 +2,8 @@ package consumer_test
 
 import (
 	"context"
-	"net"
+	"errors"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"strconv"
 	"testing"
 	"time"
@@ -15,25 +16,14 @@ import (
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func waitLeaf(t testing.TB, s *server.Server) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for s.NumLeafNodes() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("leafnode connection between the sites did not come up")
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if s.NumLeafNodes() == 0 {
+			return errors.New("leafnode connection between the sites did not come up")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func chunkStore(t testing.TB, p *pipeline) *chunk.Store {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/openstack"
 	"github.com/ferry-dr/ferry/internal/openstack/cindertest"
@@ -61,6 +61,8 @@ func nodeXML(vms ...testVM) string {
 // driver inside the agent process (test:///PATH), with disks on the source
 // Ceph site.
 func TestAgentProcessOpenStackPolicies(t *testing.T) {
+	source, _ := cephtest.Sites(t)
+	sourceConnection := cephtest.Conn(testbed.Shared(t).Source)
 	cinder := startCinder(t)
 	ctx := context.Background()
 	const project = "0000000000000000000000000000a9e7"
@@ -78,7 +80,7 @@ func TestAgentProcessOpenStackPolicies(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { removeImage(source, spec) })
-		return testVM{name: testbed.ImageName(t, name), uuid: newUUID(t), disks: []ferry.ImageSpec{spec}}, id
+		return testVM{name: testbed.ImageName(t, name), uuid: newUUID(t), disks: []ferry.ImageSpec{spec}, monitor: monitorOf(t)}, id
 	}
 	optedIn, _ := newVM("opted-in", map[string]string{"ferry:policy": "fast"})
 	later, laterVolume := newVM("later", nil)
@@ -140,7 +142,7 @@ func TestAgentProcessOpenStackPolicies(t *testing.T) {
 	if ev.Domain != optedIn.name || ev.Consistency != ferry.Quiesced || ev.FreezeDuration <= 0 {
 		t.Fatalf("last event queued for %s: %+v: want a quiesced snapshot of domain %s", in, ev, optedIn.name)
 	}
-	snaps := ceph.TestSnapshotNames(t, source, in)
+	snaps := cephtest.SnapshotNames(t, source, in)
 	if !slices.Contains(snaps, ev.Image.Snap) {
 		t.Fatalf("%s: snapshots %v lack the queued %s", in, snaps, ev.Image.Snap)
 	}
@@ -150,7 +152,7 @@ func TestAgentProcessOpenStackPolicies(t *testing.T) {
 		}
 	}
 	// The other VM was seen at the same refreshes, without a policy.
-	if got := ceph.TestSnapshotNames(t, source, later.disks[0]); len(got) != 0 {
+	if got := cephtest.SnapshotNames(t, source, later.disks[0]); len(got) != 0 {
 		t.Fatalf("%s has snapshots %v without ferry:policy", later.disks[0], got)
 	}
 
@@ -164,7 +166,7 @@ func TestAgentProcessOpenStackPolicies(t *testing.T) {
 		ev = e
 		return running() && n >= 1
 	})
-	if ev.Domain != later.name || !slices.Contains(ceph.TestSnapshotNames(t, source, later.disks[0]), ev.Image.Snap) {
+	if ev.Domain != later.name || !slices.Contains(cephtest.SnapshotNames(t, source, later.disks[0]), ev.Image.Snap) {
 		t.Fatalf("event queued for %s: %+v: want a snapshot of domain %s that exists", later.disks[0], ev, later.name)
 	}
 

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/virt"
 )
@@ -44,6 +44,7 @@ func requestBackup(t *testing.T, a *Agent, domain string) BackupReply {
 // through the new connection) and its lifecycle callback (the final backup
 // when the guest is destroyed afterwards) work again.
 func TestAgentSurvivesLibvirtdRestart(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	r := startRealLibvirt(t)
 	g := r.bootGuest(t, 1)
 	g.waitAgent(t)
@@ -87,7 +88,7 @@ func TestAgentSurvivesLibvirtdRestart(t *testing.T) {
 		t.Fatalf("backup after the restart: %+v: want a quiesced snapshot", after)
 	}
 	g.requireThawed(t)
-	if got := ceph.TestSnapshotNames(t, source, disk); !slices.Equal(got, []string{before.Snapshot, after.Snapshot}) {
+	if got := cephtest.SnapshotNames(t, source, disk); !slices.Equal(got, []string{before.Snapshot, after.Snapshot}) {
 		t.Fatalf("%s: snapshots %v, want [%s %s]", disk, got, before.Snapshot, after.Snapshot)
 	}
 
@@ -97,7 +98,7 @@ func TestAgentSurvivesLibvirtdRestart(t *testing.T) {
 	}
 	var final string
 	waitFor(t, "the final backup after the guest stopped", func() bool {
-		got := ceph.TestSnapshotNames(t, source, disk)
+		got := cephtest.SnapshotNames(t, source, disk)
 		if len(got) == 3 {
 			final = got[2]
 		}

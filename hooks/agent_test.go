@@ -3,13 +3,15 @@ package hooks
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/virt"
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,13 +51,12 @@ func startAgentOn(t *testing.T, uri string, conn *bus.Conn, o AgentOptions) *Age
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testutil.CheckFor(t, time.Minute, 20*time.Millisecond, func() error {
+		if !cond() {
+			return fmt.Errorf("waiting for %s", what)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // queuedEvents returns how many snapshot events are queued in JetStream
@@ -90,6 +91,7 @@ func queuedEvents(t testing.TB, conn *bus.Conn, spec ferry.ImageSpec) (int, ferr
 }
 
 func TestAgentOnDemandRequest(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	hv := openTestDriver(t)
 	v := defineVM(t, hv, 2, mib)
 	if err := hv.Start(v.name); err != nil {
@@ -111,7 +113,7 @@ func TestAgentOnDemandRequest(t *testing.T) {
 		t.Fatalf("reply %+v: want a quiesced snapshot of 2 disks", r)
 	}
 	for _, spec := range v.disks {
-		if got := ceph.TestSnapshotNames(t, source, spec); !slices.Equal(got, []string{r.Snapshot}) {
+		if got := cephtest.SnapshotNames(t, source, spec); !slices.Equal(got, []string{r.Snapshot}) {
 			t.Fatalf("%s: snapshots %v, want [%s]", spec, got, r.Snapshot)
 		}
 		n, ev := queuedEvents(t, conn, spec)
@@ -133,6 +135,7 @@ func TestAgentOnDemandRequest(t *testing.T) {
 }
 
 func TestAgentSchedule(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	hv := openTestDriver(t)
 	v := defineVM(t, hv, 1, mib)
 	if err := hv.Start(v.name); err != nil {
@@ -140,8 +143,8 @@ func TestAgentSchedule(t *testing.T) {
 	}
 	_, conn := startNATS(t)
 	startAgent(t, conn, AgentOptions{Schedules: []Schedule{{Domain: v.name, Every: 300 * time.Millisecond}}})
-	waitFor(t, "two scheduled snapshots", func() bool { return len(ceph.TestSnapshotNames(t, source, v.disks[0])) >= 2 })
-	for _, s := range ceph.TestSnapshotNames(t, source, v.disks[0]) {
+	waitFor(t, "two scheduled snapshots", func() bool { return len(cephtest.SnapshotNames(t, source, v.disks[0])) >= 2 })
+	for _, s := range cephtest.SnapshotNames(t, source, v.disks[0]) {
 		if !ferry.IsFerrySnapshot(s) {
 			t.Fatalf("unexpected snapshot %q", s)
 		}
@@ -152,6 +155,7 @@ func TestAgentSchedule(t *testing.T) {
 // lifecycle callback again, and the next shutdown still gets its final
 // backup.
 func TestAgentReconnectsAndBacksUpOnShutdown(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	hv := openTestDriver(t)
 	v := defineVM(t, hv, 2, mib)
 	if err := hv.Start(v.name); err != nil {
@@ -174,10 +178,10 @@ func TestAgentReconnectsAndBacksUpOnShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the final backup after shutdown", func() bool {
-		return len(ceph.TestSnapshotNames(t, source, v.disks[0])) == 1 && len(ceph.TestSnapshotNames(t, source, v.disks[1])) == 1
+		return len(cephtest.SnapshotNames(t, source, v.disks[0])) == 1 && len(cephtest.SnapshotNames(t, source, v.disks[1])) == 1
 	})
-	snap := ceph.TestSnapshotNames(t, source, v.disks[0])[0]
-	if got := ceph.TestSnapshotNames(t, source, v.disks[1]); got[0] != snap {
+	snap := cephtest.SnapshotNames(t, source, v.disks[0])[0]
+	if got := cephtest.SnapshotNames(t, source, v.disks[1]); got[0] != snap {
 		t.Fatalf("disks have different snapshots: %s, %s", snap, got[0])
 	}
 	var ev ferry.SnapshotEvent

@@ -12,6 +12,7 @@ import (
 // Discovery reads the definition back from libvirt (not the XML the test
 // wrote), so it also proves libvirt keeps the RBD source and Nova metadata.
 func TestDiscoverThroughLibvirt(t *testing.T) {
+	sourceMonitor := monitorOf(t)
 	hv := openTestDriver(t)
 	v := defineVM(t, hv, 3, 1<<20)
 	dom, err := hv.Domain(v.name)

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -15,34 +18,19 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-var (
-	buildOnce sync.Once
-	ferryBin  string
-	buildErr  error
-)
-
 // ferryBinary builds cmd/ferry once per test run: the hook is tested as
 // libvirtd runs it, as a process.
-func ferryBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ferry-hook-test")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		ferryBin = filepath.Join(dir, "ferry")
-		out, err := exec.Command("go", "build", "-tags", "pacific", "-o", ferryBin, "../cmd/ferry").CombinedOutput()
-		if err != nil {
-			buildErr = err
-			ferryBin = string(out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("build ferry: %v\n%s", buildErr, ferryBin)
+var ferryBinary = testutil.Lazy(func() (string, error) {
+	dir, err := os.MkdirTemp("", "ferry-hook-test")
+	if err != nil {
+		return "", err
 	}
-	return ferryBin
-}
+	bin := filepath.Join(dir, "ferry")
+	if out, err := exec.Command("go", "build", "-tags", "pacific", "-o", bin, "../cmd/ferry").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build ferry: %w\n%s", err, out)
+	}
+	return bin, nil
+})
 
 // runHook runs `ferry hook` like libvirtd does and returns its exit code,
 // stderr and run time. A hook that never returns fails the test.
@@ -77,15 +65,9 @@ func runHookEnv(t testing.TB, env []string, stdin []byte, args ...string) (int, 
 	return code, stderr.String(), took
 }
 
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t testing.TB) string {
+	return "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
 }
 
 // blackhole accepts TCP connections and never says a word: a NATS server
@@ -122,7 +104,7 @@ func blackhole(t testing.TB) string {
 
 func TestHookExitsZeroWhenNATSIsDown(t *testing.T) {
 	xml := []byte(testVM{name: "vm1", uuid: newUUID(t), nova: true}.xml())
-	for name, addr := range map[string]string{"nothing listening": freePort(t), "server hangs": blackhole(t)} {
+	for name, addr := range map[string]string{"nothing listening": freeAddr(t), "server hangs": blackhole(t)} {
 		t.Run(name, func(t *testing.T) {
 			code, stderr, took := runHook(t, "nats://"+addr, "hv1", xml, "qemu", "vm1", "started", "begin", "-")
 			if code != 0 {
@@ -135,7 +117,7 @@ func TestHookExitsZeroWhenNATSIsDown(t *testing.T) {
 		})
 	}
 	// Called wrongly (by hand), it still exits 0 and says why.
-	if code, stderr, _ := runHook(t, "nats://"+freePort(t), "hv1", nil, "qemu", "vm1"); code != 0 || stderr == "" {
+	if code, stderr, _ := runHook(t, "nats://"+freeAddr(t), "hv1", nil, "qemu", "vm1"); code != 0 || stderr == "" {
 		t.Fatalf("bad call: exit %d, stderr %q", code, stderr)
 	}
 }
@@ -188,7 +170,7 @@ func TestHookNoticeArrives(t *testing.T) {
 // included, when NATS is down (nothing listening, or a server that hangs).
 func BenchmarkHookNATSDown(b *testing.B) {
 	xml := []byte(testVM{name: "vm1", uuid: newUUID(b), nova: true}.xml())
-	for name, addr := range map[string]string{"refused": freePort(b), "hangs": blackhole(b)} {
+	for name, addr := range map[string]string{"refused": freeAddr(b), "hangs": blackhole(b)} {
 		b.Run(name, func(b *testing.B) {
 			ferryBinary(b)
 			var worst time.Duration

@@ -11,7 +11,7 @@ import (
 // too few arguments, an unknown flag, a flag value that does not parse.
 // Each time it says on stderr what was wrong.
 func TestHookExitsZeroOnBadCalls(t *testing.T) {
-	url := "nats://" + freePort(t)
+	url := "nats://" + freeAddr(t)
 	for name, args := range map[string][]string{
 		"no arguments":        {"--nats", url},
 		"one argument":        {"vm1", "--nats", url},

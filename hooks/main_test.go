@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"github.com/ferry-dr/ferry/internal/bus/bustest"
 	"io"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/testbed"
 	"github.com/ferry-dr/ferry/internal/virt"
@@ -23,45 +25,29 @@ import (
 )
 
 // The hook tests run on real services: libvirt's test:/// driver (inside
-// libvirt.so, no daemon), the two-site Ceph test bed and in-process NATS.
-var (
-	bed              *testbed.Bed
-	source, backup   *ceph.Cluster
-	sourceMonitor    string // host:port (msgr v1) of the source site's monitor
-	sourceConnection ceph.ConnOptions
-)
-
+// libvirt.so, no daemon), the two-site Ceph test bed (cephtest.Sites) and
+// in-process NATS.
 func TestMain(m *testing.M) {
 	// The ferry processes the tests start take every option on their
 	// command line: a ferry.yaml installed on this machine must not count.
 	os.Setenv("FERRY_CONFIG", os.DevNull)
-	testbed.Main(m, func(b *testbed.Bed) (err error) {
-		bed = b
-		sourceConnection = ceph.SiteConn(b.Source)
-		if source, err = ceph.Connect(sourceConnection); err != nil {
-			return err
-		}
-		if backup, err = ceph.Connect(ceph.SiteConn(b.Backup)); err != nil {
-			return err
-		}
-		sourceMonitor, err = monitorOf(b.Source.Conf)
-		return err
-	})
+	testbed.Main(m)
 }
 
 var monAddr = regexp.MustCompile(`v1:([0-9.]+:[0-9]+)`)
 
-func monitorOf(conf string) (string, error) {
-	raw, err := os.ReadFile(conf)
+// monitorOf returns host:port (msgr v1) of the source site's monitor.
+var monitorOf = testbed.Lazy(func(bed *testbed.Bed) (string, error) {
+	raw, err := os.ReadFile(bed.Source.Conf)
 	if err != nil {
 		return "", err
 	}
 	m := monAddr.FindSubmatch(raw)
 	if m == nil {
-		return "", fmt.Errorf("no v1 monitor address in %s", conf)
+		return "", fmt.Errorf("no v1 monitor address in %s", bed.Source.Conf)
 	}
 	return string(m[1]), nil
-}
+})
 
 func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
@@ -98,6 +84,7 @@ type testVM struct {
 	name, uuid string
 	nova       bool
 	disks      []ferry.ImageSpec
+	monitor    string // host:port of the disks' monitor (monitorOf)
 }
 
 func (v testVM) xml() string {
@@ -128,7 +115,7 @@ func (v testVM) xml() string {
       </source>
       <target dev='vd%c' bus='virtio'/>
     </disk>
-`, d.Pool, d.Image, hostOf(sourceMonitor), portOf(sourceMonitor), 'a'+i)
+`, d.Pool, d.Image, hostOf(v.monitor), portOf(v.monitor), 'a'+i)
 	}
 	b.WriteString("    <disk type='file' device='cdrom'><source file='/nonexistent.iso'/><target dev='hdc' bus='ide'/><readonly/></disk>\n")
 	b.WriteString("  </devices>\n</domain>\n")
@@ -143,7 +130,8 @@ func portOf(hp string) string { _, p, _ := strings.Cut(hp, ":"); return p }
 // using them; it returns the domain's description.
 func defineVM(t testing.TB, hv *virt.Conn, n int, size uint64) testVM {
 	t.Helper()
-	v := testVM{name: testbed.ImageName(t, "vm"), uuid: newUUID(t), nova: true}
+	source, _ := cephtest.Sites(t)
+	v := testVM{name: testbed.ImageName(t, "vm"), uuid: newUUID(t), nova: true, monitor: monitorOf(t)}
 	for i := range n {
 		name := v.uuid + "_disk"
 		if i > 0 {
@@ -188,30 +176,16 @@ func randomBytes(t testing.TB, n int) []byte {
 // the streams of both sites set up.
 func startNATS(t testing.TB) (*server.Server, *bus.Conn) {
 	t.Helper()
-	s, err := bus.StartServer(bus.ServerOptions{StoreDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	c, err := bus.Connect(bus.ConnOptions{URL: s.ClientURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := bus.SetupSource(ctx, c.Source, bus.DefaultRetention); err != nil {
-		t.Fatal(err)
-	}
-	if err := bus.SetupBackup(ctx, c.Backup, bus.DefaultRetention); err != nil {
-		t.Fatal(err)
-	}
+	s := bustest.Server(t, bus.ServerOptions{})
+	c := bustest.Connect(t, bus.ConnOptions{URL: s.ClientURL()})
+	bustest.Setup(t, c)
 	return s, c
 }
 
 // runPipeline runs the publisher and consumer daemons until the test ends.
 func runPipeline(t *testing.T, conn *bus.Conn) {
 	t.Helper()
+	source, backup := cephtest.Sites(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	pub, err := publisher.New(ctx, source, conn, publisher.Options{Log: testLogger(t)})
 	if err != nil {
@@ -230,7 +204,8 @@ func runPipeline(t *testing.T, conn *bus.Conn) {
 
 func newClusters(t testing.TB) *Clusters {
 	t.Helper()
-	cs := &Clusters{ByMonitor: map[string]ceph.ConnOptions{sourceMonitor: sourceConnection},
+	sourceConnection := cephtest.Conn(testbed.Shared(t).Source)
+	cs := &Clusters{ByMonitor: map[string]ceph.ConnOptions{monitorOf(t): sourceConnection},
 		// A default that cannot work proves the disk's monitors chose the cluster.
 		Default: ceph.ConnOptions{Conf: "/nonexistent/ceph.conf"}}
 	t.Cleanup(cs.Close)

@@ -1,17 +1,16 @@
 package hooks
 
 import (
-	"bytes"
 	"context"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"log/slog"
 	"maps"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 )
 
@@ -124,28 +123,12 @@ func TestPolicyTimers(t *testing.T) {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // The agent on libvirt's test driver with real RBD disks: a VM whose volume
 // opted in is backed up on its policy's interval; a VM whose policy is
 // unknown is logged once, however often the policies are refreshed, and
 // never backed up.
 func TestAgentBacksUpOptedInDomains(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	hv := openTestDriver(t)
 	in := defineVM(t, hv, 2, mib)
 	typo := defineVM(t, hv, 1, mib)
@@ -157,7 +140,7 @@ func TestAgentBacksUpOptedInDomains(t *testing.T) {
 	_, conn := startNATS(t)
 	volumeID := strings.TrimPrefix(in.disks[1].Image, "volume-")
 	src := &staticPolicies{tagged: map[string]string{volumeID: "fast", typo.uuid: "fats"}}
-	logs := &lockedBuffer{}
+	logs := &testutil.LogBuffer{}
 	a := NewAgent(AgentOptions{
 		URI: "test:///default", Host: "hv-" + strings.ToLower(newUUID(t)[:8]), Clusters: newClusters(t), Bus: conn,
 		Log: slog.New(slog.NewTextHandler(logs, nil)), ReconnectWait: 50 * time.Millisecond,
@@ -174,16 +157,16 @@ func TestAgentBacksUpOptedInDomains(t *testing.T) {
 		}
 	})
 
-	waitFor(t, "two policy snapshots of the opted-in VM", func() bool { return len(ceph.TestSnapshotNames(t, source, in.disks[0])) >= 2 })
+	waitFor(t, "two policy snapshots of the opted-in VM", func() bool { return len(cephtest.SnapshotNames(t, source, in.disks[0])) >= 2 })
 	waitFor(t, "ten policy refreshes", func() bool { return src.calls.Load() >= 10 })
 	for _, spec := range in.disks {
-		for _, s := range ceph.TestSnapshotNames(t, source, spec) {
+		for _, s := range cephtest.SnapshotNames(t, source, spec) {
 			if !ferry.IsFerrySnapshot(s) {
 				t.Fatalf("%s: unexpected snapshot %q", spec, s)
 			}
 		}
 	}
-	if got := ceph.TestSnapshotNames(t, source, typo.disks[0]); len(got) != 0 {
+	if got := cephtest.SnapshotNames(t, source, typo.disks[0]); len(got) != 0 {
 		t.Fatalf("VM with an unknown policy has snapshots %v", got)
 	}
 	waitFor(t, "two snapshot events of the opted-in volume", func() bool {

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/testbed"
 	"github.com/ferry-dr/ferry/internal/virt"
@@ -41,6 +41,7 @@ type realLibvirt struct {
 
 func startRealLibvirt(t testing.TB) *realLibvirt {
 	t.Helper()
+	bed := testbed.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	d, err := virttest.StartDaemons(ctx)
@@ -96,6 +97,8 @@ type realGuest struct {
 // defines a guest using them and starts it; it does not wait for the agent.
 func (r *realLibvirt) bootGuest(t testing.TB, n int) *realGuest {
 	t.Helper()
+	source, _ := cephtest.Sites(t)
+	sourceMonitor := monitorOf(t)
 	fs := filepath.Join(t.TempDir(), "ext4.img")
 	if err := virttest.MakeExt4(fs, guestDiskSize); err != nil {
 		t.Fatal(err)
@@ -117,7 +120,7 @@ func (r *realLibvirt) bootGuest(t testing.TB, n int) *realGuest {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { removeImage(source, spec) })
-		ceph.TestWrite(t, source, spec, 0, fsImage)
+		cephtest.Write(t, source, spec, 0, fsImage)
 		g.disks = append(g.disks, spec)
 		disks = append(disks, virttest.RBDDisk{Pool: spec.Pool, Image: spec.Image,
 			Host: hostOf(sourceMonitor), Port: portOf(sourceMonitor), User: "admin", SecretUUID: r.secret})
@@ -164,8 +167,9 @@ func (g *realGuest) requireThawed(t testing.TB) {
 // requireNoSnapshots checks that no snapshot of a failed set is left.
 func (g *realGuest) requireNoSnapshots(t testing.TB) {
 	t.Helper()
+	source, _ := cephtest.Sites(t)
 	for _, spec := range g.disks {
-		if got := ceph.TestSnapshotNames(t, source, spec); len(got) != 0 {
+		if got := cephtest.SnapshotNames(t, source, spec); len(got) != 0 {
 			t.Fatalf("%s keeps snapshots %v of a failed set", spec, got)
 		}
 	}
@@ -173,6 +177,7 @@ func (g *realGuest) requireNoSnapshots(t testing.TB) {
 
 func (g *realGuest) removeSnapshots(t testing.TB, snap string) {
 	t.Helper()
+	source, _ := cephtest.Sites(t)
 	for _, spec := range g.disks {
 		if err := source.RemoveSnapshot(spec.AtSnap(snap)); err != nil {
 			t.Fatal(err)
@@ -200,6 +205,7 @@ type osdPausingHypervisor struct {
 }
 
 func (h osdPausingHypervisor) FSFreeze(name string) error {
+	bed := testbed.Shared(h.t)
 	if err := h.Conn.FSFreeze(name); err != nil {
 		return err
 	}
@@ -213,6 +219,7 @@ func (h osdPausingHypervisor) FSFreeze(name string) error {
 // the "agent not yet connected" case). Each case ends with the agent
 // saying the guest is thawed.
 func TestRealGuest(t *testing.T) {
+	bed := testbed.Shared(t)
 	r := startRealLibvirt(t)
 	g := r.bootGuest(t, 1)
 	g.waitAgent(t)

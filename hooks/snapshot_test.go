@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/ferry-dr/ferry/internal/virt"
@@ -23,6 +26,7 @@ const mib = 1 << 20
 // the publisher daemon and the consumer applies them at the backup site,
 // byte-identical.
 func TestSnapshotVMRunningEndToEnd(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	hv := openTestDriver(t)
 	v := defineVM(t, hv, 3, 4*mib)
 	if err := hv.Start(v.name); err != nil {
@@ -31,7 +35,7 @@ func TestSnapshotVMRunningEndToEnd(t *testing.T) {
 	written := make([][]byte, len(v.disks))
 	for i, spec := range v.disks {
 		written[i] = randomBytes(t, 4*mib)
-		ceph.TestWrite(t, source, spec, 0, written[i])
+		cephtest.Write(t, source, spec, 0, written[i])
 	}
 	markers := t.TempDir()
 	ctx := context.Background()
@@ -46,13 +50,13 @@ func TestSnapshotVMRunningEndToEnd(t *testing.T) {
 		t.Fatalf("frozen marker left after a thaw: %v", entries)
 	}
 	for i, spec := range v.disks {
-		if got := ceph.TestSnapshotNames(t, source, spec); !slices.Equal(got, []string{snap.Snapshot}) {
+		if got := cephtest.SnapshotNames(t, source, spec); !slices.Equal(got, []string{snap.Snapshot}) {
 			t.Fatalf("%s snapshots %v, want [%s]", spec, got, snap.Snapshot)
 		}
 		// Writes after the snapshot must not show in it.
-		ceph.TestWrite(t, source, spec, 0, randomBytes(t, mib))
+		cephtest.Write(t, source, spec, 0, randomBytes(t, mib))
 		want := ceph.Content{Size: 4 * mib, SHA256: sha256.Sum256(written[i])}
-		if got := ceph.TestContent(t, source, spec.AtSnap(snap.Snapshot)); got != want {
+		if got := cephtest.Content(t, source, spec.AtSnap(snap.Snapshot)); got != want {
 			t.Fatalf("%s@%s does not hold the data written before it", spec, snap.Snapshot)
 		}
 	}
@@ -71,24 +75,22 @@ func TestSnapshotVMRunningEndToEnd(t *testing.T) {
 		if confirmed.Consistency != ferry.Quiesced {
 			t.Errorf("%s: backup site records consistency %q, want quiesced", spec, confirmed.Consistency)
 		}
-		ceph.RequireSameContent(t, source, spec.AtSnap(snap.Snapshot), backup, confirmed.BackupImage.AtSnap(snap.Snapshot))
+		cephtest.RequireSameContent(t, source, spec.AtSnap(snap.Snapshot), backup, confirmed.BackupImage.AtSnap(snap.Snapshot))
 	}
 }
 
 // waitConfirmed polls the backup site's state until it confirms spec@snap.
 func waitConfirmed(t testing.TB, book *state.Book, spec ferry.ImageSpec, snap string) *ferry.ImageState {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		s, err := book.Get(context.Background(), spec)
-		if err == nil && s != nil && s.HasConfirmed(snap) {
-			return s
+	var s *ferry.ImageState
+	testutil.CheckFor(t, 2*time.Minute, 100*time.Millisecond, func() (err error) {
+		s, err = book.Get(context.Background(), spec)
+		if err == nil && (s == nil || !s.HasConfirmed(snap)) {
+			err = fmt.Errorf("%s@%s not backed up: %+v", spec, snap, s)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s@%s was not backed up within 2 minutes: %v %+v", spec, snap, err, s)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
+	return s
 }
 
 func TestSnapshotEventsNameTheSet(t *testing.T) {
@@ -114,6 +116,7 @@ func TestSnapshotEventsNameTheSet(t *testing.T) {
 // A shut-off domain is snapshotted without a freeze (the test driver
 // refuses to freeze a domain that is not running, so a freeze would fail).
 func TestSnapshotVMShutOff(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	hv := openTestDriver(t)
 	v := defineVM(t, hv, 2, mib)
 	snap, err := SnapshotVM(context.Background(), hv, newClusters(t), v.name, SnapshotOptions{RequireQuiesce: true})
@@ -124,7 +127,7 @@ func TestSnapshotVMShutOff(t *testing.T) {
 		t.Fatalf("%+v: want crash-consistent, not frozen", snap)
 	}
 	for _, spec := range v.disks {
-		if got := ceph.TestSnapshotNames(t, source, spec); !slices.Equal(got, []string{snap.Snapshot}) {
+		if got := cephtest.SnapshotNames(t, source, spec); !slices.Equal(got, []string{snap.Snapshot}) {
 			t.Fatalf("%s: %v", spec, got)
 		}
 	}
@@ -136,6 +139,7 @@ func TestSnapshotVMShutOff(t *testing.T) {
 // A paused guest cannot be quiesced: with the policy requiring it, the
 // snapshot fails and leaves nothing; without, it is crash-consistent.
 func TestSnapshotVMPaused(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	hv := openTestDriver(t)
 	v := defineVM(t, hv, 2, mib)
 	if err := hv.Start(v.name); err != nil {
@@ -150,7 +154,7 @@ func TestSnapshotVMPaused(t *testing.T) {
 		t.Fatalf("err %v, want ErrQuiesceRequired", err)
 	}
 	for _, spec := range v.disks {
-		if got := ceph.TestSnapshotNames(t, source, spec); len(got) != 0 {
+		if got := cephtest.SnapshotNames(t, source, spec); len(got) != 0 {
 			t.Fatalf("%s has snapshots %v after a refused snapshot", spec, got)
 		}
 	}
@@ -163,6 +167,7 @@ func TestSnapshotVMPaused(t *testing.T) {
 // A deadline that passes while the guest is frozen thaws it, fails the
 // snapshot and leaves no partial set behind.
 func TestSnapshotVMFreezeDeadline(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	hv := openTestDriver(t)
 	v := defineVM(t, hv, 3, mib)
 	if err := hv.Start(v.name); err != nil {
@@ -175,7 +180,7 @@ func TestSnapshotVMFreezeDeadline(t *testing.T) {
 	}
 	t.Log(err)
 	for _, spec := range v.disks {
-		if got := ceph.TestSnapshotNames(t, source, spec); len(got) != 0 {
+		if got := cephtest.SnapshotNames(t, source, spec); len(got) != 0 {
 			t.Fatalf("%s keeps snapshots %v of a failed set", spec, got)
 		}
 	}

@@ -3,9 +3,10 @@ package publisher_test
 import (
 	"context"
 	"errors"
+	"github.com/ferry-dr/ferry/internal/bus/bustest"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/recovery"
 	"github.com/ferry-dr/ferry/internal/testbed"
@@ -27,9 +29,7 @@ import (
 // JetStream domain, the source site's server a leafnode of the backup
 // site's. The consumer daemon runs at the backup site, the publisher daemon
 // (which applies restore jobs) at the source site.
-var source, backup *ceph.Cluster
-
-func TestMain(m *testing.M) { ceph.RunTests(m, &source, &backup) }
+func TestMain(m *testing.M) { testbed.Main(m) }
 
 const (
 	kib = 1 << 10
@@ -46,18 +46,18 @@ type sites struct {
 
 func startSites(t *testing.T) *sites {
 	t.Helper()
+	source, backup := cephtest.Sites(t)
 	ctx := context.Background()
-	leafPort := freePort(t)
+	leafPort := testutil.FreePort(t)
 	backupSrv := startServer(t, bus.ServerOptions{Name: "backup-site", Domain: "backup", LeafPort: leafPort})
 	sourceSrv := startServer(t, bus.ServerOptions{Name: "source-site", Domain: "source",
 		LeafRemotes: []string{"nats-leaf://127.0.0.1:" + strconv.Itoa(leafPort)}})
-	deadline := time.Now().Add(10 * time.Second)
-	for sourceSrv.NumLeafNodes() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("leafnode connection between the sites did not come up")
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if sourceSrv.NumLeafNodes() == 0 {
+			return errors.New("leafnode connection between the sites did not come up")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	s := &sites{t: t,
 		bakConn: connect(t, bus.ConnOptions{URL: backupSrv.ClientURL(), Name: "backup site", SourceDomain: "source", BackupDomain: "backup"}),
 		srcConn: connect(t, bus.ConnOptions{URL: sourceSrv.ClientURL(), Name: "source site", SourceDomain: "source", BackupDomain: "backup"}),
@@ -113,6 +113,7 @@ func (s *sites) stopPublisherDaemon() {
 // backup site; the backup snapshot must read back as the source's.
 func (s *sites) backupNow(img ferry.ImageSpec) *publisher.Sent {
 	s.t.Helper()
+	source, backup := cephtest.Sites(s.t)
 	now := time.Now().UTC()
 	ev := ferry.SnapshotEvent{Image: img.AtSnap(ferry.NewSnapshotName(now)), Consistency: ferry.CrashConsistent, Created: now}
 	if err := source.CreateSnapshot(ev.Image); err != nil {
@@ -127,7 +128,7 @@ func (s *sites) backupNow(img ferry.ImageSpec) *publisher.Sent {
 	if _, err := s.pub.WaitConfirmed(ctx, m); err != nil {
 		s.t.Fatalf("waiting for %s: %v", m.BackupID, err)
 	}
-	ceph.RequireSameContent(s.t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(s.t, source, ev.Image, backup, ev.Image)
 	return m
 }
 
@@ -135,6 +136,7 @@ func (s *sites) backupNow(img ferry.ImageSpec) *publisher.Sent {
 // returns what the backup site stored and the source site's answer.
 func (s *sites) restore(o recovery.SendOptions) (recovery.SendStats, ferry.RestoreOutcome, error) {
 	s.t.Helper()
+	_, backup := cephtest.Sites(s.t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	o.Backup, o.Bus = backup, s.bakConn
@@ -185,17 +187,18 @@ func requireRefused(t *testing.T, err error, want ...string) {
 // again is refused, and so are incremental restores without a common
 // snapshot, before anything is written.
 func TestRestoreToSourceInFull(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	s := startSites(t)
 	s.startPublisherDaemon()
 	r := rand.New(rand.NewPCG(21, 21))
-	bak := ceph.TestImage(t, backup, "bak", 20*mib+3*kib)
+	bak := cephtest.Image(t, backup, "bak", 20*mib+3*kib)
 	removeAtEnd(t, backup, bak)
-	ceph.TestWrite(t, backup, bak, 0, randomBytes(r, 6*mib))
-	ceph.TestWrite(t, backup, bak, 11*mib+512, randomBytes(r, 100*kib))
-	ceph.TestWrite(t, backup, bak, 20*mib, randomBytes(r, 3*kib)) // the unaligned tail
-	ceph.TestDiscard(t, backup, bak, 1*mib, 64*kib)
+	cephtest.Write(t, backup, bak, 0, randomBytes(r, 6*mib))
+	cephtest.Write(t, backup, bak, 11*mib+512, randomBytes(r, 100*kib))
+	cephtest.Write(t, backup, bak, 20*mib, randomBytes(r, 3*kib)) // the unaligned tail
+	cephtest.Discard(t, backup, bak, 1*mib, 64*kib)
 	snap(t, backup, bak, "s1")
-	ceph.TestWrite(t, backup, bak, 2*mib, randomBytes(r, 3*mib))
+	cephtest.Write(t, backup, bak, 2*mib, randomBytes(r, 3*mib))
 	snap(t, backup, bak, "s2")
 
 	target := ferry.ImageSpec{Pool: testbed.Pool, Image: testbed.ImageName(t, "restored")}
@@ -204,8 +207,8 @@ func TestRestoreToSourceInFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ceph.RequireSameContent(t, backup, bak.AtSnap("s1"), source, target)
-	if got := ceph.TestSnapshotNames(t, source, target); len(got) != 0 || out.Target.Snap != "" {
+	cephtest.RequireSameContent(t, backup, bak.AtSnap("s1"), source, target)
+	if got := cephtest.SnapshotNames(t, source, target); len(got) != 0 || out.Target.Snap != "" {
 		t.Errorf("restored image has snapshots %v (outcome %+v), want none: it is for attaching", got, out)
 	}
 	if out.DataBytes == 0 || stats.ChunksSent == 0 || stats.BytesStored() == 0 {
@@ -213,7 +216,7 @@ func TestRestoreToSourceInFull(t *testing.T) {
 	}
 	t.Logf("full restore of %s: %d chunks stored (%d referenced), %d bytes stored; source site wrote %d bytes",
 		bak.AtSnap("s1"), stats.ChunksSent, stats.Chunks, stats.BytesStored(), out.DataBytes)
-	restored := ceph.TestContent(t, source, target)
+	restored := cephtest.Content(t, source, target)
 
 	_, _, err = s.restore(recovery.SendOptions{Snapshot: bak.AtSnap("s1"), Target: target})
 	requireRefused(t, err, recovery.ErrTargetExists.Error(), target.String())
@@ -232,7 +235,7 @@ func TestRestoreToSourceInFull(t *testing.T) {
 	if _, err := source.Info(missing); !errors.Is(err, ceph.ErrNotFound) {
 		t.Errorf("a refused restore created %s: %v", missing, err)
 	}
-	if ceph.TestContent(t, source, target) != restored {
+	if cephtest.Content(t, source, target) != restored {
 		t.Error("a refused restore changed the target")
 	}
 }
@@ -243,17 +246,18 @@ func TestRestoreToSourceInFull(t *testing.T) {
 // the changes since the common snapshot, and the next backup continues
 // incrementally from the restored snapshot.
 func TestFailbackOverJetStream(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	s := startSites(t)
 	r := rand.New(rand.NewPCG(22, 22))
 	const size = 40 * mib
-	primary := ceph.TestImage(t, source, "vm", size)
+	primary := cephtest.Image(t, source, "vm", size)
 	removeAtEnd(t, source, primary)
 	removeAtEnd(t, backup, primary)
-	ceph.TestWrite(t, source, primary, 0, randomBytes(r, 36*mib))
+	cephtest.Write(t, source, primary, 0, randomBytes(r, 36*mib))
 	common := s.backupNow(primary).ToSnap
-	ceph.TestWrite(t, source, primary, 5*mib, randomBytes(r, 64*kib))
-	ceph.TestWrite(t, source, primary, 30*mib+4*kib, randomBytes(r, 8*kib))
-	ceph.TestDiscard(t, source, primary, 33*mib, 128*kib)
+	cephtest.Write(t, source, primary, 5*mib, randomBytes(r, 64*kib))
+	cephtest.Write(t, source, primary, 30*mib+4*kib, randomBytes(r, 8*kib))
+	cephtest.Discard(t, source, primary, 33*mib, 128*kib)
 	later := s.backupNow(primary).ToSnap
 
 	// The primary comes back from an older state: it holds common but not
@@ -264,17 +268,17 @@ func TestFailbackOverJetStream(t *testing.T) {
 	if err := source.RemoveSnapshot(primary.AtSnap(later)); err != nil {
 		t.Fatal(err)
 	}
-	ceph.TestWrite(t, source, primary, 16*mib, randomBytes(r, 64*kib))
-	diverged := ceph.TestContent(t, source, primary)
+	cephtest.Write(t, source, primary, 16*mib, randomBytes(r, 64*kib))
+	diverged := cephtest.Content(t, source, primary)
 	s.startPublisherDaemon()
 
 	failback := recovery.SendOptions{Snapshot: primary.AtSnap(later), Target: primary, FromSnap: common}
 	_, _, err := s.restore(failback)
 	requireRefused(t, err, recovery.ErrDiverged.Error(), primary.String(), "--force-rollback")
-	if ceph.TestContent(t, source, primary) != diverged {
+	if cephtest.Content(t, source, primary) != diverged {
 		t.Fatal("a refused failback changed the primary image")
 	}
-	if got := ceph.TestSnapshotNames(t, source, primary); !slices.Equal(got, []string{common}) {
+	if got := cephtest.SnapshotNames(t, source, primary); !slices.Equal(got, []string{common}) {
 		t.Fatalf("a refused failback changed the primary's snapshots: %v", got)
 	}
 
@@ -287,9 +291,9 @@ func TestFailbackOverJetStream(t *testing.T) {
 	if !out.RolledBack || out.Target != primary.AtSnap(later) {
 		t.Errorf("outcome %+v: want a rollback and snapshot %s created", out, later)
 	}
-	ceph.RequireSameContent(t, backup, primary.AtSnap(later), source, primary.AtSnap(later))
-	ceph.RequireSameContent(t, backup, primary.AtSnap(later), source, primary)
-	if got := ceph.TestSnapshotNames(t, source, primary); !slices.Equal(got, []string{common, later}) {
+	cephtest.RequireSameContent(t, backup, primary.AtSnap(later), source, primary.AtSnap(later))
+	cephtest.RequireSameContent(t, backup, primary.AtSnap(later), source, primary)
+	if got := cephtest.SnapshotNames(t, source, primary); !slices.Equal(got, []string{common, later}) {
 		t.Errorf("primary snapshots %v, want [%s %s]: the restored one is the next common base", got, common, later)
 	}
 	_, _, err = s.restore(failback)
@@ -303,7 +307,7 @@ func TestFailbackOverJetStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ceph.RequireSameContent(t, backup, primary.AtSnap(later), source, copyImage)
+	cephtest.RequireSameContent(t, backup, primary.AtSnap(later), source, copyImage)
 	t.Logf("chunks stored at the backup site: failback %d (of %d referenced, %d bytes read, %d stored), full restore %d (of %d, %d bytes read, %d stored)",
 		fb.ChunksSent, fb.Chunks, fb.DataBytes, fb.BytesStored(), full.ChunksSent, full.Chunks, full.DataBytes, full.BytesStored())
 	if fb.ChunksSent == 0 || fb.ChunksSent*4 > full.ChunksSent || fb.DataBytes*4 > full.DataBytes {
@@ -312,7 +316,7 @@ func TestFailbackOverJetStream(t *testing.T) {
 	}
 
 	// Backups go on from the restored snapshot.
-	ceph.TestWrite(t, source, primary, 12*mib, randomBytes(r, 32*kib))
+	cephtest.Write(t, source, primary, 12*mib, randomBytes(r, 32*kib))
 	m := s.backupNow(primary)
 	if m.FromSnap != later {
 		t.Errorf("the backup after failback started from %q, want the restored %s", m.FromSnap, later)
@@ -326,45 +330,17 @@ func testLogger(t testing.TB, role string) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func startServer(t testing.TB, o bus.ServerOptions) interface {
-	ClientURL() string
-	NumLeafNodes() int
-} {
-	t.Helper()
-	o.StoreDir, o.Port = t.TempDir(), -1
-	srv, err := bus.StartServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	return srv
-}
-
-func connect(t testing.TB, o bus.ConnOptions) *bus.Conn {
-	t.Helper()
-	c, err := bus.Connect(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
+var (
+	startServer = bustest.Server
+	connect     = bustest.Connect
+)
 
 // removeAtEnd removes an image (and its snapshots) the test may create.
 func removeAtEnd(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec) {
-	site := testbed.Shared().Source
+	_, backup := cephtest.Sites(t)
+	site := testbed.Shared(t).Source
 	if c == backup {
-		site = testbed.Shared().Backup
+		site = testbed.Shared(t).Backup
 	}
 	t.Cleanup(func() {
 		site.RbdErr("snap", "purge", "--no-progress", spec.String())
@@ -372,17 +348,7 @@ func removeAtEnd(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec) {
 	})
 }
 
-func snap(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec, name string) {
-	t.Helper()
-	if err := c.CreateSnapshot(spec.AtSnap(name)); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func randomBytes(r *rand.Rand, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32() | 1) // never a zero byte: data stays data
-	}
-	return b
-}
+var (
+	snap        = cephtest.Snap
+	randomBytes = testutil.RandomBytes
+)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/ferry-dr/ferry/internal/bus/bustest"
 	"strings"
 	"testing"
 	"time"
@@ -157,16 +158,8 @@ func TestStatusTable(t *testing.T) {
 // backup site's streams and buckets, and returns its URL and a connection.
 func backupSiteServer(t *testing.T) (string, *bus.Conn) {
 	t.Helper()
-	srv, err := bus.StartServer(bus.ServerOptions{Name: t.Name(), StoreDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	conn, err := bus.Connect(bus.ConnOptions{URL: srv.ClientURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
+	srv := bustest.Server(t, bus.ServerOptions{Name: t.Name()})
+	conn := bustest.Connect(t, bus.ConnOptions{URL: srv.ClientURL()})
 	if err := bus.SetupBackup(context.Background(), conn.Backup, bus.DefaultRetention); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"net"
 	"os"
 	"os/exec"
@@ -120,7 +121,7 @@ func (e *env) verify(what string, srcSpec, bakSpec, want string) {
 // and prints a Markdown report. Run it once: -benchtime 1x (see make bench).
 func BenchmarkTable(b *testing.B) {
 	t0 := time.Now()
-	e := &env{b: b, bed: testbed.Shared(), dir: b.TempDir(), size: *flagSize, runs: max(1, *flagRuns)}
+	e := &env{b: b, bed: testbed.Shared(b), dir: b.TempDir(), size: *flagSize, runs: max(1, *flagRuns)}
 	e.ferry = *flagFerryBin
 	if e.ferry == "" {
 		e.ferry = buildFerry(b, e.dir)
@@ -409,7 +410,7 @@ func (e *env) restoreRow(s *section, d *dataset) {
 // BenchmarkRestoreRow runs only the restore row (BenchmarkTable has it too),
 // for a quick look: -bench '^BenchmarkRestoreRow$' -benchtime 1x.
 func BenchmarkRestoreRow(b *testing.B) {
-	e := &env{b: b, bed: testbed.Shared(), dir: b.TempDir(), size: *flagSize, runs: max(1, *flagRuns)}
+	e := &env{b: b, bed: testbed.Shared(b), dir: b.TempDir(), size: *flagSize, runs: max(1, *flagRuns)}
 	if e.ferry = *flagFerryBin; e.ferry == "" {
 		e.ferry = buildFerry(b, e.dir)
 	}
@@ -500,41 +501,29 @@ type pipeline struct {
 	consPeak int64 // the consumer's highest peak RSS of any backup
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func (e *env) startPipeline() *pipeline {
 	e.b.Helper()
-	port, err := freePort()
-	if err != nil {
-		e.fatalf("%v", err)
-	}
+	port := testutil.FreePort(e.b)
 	p := &pipeline{e: e, url: fmt.Sprintf("nats://127.0.0.1:%d", port)}
 	store := filepath.Join(e.dir, "jetstream")
+	var err error
 	p.nats, err = startDaemon(filepath.Join(e.dir, "nats.log"), e.ferry, "nats-server", "--store", store,
 		"--listen", "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
 		e.fatalf("%v", err)
 	}
 	e.b.Cleanup(func() { p.nats.stop() })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testutil.CheckFor(e.b, 30*time.Second, 100*time.Millisecond, func() error {
 		c, err := net.DialTimeout("tcp4", "127.0.0.1:"+strconv.Itoa(port), time.Second)
 		if err == nil {
 			c.Close()
-			break
+			return nil
 		}
-		if done, _ := p.nats.exited(); done || time.Now().After(deadline) {
-			e.fatalf("ferry nats-server did not start: %s", p.nats.logTail())
+		if done, _ := p.nats.exited(); done {
+			e.fatalf("ferry nats-server exited: %s", p.nats.logTail())
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("ferry nats-server did not start: %s", p.nats.logTail())
+	})
 	p.consumer, err = startDaemon(filepath.Join(e.dir, "consumer.log"), e.ferry,
 		e.ferryCmd(e.bed.Backup, "consumer", "run", "--nats", p.url)[1:]...)
 	if err != nil {
@@ -542,14 +531,16 @@ func (e *env) startPipeline() *pipeline {
 	}
 	e.b.Cleanup(func() { p.consumer.stop() })
 	// The consumer creates the backup site's streams and bucket; status reads them.
-	for {
-		if _, err := p.status(); err == nil {
-			break
-		} else if done, _ := p.consumer.exited(); done || time.Now().After(deadline) {
-			e.fatalf("ferry consumer run did not come up: %v\n%s", err, p.consumer.logTail())
+	testutil.CheckFor(e.b, 30*time.Second, 200*time.Millisecond, func() error {
+		_, err := p.status()
+		if err == nil {
+			return nil
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		if done, _ := p.consumer.exited(); done {
+			e.fatalf("ferry consumer run exited: %v\n%s", err, p.consumer.logTail())
+		}
+		return fmt.Errorf("ferry consumer run did not come up: %v\n%s", err, p.consumer.logTail())
+	})
 	return p
 }
 

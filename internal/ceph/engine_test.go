@@ -35,6 +35,7 @@ type step struct {
 
 func writes(spans ...[2]uint64) func(*testing.T, ferry.ImageSpec, *rand.Rand) {
 	return func(t *testing.T, img ferry.ImageSpec, r *rand.Rand) {
+		source, _ := bedSites(t)
 		for _, s := range spans {
 			writeAt(t, source, img, s[0], randomBytes(r, int(s[1])))
 		}
@@ -43,6 +44,7 @@ func writes(spans ...[2]uint64) func(*testing.T, ferry.ImageSpec, *rand.Rand) {
 
 func randomWrites(n int, size uint64, maxLen int) func(*testing.T, ferry.ImageSpec, *rand.Rand) {
 	return func(t *testing.T, img ferry.ImageSpec, r *rand.Rand) {
+		source, _ := bedSites(t)
 		for range n {
 			l := 1 + r.IntN(maxLen)
 			off := r.Uint64N(size - uint64(l))
@@ -61,6 +63,7 @@ func then(fs ...func(*testing.T, ferry.ImageSpec, *rand.Rand)) func(*testing.T, 
 
 func discards(spans ...[2]uint64) func(*testing.T, ferry.ImageSpec, *rand.Rand) {
 	return func(t *testing.T, img ferry.ImageSpec, _ *rand.Rand) {
+		source, _ := bedSites(t)
 		for _, s := range spans {
 			discard(t, source, img, s[0], s[1])
 		}
@@ -68,7 +71,10 @@ func discards(spans ...[2]uint64) func(*testing.T, ferry.ImageSpec, *rand.Rand) 
 }
 
 func setSize(size uint64) func(*testing.T, ferry.ImageSpec, *rand.Rand) {
-	return func(t *testing.T, img ferry.ImageSpec, _ *rand.Rand) { resize(t, source, img, size) }
+	return func(t *testing.T, img ferry.ImageSpec, _ *rand.Rand) {
+		source, _ := bedSites(t)
+		resize(t, source, img, size)
+	}
 }
 
 func nothing(*testing.T, ferry.ImageSpec, *rand.Rand) {}
@@ -110,6 +116,7 @@ var workloads = []workload{
 	{name: "zero writes over data", size: 16 * mib, steps: []step{
 		{"s1", writes([2]uint64{0, 16 * mib})},
 		{"s2", func(t *testing.T, img ferry.ImageSpec, _ *rand.Rand) {
+			source, _ := bedSites(t)
 			writeAt(t, source, img, 5*mib+100, make([]byte, 3*mib))
 		}},
 	}},
@@ -144,14 +151,14 @@ var transfers = []transfer{
 		if from != "" {
 			args = append(args, "--from-snap", from)
 		}
-		testbed.Shared().Source.Rbd(t, append(args, src.String(), path)...)
+		testbed.Shared(t).Source.Rbd(t, append(args, src.String(), path)...)
 		if err := ferryImport(t, path, dst); err != nil {
 			t.Fatal(err)
 		}
 	}},
 	{"ferry export-diff to rbd import-diff", func(t *testing.T, from string, src, dst ferry.ImageSpec) {
 		path, _ := ferryExport(t, ExportOptions{Image: src, FromSnap: from}, rbddiff.V1)
-		testbed.Shared().Backup.Rbd(t, "import-diff", "--no-progress", path, dst.String())
+		testbed.Shared(t).Backup.Rbd(t, "import-diff", "--no-progress", path, dst.String())
 	}},
 }
 
@@ -160,6 +167,7 @@ var transfers = []transfer{
 // and checks after each step that the backup snapshot reads back exactly as
 // the source snapshot.
 func TestChainedBackups(t *testing.T) {
+	source, backup := bedSites(t)
 	for _, w := range workloads {
 		t.Run(w.name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(1, uint64(len(w.name))))
@@ -186,6 +194,7 @@ func TestChainedBackups(t *testing.T) {
 // TestExportModes covers the three export modes of rbd export-diff:
 // creation to head, creation to a snapshot, and a snapshot to the head.
 func TestExportModes(t *testing.T) {
+	source, backup := bedSites(t)
 	r := rand.New(rand.NewPCG(2, 2))
 	src := newImage(t, source, "src", 16*mib)
 	writeAt(t, source, src, 0, randomBytes(r, 6*mib))
@@ -219,13 +228,14 @@ func TestExportModes(t *testing.T) {
 
 // TestCloneIncludesParent: a full diff of a clone carries the parent's data.
 func TestCloneIncludesParent(t *testing.T) {
+	source, backup := bedSites(t)
 	r := rand.New(rand.NewPCG(3, 3))
 	parent := newImage(t, source, "parent", 20*mib)
 	writeAt(t, source, parent, 0, randomBytes(r, 20*mib))
 	snap(t, source, parent, "gold")
-	testbed.Shared().Source.Rbd(t, "snap", "protect", parent.AtSnap("gold").String())
+	testbed.Shared(t).Source.Rbd(t, "snap", "protect", parent.AtSnap("gold").String())
 	child := ferry.ImageSpec{Pool: parent.Pool, Image: testbed.ImageName(t, "child")}
-	testbed.Shared().Source.Rbd(t, "clone", parent.AtSnap("gold").String(), child.String())
+	testbed.Shared(t).Source.Rbd(t, "clone", parent.AtSnap("gold").String(), child.String())
 	writeAt(t, source, child, 3*mib, randomBytes(r, 2*mib))
 	discard(t, source, child, 10*mib, 4096)
 	snap(t, source, child, "s1")
@@ -241,10 +251,11 @@ func TestCloneIncludesParent(t *testing.T) {
 
 // TestProtectedSnapshotV2: the v2 'p' record carries protection across.
 func TestProtectedSnapshotV2(t *testing.T) {
+	source, backup := bedSites(t)
 	src := newImage(t, source, "src", 4*mib)
 	writeAt(t, source, src, 0, []byte("protected"))
 	snap(t, source, src, "s1")
-	testbed.Shared().Source.Rbd(t, "snap", "protect", src.AtSnap("s1").String())
+	testbed.Shared(t).Source.Rbd(t, "snap", "protect", src.AtSnap("s1").String())
 	dst := newImage(t, backup, "dst", 1)
 	path, stats := ferryExport(t, ExportOptions{Image: src.AtSnap("s1")}, rbddiff.V2)
 	if !stats.Header.Protected {
@@ -253,7 +264,7 @@ func TestProtectedSnapshotV2(t *testing.T) {
 	if err := ferryImport(t, path, dst); err != nil {
 		t.Fatal(err)
 	}
-	out := testbed.Shared().Backup.Rbd(t, "snap", "ls", "--format", "json", dst.String())
+	out := testbed.Shared(t).Backup.Rbd(t, "snap", "ls", "--format", "json", dst.String())
 	if !strings.Contains(out, `"protected":"true"`) {
 		t.Fatalf("imported snapshot is not protected: %s", out)
 	}
@@ -262,6 +273,7 @@ func TestProtectedSnapshotV2(t *testing.T) {
 // TestZeroDetection: librbd reports a new object as one extent, holes
 // included; Ferry ships only the written 4 KiB blocks as data.
 func TestZeroDetection(t *testing.T) {
+	source, _ := bedSites(t)
 	r := rand.New(rand.NewPCG(4, 4))
 	src := newImage(t, source, "src", 64*mib)
 	snap(t, source, src, "s0")
@@ -281,6 +293,7 @@ func TestZeroDetection(t *testing.T) {
 }
 
 func TestImportRefusals(t *testing.T) {
+	source, backup := bedSites(t)
 	src := newImage(t, source, "src", 4*mib)
 	writeAt(t, source, src, 0, []byte("one"))
 	snap(t, source, src, "s1")
@@ -314,6 +327,7 @@ func TestImportRefusals(t *testing.T) {
 }
 
 func TestExportRefusals(t *testing.T) {
+	source, _ := bedSites(t)
 	src := newImage(t, source, "src", 4*mib)
 	snap(t, source, src, "s1")
 	snap(t, source, src, "s2")
@@ -350,6 +364,7 @@ func (c *cancellingSink) WriteData(off uint64, p []byte) error {
 // the reason, after waiting for every read it started (every buffer back).
 // Then the same image exports in full.
 func TestExportCancelled(t *testing.T) {
+	source, backup := bedSites(t)
 	r := rand.New(rand.NewPCG(12, 12))
 	src := newImage(t, source, "src", 64*mib)
 	for off := uint64(0); off < 64*mib; off += 256 << 10 {
@@ -384,6 +399,7 @@ type snapshotRemovingSink struct {
 }
 
 func (s *snapshotRemovingSink) WriteData(off uint64, p []byte) error {
+	source, _ := bedSites(s.t)
 	if !s.done {
 		s.done = true
 		if err := source.RemoveSnapshot(s.remove); err != nil {
@@ -408,6 +424,7 @@ func (s *snapshotRemovingSink) Close() error {
 // from, fails the export before the diff's end record, which is what would
 // make a partial or mixed diff look whole.
 func TestExportSnapshotRemoved(t *testing.T) {
+	source, _ := bedSites(t)
 	r := rand.New(rand.NewPCG(13, 13))
 	for _, tc := range []struct {
 		name   string
@@ -449,6 +466,7 @@ var _ = fmt.Sprint
 // or an object must zero exactly that range at the target. librbd's default
 // discard silently skips such ranges; the importer must not.
 func TestUnalignedZeroRecords(t *testing.T) {
+	source, backup := bedSites(t)
 	r := rand.New(rand.NewPCG(5, 5))
 	data := randomBytes(r, 8*mib)
 	zeros := [][2]uint64{{12345, 6789}, {obj - 100, 300}, {5*mib + 1, 1}, {6 * mib, 2*mib - 511}}
@@ -476,7 +494,7 @@ func TestUnalignedZeroRecords(t *testing.T) {
 	mustDo(t, f.Close())
 
 	dst := newImage(t, backup, "dst", 8*mib)
-	TestWrite(t, backup, dst, 0, data)
+	writeAt(t, backup, dst, 0, data)
 	if err := backup.CreateSnapshot(dst.AtSnap("s1")); err != nil {
 		t.Fatal(err)
 	}

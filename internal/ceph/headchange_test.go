@@ -13,6 +13,7 @@ import (
 // the head's end), and nothing right after the snapshot; with no snapshot
 // named, it tells whether the head holds any data at all.
 func TestHeadChangedSince(t *testing.T) {
+	source, _ := bedSites(t)
 	r := rand.New(rand.NewPCG(7, 7))
 	const size = 16 << 20
 	fresh := func(t *testing.T) ferry.ImageSpec {

@@ -92,7 +92,7 @@ func resized(b []byte, size uint64) []byte {
 
 func requireContent(t *testing.T, c *Cluster, spec ferry.ImageSpec, want []byte) {
 	t.Helper()
-	got := TestContent(t, c, spec)
+	got := content(t, c, spec)
 	if got.Size != uint64(len(want)) || got.SHA256 != sha256.Sum256(want) {
 		t.Fatalf("%s: %d bytes, sha256 %x; want %d bytes, sha256 %x", spec, got.Size, got.SHA256[:8], len(want), sha256.Sum256(want))
 	}
@@ -100,6 +100,7 @@ func requireContent(t *testing.T, c *Cluster, spec ferry.ImageSpec, want []byte)
 
 func importBytes(t *testing.T, ctx context.Context, dst ferry.ImageSpec, diff []byte) error {
 	t.Helper()
+	_, backup := bedSites(t)
 	_, err := backup.Import(ctx, dst, rbddiff.NewReader(bytes.NewReader(diff)), nil)
 	return err
 }
@@ -110,6 +111,7 @@ func importBytes(t *testing.T, ctx context.Context, dst ferry.ImageSpec, diff []
 // (shrink), shrunk earlier with the old data still in a snapshot (grow), and
 // a clone whose parent has data under the zero records.
 func TestImportTargets(t *testing.T) {
+	_, backup := bedSites(t)
 	r := rand.New(rand.NewPCG(7, 7))
 	size, ops := mixedDiff(r)
 	diff := writeDiff(t, rbddiff.Header{ToSnap: "s1", Size: size}, ops)
@@ -142,7 +144,7 @@ func TestImportTargets(t *testing.T) {
 		}, resized(old[:9*mib+100], size)},
 		{"data everywhere, no object map or exclusive lock", func(t *testing.T) ferry.ImageSpec {
 			dst := ferry.ImageSpec{Pool: testbed.Pool, Image: testbed.ImageName(t, "dst")}
-			testbed.Shared().Backup.Rbd(t, "create", "--image-feature", "layering", "--size", "24M", dst.String())
+			testbed.Shared(t).Backup.Rbd(t, "create", "--image-feature", "layering", "--size", "24M", dst.String())
 			writeAt(t, backup, dst, 0, old[:24*mib])
 			return dst
 		}, resized(old[:24*mib], size)},
@@ -150,9 +152,9 @@ func TestImportTargets(t *testing.T) {
 			parent := newImage(t, backup, "parent", size)
 			writeAt(t, backup, parent, 0, old[:size])
 			snap(t, backup, parent, "gold")
-			testbed.Shared().Backup.Rbd(t, "snap", "protect", parent.AtSnap("gold").String())
+			testbed.Shared(t).Backup.Rbd(t, "snap", "protect", parent.AtSnap("gold").String())
 			child := ferry.ImageSpec{Pool: parent.Pool, Image: testbed.ImageName(t, "child")}
-			testbed.Shared().Backup.Rbd(t, "clone", parent.AtSnap("gold").String(), child.String())
+			testbed.Shared(t).Backup.Rbd(t, "clone", parent.AtSnap("gold").String(), child.String())
 			return child
 		}, old[:size]},
 	}
@@ -214,6 +216,7 @@ func (c *cancelAfter) Next() (rbddiff.Record, error) {
 // TestImportCancelled: an import stopped half way returns the reason, waits
 // for its writes in flight, and creates no to-snapshot.
 func TestImportCancelled(t *testing.T) {
+	_, backup := bedSites(t)
 	r := rand.New(rand.NewPCG(9, 9))
 	size, ops := mixedDiff(r)
 	diff := writeDiff(t, rbddiff.Header{ToSnap: "s1", Size: size}, ops)
@@ -248,6 +251,7 @@ type writeDuring struct {
 }
 
 func (w *writeDuring) Next() (rbddiff.Record, error) {
+	_, backup := bedSites(w.t)
 	if w.records++; w.records == 2 && !w.wrote {
 		w.wrote = true
 		img, err := backup.openImage(w.target)
@@ -266,6 +270,7 @@ func (w *writeDuring) Next() (rbddiff.Record, error) {
 // write to the target fails instead of landing among the import's writes,
 // where it would end up in the to-snapshot.
 func TestImportLocksOutOtherWriters(t *testing.T) {
+	_, backup := bedSites(t)
 	r := rand.New(rand.NewPCG(21, 21))
 	size, ops := mixedDiff(r)
 	diff := writeDiff(t, rbddiff.Header{ToSnap: "s1", Size: size}, ops)

@@ -2,6 +2,8 @@ package ceph
 
 import (
 	"context"
+	"fmt"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"os"
 	"strconv"
 	"strings"
@@ -36,13 +38,12 @@ func TestReturnFreeMemory(t *testing.T) {
 		ReturnFreeMemory(ctx)
 		close(done)
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for before-residentBytes(t) < stranded/2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("resident memory went from %d to %d bytes in 5 s; want %d bytes of stranded free memory given back", before, residentBytes(t), stranded)
+	testutil.CheckFor(t, 5*time.Second, 100*time.Millisecond, func() error {
+		if now := residentBytes(t); before-now < stranded/2 {
+			return fmt.Errorf("resident memory went from %d to %d bytes; want %d bytes of stranded free memory given back", before, now, stranded)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	cancel()
 	select {
 	case <-done:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -41,7 +42,7 @@ func TestOpenCloseRace(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), raceDuration+60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run", "^TestOpenCloseRace$", "-test.count", "1", "-test.v")
-	cmd.Env = append(os.Environ(), envRaceChild+"=1", testbed.EnvTestbed+"="+testbed.Shared().Dir, "GOTRACEBACK=single")
+	cmd.Env = append(os.Environ(), envRaceChild+"=1", testbed.EnvTestbed+"="+testbed.Shared(t).Dir, "GOTRACEBACK=single")
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		t.Fatalf("the child still ran %v after it should have ended (an open that never returns is how the race hangs); output:\n%s",
@@ -54,6 +55,7 @@ func TestOpenCloseRace(t *testing.T) {
 }
 
 func openCloseRace(t *testing.T, d time.Duration) {
+	_, backup := bedSites(t)
 	r := rand.New(rand.NewPCG(7, 8))
 	img := newImage(t, backup, "race", 8<<20)
 	writeAt(t, backup, img, 0, randomBytes(r, 8<<20))
@@ -177,22 +179,22 @@ func lastLine(out []byte, s string) string {
 // of two (librbdRaceSettings).
 func TestOneCompletionThread(t *testing.T) {
 	before := threadsNamed(t, "io_context_pool")
-	c, err := Connect(SiteConn(testbed.Shared().Backup))
+	c, err := Connect(siteConn(testbed.Shared(t).Backup))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	// A thread names itself once it runs, which on a busy machine can be a
 	// while after Connect returned: count until the count holds still.
-	n, stable, deadline := -1, time.Now(), time.Now().Add(10*time.Second)
-	for time.Now().Before(deadline) {
+	n, stable := -1, time.Now()
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if m := threadsNamed(t, "io_context_pool") - before; m != n {
 			n, stable = m, time.Now()
 		} else if n > 0 && time.Since(stable) > 500*time.Millisecond {
-			break
+			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("%d new io_context_pool threads, not yet steady for 500 ms", n)
+	})
 	if n != 1 {
 		t.Fatalf("a new connection started %d io_context_pool threads, want 1", n)
 	}

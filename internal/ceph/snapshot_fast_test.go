@@ -12,10 +12,11 @@ import (
 // A snapshot through a SnapshotTarget, in either mode, holds what the head
 // held when it was taken, and later writes stay out of it.
 func TestSnapshotTarget(t *testing.T) {
+	source, _ := bedSites(t)
 	for _, mode := range []SnapshotMode{SkipQuiesce, LibrbdQuiesce} {
-		spec := TestImage(t, source, "snaptarget", 4<<20)
+		spec := newImage(t, source, "snaptarget", 4<<20)
 		before := bytes.Repeat([]byte{0xa5}, 8192)
-		TestWrite(t, source, spec, 4096, before)
+		writeAt(t, source, spec, 4096, before)
 		target, err := source.OpenSnapshotTarget(spec)
 		if err != nil {
 			t.Fatal(err)
@@ -23,7 +24,7 @@ func TestSnapshotTarget(t *testing.T) {
 		if err := target.CreateSnapshot("s1", mode); err != nil {
 			t.Fatal(err)
 		}
-		TestWrite(t, source, spec, 4096, bytes.Repeat([]byte{0x5a}, 8192))
+		writeAt(t, source, spec, 4096, bytes.Repeat([]byte{0x5a}, 8192))
 		if err := target.CreateSnapshot("s1", mode); err == nil {
 			t.Fatalf("mode %d: a second snapshot s1 was created", mode)
 		}
@@ -36,7 +37,7 @@ func TestSnapshotTarget(t *testing.T) {
 		if err := target.CreateSnapshot("s2", mode); err == nil {
 			t.Fatal("snapshot through a closed target succeeded")
 		}
-		if got := TestRead(t, source, spec.AtSnap("s1"), 4096, 8192); !bytes.Equal(got, before) {
+		if got := readAt(t, source, spec.AtSnap("s1"), 4096, 8192); !bytes.Equal(got, before) {
 			t.Fatalf("mode %d: snapshot s1 does not hold the data written before it", mode)
 		}
 		if err := source.RemoveSnapshot(spec.AtSnap("s1")); err != nil {

@@ -1,12 +1,11 @@
 package openstack_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -140,7 +139,7 @@ func TestSyncerCatchUpAndUpdates(t *testing.T) {
 		}
 	}
 
-	logs := &syncBuffer{}
+	logs := &testutil.LogBuffer{}
 	s, err := openstack.NewSyncer(ctx, conn.Backup, md, openstack.SyncOptions{Site: "dr", MinBackoff: 50 * time.Millisecond,
 		MaxBackoff: 200 * time.Millisecond, Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
@@ -196,22 +195,4 @@ func requireKind(t testing.TB, err error, kind openstack.ErrorKind, code int) {
 	if !ok || e.Kind != kind || e.Code != code {
 		t.Fatalf("error %v (%T), want kind %q with HTTP %d", err, err, kind, code)
 	}
-}
-
-// syncBuffer is a log sink the syncer's goroutine and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"os"
 	"path/filepath"
 	"sync"
@@ -110,8 +111,8 @@ func metadataOf(t testing.TB, md *openstack.Metadata, id string) map[string]stri
 	return got
 }
 
-// stateBucket starts an in-process JetStream server with the sites'
-// streams and returns its state bucket.
+// stateBucket starts an in-process JetStream server with both sites'
+// streams and returns its connection and the backup site's state bucket.
 func stateBucket(t testing.TB) (*bus.Conn, *state.Book) {
 	t.Helper()
 	conn := bustest.Conn(t)
@@ -130,15 +131,10 @@ func imageState(image string, status ferry.Status) *ferry.ImageState {
 // last look saw.
 func waitFor(t testing.TB, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		ok, saw := cond()
-		if ok {
-			return
+	testutil.CheckFor(t, time.Minute, 100*time.Millisecond, func() error {
+		if ok, saw := cond(); !ok {
+			return fmt.Errorf("%s: saw %s", what, saw)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not so after a minute; last saw %s", what, saw)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }

@@ -3,31 +3,30 @@ package recovery
 import (
 	"bytes"
 	"context"
-	"math/rand/v2"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"testing"
 
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
 	"github.com/ferry-dr/ferry/internal/testbed"
 )
-
-// The tests run on the real two-site test bed: the "source" cluster plays
-// the primary site, "backup" the backup site.
-var source, backup *ceph.Cluster
-
-func TestMain(m *testing.M) { ceph.RunTests(m, &source, &backup) }
 
 const (
 	kib = 1 << 10
 	mib = 1 << 20
 )
 
-func siteOf(c *ceph.Cluster) *testbed.Site {
-	if c == source {
-		return testbed.Shared().Source
+// The tests run on the real two-site test bed (cephtest.Sites): the
+// "source" cluster plays the primary site, "backup" the backup site.
+func TestMain(m *testing.M) { testbed.Main(m) }
+
+func siteOf(t testing.TB, c *ceph.Cluster) *testbed.Site {
+	if source, _ := cephtest.Sites(t); c == source {
+		return testbed.Shared(t).Source
 	}
-	return testbed.Shared().Backup
+	return testbed.Shared(t).Backup
 }
 
 // newImage creates an image of size on c, removed (with its snapshots) when
@@ -44,7 +43,7 @@ func newImage(t testing.TB, c *ceph.Cluster, name string, size uint64) ferry.Ima
 
 // removeAtEnd removes an image the code under test may create.
 func removeAtEnd(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec) {
-	site := siteOf(c)
+	site := siteOf(t, c)
 	t.Cleanup(func() {
 		site.RbdErr("snap", "unprotect", spec.String()+"@gold")
 		site.RbdErr("snap", "purge", "--no-progress", spec.String())
@@ -52,20 +51,10 @@ func removeAtEnd(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec) {
 	})
 }
 
-func randomBytes(r *rand.Rand, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32() | 1) // never a zero byte: data stays data
-	}
-	return b
-}
-
-func snap(t testing.TB, c *ceph.Cluster, spec ferry.ImageSpec, name string) {
-	t.Helper()
-	if err := c.CreateSnapshot(spec.AtSnap(name)); err != nil {
-		t.Fatal(err)
-	}
-}
+var (
+	snap        = cephtest.Snap
+	randomBytes = testutil.RandomBytes
+)
 
 // copyFull makes dst on cluster to hold src's snapshot, through Ferry's
 // engine and a diff in memory, the way a full backup lands.

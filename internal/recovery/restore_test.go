@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/internal/testbed"
@@ -18,24 +19,26 @@ import (
 // different content and a head that differs from both, with an unaligned
 // size, holes, and a discarded range.
 func backupImage(t *testing.T) ferry.ImageSpec {
+	_, backup := cephtest.Sites(t)
 	r := rand.New(rand.NewPCG(1, 2))
 	img := newImage(t, backup, testbed.ImageName(t, "bak"), 24*mib+3*kib)
-	ceph.TestWrite(t, backup, img, 0, randomBytes(r, 5*mib))
-	ceph.TestWrite(t, backup, img, 9*mib+512, randomBytes(r, 100*kib))
-	ceph.TestWrite(t, backup, img, 24*mib, randomBytes(r, 3*kib)) // the unaligned tail
-	ceph.TestDiscard(t, backup, img, 1*mib, 64*kib)
+	cephtest.Write(t, backup, img, 0, randomBytes(r, 5*mib))
+	cephtest.Write(t, backup, img, 9*mib+512, randomBytes(r, 100*kib))
+	cephtest.Write(t, backup, img, 24*mib, randomBytes(r, 3*kib)) // the unaligned tail
+	cephtest.Discard(t, backup, img, 1*mib, 64*kib)
 	snap(t, backup, img, "s1")
-	ceph.TestWrite(t, backup, img, 2*mib, randomBytes(r, 4*mib))
-	ceph.TestDiscard(t, backup, img, 9*mib, 4*mib)
+	cephtest.Write(t, backup, img, 2*mib, randomBytes(r, 4*mib))
+	cephtest.Discard(t, backup, img, 9*mib, 4*mib)
 	snap(t, backup, img, "s2")
-	ceph.TestWrite(t, backup, img, 20*mib, randomBytes(r, mib))
+	cephtest.Write(t, backup, img, 20*mib, randomBytes(r, mib))
 	return img
 }
 
 func TestRestoreIntoNewImage(t *testing.T) {
+	_, backup := cephtest.Sites(t)
 	ctx := context.Background()
 	img := backupImage(t)
-	before := ceph.TestSnapshotNames(t, backup, img)
+	before := cephtest.SnapshotNames(t, backup, img)
 	for _, s := range []string{"s1", "s2"} {
 		target := ferry.ImageSpec{Pool: testbed.Pool, Image: testbed.ImageName(t, "restored-"+s)}
 		removeAtEnd(t, backup, target)
@@ -44,8 +47,8 @@ func TestRestoreIntoNewImage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ceph.RequireSameContent(t, backup, img.AtSnap(s), backup, target)
-		if got := ceph.TestSnapshotNames(t, backup, target); len(got) != 0 {
+		cephtest.RequireSameContent(t, backup, img.AtSnap(s), backup, target)
+		if got := cephtest.SnapshotNames(t, backup, target); len(got) != 0 {
 			t.Errorf("restored image has snapshots %v, want none (it is for attaching)", got)
 		}
 		if res.Size != 24*mib+3*kib || res.DataBytes == 0 || meter.Done() != res.ScannedBytes {
@@ -56,27 +59,29 @@ func TestRestoreIntoNewImage(t *testing.T) {
 		if !errors.Is(err, ErrTargetExists) {
 			t.Fatalf("restore into an existing image: err %v, want ErrTargetExists", err)
 		}
-		ceph.RequireSameContent(t, backup, img.AtSnap(s), backup, target)
+		cephtest.RequireSameContent(t, backup, img.AtSnap(s), backup, target)
 	}
-	if after := ceph.TestSnapshotNames(t, backup, img); !slices.Equal(before, after) {
+	if after := cephtest.SnapshotNames(t, backup, img); !slices.Equal(before, after) {
 		t.Errorf("the backup image's snapshots changed: %v -> %v", before, after)
 	}
 }
 
 func TestRestoreIntoOtherCluster(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	img := backupImage(t)
 	target := ferry.ImageSpec{Pool: testbed.Pool, Image: img.Image} // same name, primary site
 	removeAtEnd(t, source, target)
 	if _, err := Restore(context.Background(), RestoreOptions{From: backup, Snapshot: img.AtSnap("s2"), To: source, Target: target}, nil); err != nil {
 		t.Fatal(err)
 	}
-	ceph.RequireSameContent(t, backup, img.AtSnap("s2"), source, target)
+	cephtest.RequireSameContent(t, backup, img.AtSnap("s2"), source, target)
 }
 
 func TestRestoreRefusals(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	ctx := context.Background()
 	img := backupImage(t)
-	headBefore := ceph.TestContent(t, backup, img)
+	headBefore := cephtest.Content(t, backup, img)
 	cases := []struct {
 		name string
 		o    RestoreOptions
@@ -98,7 +103,7 @@ func TestRestoreRefusals(t *testing.T) {
 	if _, err := source.Info(img); !errors.Is(err, ceph.ErrNotFound) {
 		t.Errorf("a refused restore left an image at the primary site: %v", err)
 	}
-	if headAfter := ceph.TestContent(t, backup, img); headAfter != headBefore {
+	if headAfter := cephtest.Content(t, backup, img); headAfter != headBefore {
 		t.Error("a refused restore changed the backup image")
 	}
 }
@@ -107,12 +112,13 @@ func TestRestoreRefusals(t *testing.T) {
 // snapshot "common"; the backup went on to "later". Failback ships only the
 // changes, after rolling back writes the primary took after "common".
 func TestFailbackIncremental(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(3, 4))
 	name := testbed.ImageName(t, "vm")
 	primary := newImage(t, source, name, 32*mib)
-	ceph.TestWrite(t, source, primary, 0, randomBytes(r, 12*mib))
-	ceph.TestWrite(t, source, primary, 20*mib, randomBytes(r, 2*mib))
+	cephtest.Write(t, source, primary, 0, randomBytes(r, 12*mib))
+	cephtest.Write(t, source, primary, 20*mib, randomBytes(r, 2*mib))
 	snap(t, source, primary, "common")
 
 	bak := newImage(t, backup, name, 1)
@@ -124,24 +130,24 @@ func TestFailbackIncremental(t *testing.T) {
 	}{{4 * kib, 8 * kib}, {5*mib + 64*kib, 128 * kib}, {26 * mib, mib}, {31*mib + 8*kib, 4 * kib}}
 	var changed uint64
 	for _, c := range changes {
-		ceph.TestWrite(t, backup, bak, c.off, randomBytes(r, c.n))
+		cephtest.Write(t, backup, bak, c.off, randomBytes(r, c.n))
 		changed += uint64(c.n)
 	}
-	ceph.TestDiscard(t, backup, bak, 20*mib, 64*kib)
+	cephtest.Discard(t, backup, bak, 20*mib, 64*kib)
 	snap(t, backup, bak, "later")
 
 	if h, err := source.HeadChangedSince(primary, "common"); err != nil || h.Changed() {
 		t.Fatalf("HeadChangedSince right after the snapshot = %+v, %v; want no change", h, err)
 	}
 	// The primary diverged: the VM wrote after "common".
-	ceph.TestWrite(t, source, primary, 16*mib, randomBytes(r, 64*kib))
-	diverged := ceph.TestContent(t, source, primary)
+	cephtest.Write(t, source, primary, 16*mib, randomBytes(r, 64*kib))
+	diverged := cephtest.Content(t, source, primary)
 
 	o := RestoreOptions{From: backup, Snapshot: bak.AtSnap("later"), To: source, Target: primary, FromSnap: "common"}
 	if _, err := Restore(ctx, o, nil); !errors.Is(err, ErrDiverged) {
 		t.Fatalf("failback onto a diverged primary: err %v, want ErrDiverged", err)
 	}
-	if ceph.TestContent(t, source, primary) != diverged {
+	if cephtest.Content(t, source, primary) != diverged {
 		t.Fatal("a refused failback changed the primary image")
 	}
 
@@ -161,9 +167,9 @@ func TestFailbackIncremental(t *testing.T) {
 	if res.ZeroBytes < 64*kib {
 		t.Errorf("zeroed %d bytes, want at least the 64 KiB discarded", res.ZeroBytes)
 	}
-	ceph.RequireSameContent(t, backup, bak.AtSnap("later"), source, primary.AtSnap("later"))
-	ceph.RequireSameContent(t, backup, bak.AtSnap("later"), source, primary)
-	if got := ceph.TestSnapshotNames(t, source, primary); !slices.Equal(got, []string{"common", "later"}) {
+	cephtest.RequireSameContent(t, backup, bak.AtSnap("later"), source, primary.AtSnap("later"))
+	cephtest.RequireSameContent(t, backup, bak.AtSnap("later"), source, primary)
+	if got := cephtest.SnapshotNames(t, source, primary); !slices.Equal(got, []string{"common", "later"}) {
 		t.Errorf("primary snapshots %v, want [common later] (later is the next common base)", got)
 	}
 
@@ -175,15 +181,16 @@ func TestFailbackIncremental(t *testing.T) {
 
 // A failback onto a primary that did not diverge needs no rollback flag.
 func TestFailbackWithoutDivergence(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(5, 6))
 	name := testbed.ImageName(t, "vm")
 	primary := newImage(t, source, name, 8*mib)
-	ceph.TestWrite(t, source, primary, 0, randomBytes(r, 3*mib))
+	cephtest.Write(t, source, primary, 0, randomBytes(r, 3*mib))
 	snap(t, source, primary, "common")
 	bak := newImage(t, backup, name, 1)
 	copyFull(t, source, primary.AtSnap("common"), backup, bak)
-	ceph.TestWrite(t, backup, bak, 6*mib, randomBytes(r, 12*kib))
+	cephtest.Write(t, backup, bak, 6*mib, randomBytes(r, 12*kib))
 	snap(t, backup, bak, "later")
 
 	res, err := Restore(ctx, RestoreOptions{From: backup, Snapshot: bak.AtSnap("later"), To: source, Target: primary, FromSnap: "common"}, nil)
@@ -193,7 +200,7 @@ func TestFailbackWithoutDivergence(t *testing.T) {
 	if res.RolledBack || res.DataBytes != 12*kib {
 		t.Errorf("result %+v: want no rollback and 12 KiB shipped", res)
 	}
-	ceph.RequireSameContent(t, backup, bak.AtSnap("later"), source, primary)
+	cephtest.RequireSameContent(t, backup, bak.AtSnap("later"), source, primary)
 }
 
 // cancelAfterFirst cancels the restore once the first bytes are through.
@@ -205,6 +212,7 @@ func (c cancelAfterFirst) Add(uint64)      { c.cancel() }
 // An interrupted restore returns (no goroutine left blocked on the handoff)
 // and removes the partial image, so nothing half-written can be attached.
 func TestRestoreInterruptedRemovesTarget(t *testing.T) {
+	_, backup := cephtest.Sites(t)
 	img := backupImage(t)
 	target := ferry.ImageSpec{Pool: testbed.Pool, Image: testbed.ImageName(t, "interrupted")}
 	removeAtEnd(t, backup, target)

@@ -3,14 +3,14 @@ package recovery
 import (
 	"context"
 	"fmt"
+	"github.com/ferry-dr/ferry/internal/bus/bustest"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/ferry-dr/ferry/internal/bus"
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/ferry-dr/ferry/internal/testbed"
@@ -143,6 +143,7 @@ func names(s []SnapshotWithTime) []string {
 
 // TestApplyRetention runs a policy on a real backup image.
 func TestApplyRetention(t *testing.T) {
+	_, backup := cephtest.Sites(t)
 	now := time.Date(2025, 1, 10, 12, 0, 0, 0, time.UTC)
 	at := func(day, hour int) string {
 		return ferry.NewSnapshotName(time.Date(2025, 1, day, hour, 0, 0, 0, time.UTC))
@@ -166,7 +167,7 @@ func TestApplyRetention(t *testing.T) {
 	if !slices.Equal(names(res.Remove), []string{a, c}) || len(res.Removed) != 0 || !slices.Equal(res.NotFerrys, []string{"manual"}) {
 		t.Fatalf("dry run: remove %v, removed %v, not Ferry's %v; want remove [a c], nothing removed, [manual]", names(res.Remove), res.Removed, res.NotFerrys)
 	}
-	if got := ceph.TestSnapshotNames(t, backup, img); len(got) != 8 {
+	if got := cephtest.SnapshotNames(t, backup, img); len(got) != 8 {
 		t.Fatalf("a dry run removed snapshots: %v", got)
 	}
 
@@ -178,7 +179,7 @@ func TestApplyRetention(t *testing.T) {
 	if !slices.Equal(res.Removed, []string{c}) {
 		t.Fatalf("removed %v, want only c (a is the base)", res.Removed)
 	}
-	if got := ceph.TestSnapshotNames(t, backup, img); !slices.Equal(got, []string{a, b, "manual", d, e, f, g}) {
+	if got := cephtest.SnapshotNames(t, backup, img); !slices.Equal(got, []string{a, b, "manual", d, e, f, g}) {
 		t.Fatalf("snapshots left %v", got)
 	}
 
@@ -189,7 +190,7 @@ func TestApplyRetention(t *testing.T) {
 	}
 
 	// A protected snapshot with a clone is reported and left; the rest goes.
-	site := testbed.Shared().Backup
+	site := testbed.Shared(t).Backup
 	site.Rbd(t, "snap", "protect", img.AtSnap(b).String())
 	clone := img.Pool + "/" + testbed.ImageName(t, "clone")
 	site.Rbd(t, "clone", img.AtSnap(b).String(), clone)
@@ -202,7 +203,7 @@ func TestApplyRetention(t *testing.T) {
 	if err == nil || len(res.Failed) != 1 || res.Failed[0].Name != b || !strings.Contains(err.Error(), "protected") {
 		t.Fatalf("protected snapshot: err %v, failed %v; want b reported", err, res.Failed)
 	}
-	if got := ceph.TestSnapshotNames(t, backup, img); !slices.Equal(got, []string{b, "manual", g}) {
+	if got := cephtest.SnapshotNames(t, backup, img); !slices.Equal(got, []string{b, "manual", g}) {
 		t.Fatalf("snapshots left %v, want [b manual g]", got)
 	}
 }
@@ -211,19 +212,7 @@ func TestApplyRetention(t *testing.T) {
 // an embedded JetStream server.
 func TestRetentionTargetFromState(t *testing.T) {
 	ctx := context.Background()
-	srv, err := bus.StartServer(bus.ServerOptions{StoreDir: t.TempDir(), InProcess: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	conn, err := bus.Connect(bus.ConnOptions{InProcess: srv, Name: "retention test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := bus.SetupBackup(ctx, conn.Backup, bus.DefaultRetention); err != nil {
-		t.Fatal(err)
-	}
+	conn := bustest.Conn(t)
 	book, err := state.Open(ctx, conn.Backup)
 	if err != nil {
 		t.Fatal(err)

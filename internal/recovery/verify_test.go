@@ -11,7 +11,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
@@ -21,14 +21,15 @@ import (
 // verifySource makes a source image with data, holes, a discard and an
 // unaligned size, and snapshot "s".
 func verifySource(t *testing.T) ferry.ImageSpec {
+	source, _ := cephtest.Sites(t)
 	r := rand.New(rand.NewPCG(7, 8))
 	img := newImage(t, source, testbed.ImageName(t, "src"), 20*mib+3*kib)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 6*mib))
-	ceph.TestWrite(t, source, img, 13*mib, randomBytes(r, 256*kib))
-	ceph.TestWrite(t, source, img, 20*mib, randomBytes(r, 3*kib))
-	ceph.TestDiscard(t, source, img, 2*mib, 8*kib)
+	cephtest.Write(t, source, img, 0, randomBytes(r, 6*mib))
+	cephtest.Write(t, source, img, 13*mib, randomBytes(r, 256*kib))
+	cephtest.Write(t, source, img, 20*mib, randomBytes(r, 3*kib))
+	cephtest.Discard(t, source, img, 2*mib, 8*kib)
 	snap(t, source, img, "s")
-	ceph.TestWrite(t, source, img, 8*mib, randomBytes(r, mib)) // the head moves on
+	cephtest.Write(t, source, img, 8*mib, randomBytes(r, mib)) // the head moves on
 	return img
 }
 
@@ -36,7 +37,8 @@ func verifySource(t *testing.T) ferry.ImageSpec {
 // Ferry's engine), flipping one byte at each image offset in flip on the way.
 func backupWithRbd(t *testing.T, src ferry.ImageSpec, flip ...uint64) ferry.ImageSpec {
 	t.Helper()
-	bed := testbed.Shared()
+	_, backup := cephtest.Sites(t)
+	bed := testbed.Shared(t)
 	dir := t.TempDir()
 	clean, corrupt := filepath.Join(dir, "clean"), filepath.Join(dir, "corrupt")
 	bed.Source.Rbd(t, "export-diff", "--no-progress", src.AtSnap("s").String(), clean)
@@ -105,6 +107,7 @@ func backupWithRbd(t *testing.T, src ferry.ImageSpec, flip ...uint64) ferry.Imag
 }
 
 func TestVerifyIdentical(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	src := verifySource(t)
 	bak := backupWithRbd(t, src)
 	meter := progress.NewMeter("verify", nil, 0)
@@ -125,6 +128,7 @@ func TestVerifyIdentical(t *testing.T) {
 }
 
 func TestVerifyNamesCorruptBytes(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	src := verifySource(t)
 	// One byte in the first object, one in another window, one in the
 	// unaligned last block.
@@ -141,9 +145,10 @@ func TestVerifyNamesCorruptBytes(t *testing.T) {
 }
 
 func TestVerifySizeMismatch(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	src := verifySource(t)
 	bak := backupWithRbd(t, src)
-	testbed.Shared().Backup.Rbd(t, "resize", "--no-progress", "--size", "24M", bak.String())
+	testbed.Shared(t).Backup.Rbd(t, "resize", "--no-progress", "--size", "24M", bak.String())
 	snap(t, backup, bak, "bigger")
 	rep, err := Verify(context.Background(), VerifyOptions{Source: source, SourceSnap: src.AtSnap("s"), Backup: backup, BackupSnap: bak.AtSnap("bigger")}, nil)
 	if err != nil {

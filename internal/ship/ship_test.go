@@ -10,18 +10,18 @@ import (
 
 	"github.com/ferry-dr/ferry/internal/bus/bustest"
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/chunk"
 	"github.com/ferry-dr/ferry/internal/feed"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
+	"github.com/ferry-dr/ferry/internal/testbed"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The shipping tests export from the source cluster of the two-site Ceph
 // test bed into an in-process JetStream server.
-var source, backup *ceph.Cluster
-
-func TestMain(m *testing.M) { ceph.RunTests(m, &source, &backup) }
+func TestMain(m *testing.M) { testbed.Main(m) }
 
 // endRefused is a JetStream that refuses the end message of every feed.
 type endRefused struct{ jetstream.JetStream }
@@ -40,6 +40,7 @@ func (j endRefused) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetst
 // instead of waiting out the feed's silence (the publisher's copy of this
 // pipeline did not abort there).
 func TestShipAbortsWhenTheEndFails(t *testing.T) {
+	source, _ := cephtest.Sites(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn := bustest.Conn(t)
@@ -47,8 +48,8 @@ func TestShipAbortsWhenTheEndFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img := ceph.TestImage(t, source, "ship", 8<<20)
-	ceph.TestWrite(t, source, img, 0, bytes.Repeat([]byte("ferry"), 300_000))
+	img := cephtest.Image(t, source, "ship", 8<<20)
+	cephtest.Write(t, source, img, 0, bytes.Repeat([]byte("ferry"), 300_000))
 	snap := img.AtSnap("s1")
 	if err := source.CreateSnapshot(snap); err != nil {
 		t.Fatal(err)

@@ -11,15 +11,16 @@
 //	func TestMain(m *testing.M) { testbed.Main(m) }
 //
 //	func TestSomething(t *testing.T) {
-//		bed := testbed.Shared()
+//		bed := testbed.Shared(t)
 //		img := testbed.ImageName(t, "")
 //		bed.Source.CreateImage(t, img, 64<<20)
 //		...
 //	}
 //
-// Main starts a fresh pair in a temporary directory (about 5-15 s) and stops it when the tests
-// end, or reuses the pair that `make devenv` started when FERRY_TESTBED names its directory.
-// Tests share the pair: give every image a name from ImageName so that tests do not collide.
+// The first call of Shared starts a fresh pair in a temporary directory (about 5-15 s), which Main
+// stops when the tests end, or reuses the pair that `make devenv` started when FERRY_TESTBED
+// names its directory: tests that do not call it run without Ceph. Tests share the pair: give
+// every image a name from ImageName so that tests do not collide.
 //
 // Every daemon, file and port of a bed belongs to it: several test binaries (or a devenv and
 // tests) run side by side on one machine. If a test binary dies without stopping its bed, a

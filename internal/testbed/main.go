@@ -2,90 +2,99 @@ package testbed
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferry-dr/ferry/internal/testutil"
 )
 
 // EnvTestbed names a directory made by devenv.sh (make devenv) whose sites the tests reuse.
 const EnvTestbed = "FERRY_TESTBED"
 
-var shared *Bed
+// mainRunning is set by Main. bed is the bed that the first call of Shared had; started is
+// the same bed if Shared started it, for Main to stop.
+var (
+	mainRunning  bool
+	bed, started *Bed
+)
 
-// Main is for TestMain. If FERRY_TESTBED names a directory made by devenv.sh (with
-// source/ceph.conf and backup/ceph.conf) it reuses those sites and leaves them running;
-// otherwise it starts a fresh pair in a temporary directory, runs the tests, stops the pair and
-// removes the directory. Then it exits with the tests' status. If the test bed cannot be had it
-// prints why and exits non-zero: tests never skip silently. Each setup runs
-// once the bed is up (to connect clients, say); an error fails the run.
-func Main(m *testing.M, setup ...func(*Bed) error) {
-	os.Exit(run(m, setup))
+// Main is for TestMain. It runs the tests and, if one of them started a bed (see Shared), stops
+// it and removes its directory, then exits with the tests' status. A package whose tests call
+// Shared must have it: func TestMain(m *testing.M) { testbed.Main(m) }.
+func Main(m *testing.M) {
+	mainRunning = true
+	code := m.Run()
+	if started != nil {
+		code = stop(started, code)
+	}
+	os.Exit(code)
 }
 
-// runTests runs the setups, then the tests.
-func runTests(m *testing.M, b *Bed, setup []func(*Bed) error) int {
-	for _, s := range setup {
-		if err := s(b); err != nil {
-			fmt.Fprintf(os.Stderr, "testbed: setup: %v\n", err)
-			return 2
-		}
+// Shared returns the bed of this test binary, which the first call has: if FERRY_TESTBED names
+// a directory made by devenv.sh (with source/ceph.conf and backup/ceph.conf) it reuses those
+// sites and leaves them running; otherwise it starts a fresh pair in a temporary directory
+// (5-15 s), which Main stops when the tests end. Tests that never call it need no Ceph. If the
+// bed cannot be had, every test that asks for it fails with the reason: tests never skip.
+func Shared(t testing.TB) *Bed {
+	t.Helper()
+	if !mainRunning {
+		t.Fatal("testbed.Shared: no testbed.Main; add func TestMain(m *testing.M) { testbed.Main(m) } to this package")
 	}
-	return m.Run()
+	return shared(t)
 }
 
-func run(m *testing.M, setup []func(*Bed) error) int {
-	if !flag.Parsed() {
-		flag.Parse() // for testing.Verbose
-	}
+var shared = testutil.Lazy(have)
+
+// have opens or starts the bed.
+func have() (b *Bed, err error) {
+	defer func() { bed = b }()
 	if dir := os.Getenv(EnvTestbed); dir != "" {
-		b, err := Open(dir)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "testbed: %s=%s: %v\n", EnvTestbed, dir, err)
-			return 2
+		if b, err = Open(dir); err != nil {
+			return nil, fmt.Errorf("%s=%s: %w", EnvTestbed, dir, err)
 		}
-		shared = b
-		return runTests(m, b, setup)
+		return b, nil
 	}
 
 	dir, err := os.MkdirTemp("", "ferry-testbed-")
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "testbed: %v\n", err)
-		return 2
+		return nil, fmt.Errorf("testbed: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	t0 := time.Now()
-	b, err := Start(ctx, dir)
+	b, err = Start(ctx, dir)
 	cancel()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "testbed: cannot start the Ceph test bed: %v\n"+
-			"(daemon logs are kept in %s; is Ceph installed? see .ci/install-deps.sh)\n", err, dir)
-		return 2
+		return nil, fmt.Errorf("testbed: cannot start the Ceph test bed: %w\n"+
+			"(daemon logs are kept in %s; is Ceph installed? see .ci/install-deps.sh)", err, dir)
 	}
 	if testing.Verbose() {
 		fmt.Fprintf(os.Stderr, "testbed: source and backup sites ready in %.1fs under %s\n",
 			time.Since(t0).Seconds(), dir)
 	}
-	shared = b
+	started = b
 
 	// Stop the daemons on Ctrl-C or kill as well. (On a crash or a test timeout the watcher
 	// started by ceph-site.sh stops them.)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		if _, ok := <-sigs; ok {
-			b.Stop()
-			os.RemoveAll(dir)
-			os.Exit(2)
-		}
+		<-sigs
+		b.Stop()
+		os.RemoveAll(dir)
+		os.Exit(2)
 	}()
+	return b, nil
+}
 
-	code := runTests(m, b, setup)
-	signal.Stop(sigs)
-	close(sigs)
+// stop stops a bed that Start made and removes its directory, or keeps it after failed tests
+// when FERRY_TESTBED_KEEP is set. It returns the exit status.
+func stop(b *Bed, code int) int {
+	dir := b.Dir
+	signal.Reset(os.Interrupt, syscall.SIGTERM)
 	if err := b.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "testbed: %v\n", err)
 		if code == 0 {
@@ -103,10 +112,12 @@ func run(m *testing.M, setup []func(*Bed) error) int {
 	return code
 }
 
-// Shared returns the bed that Main started or reused.
-func Shared() *Bed {
-	if shared == nil {
-		panic("testbed.Shared: no test bed; call testbed.Main(m) from this package's TestMain")
+// Lazy is testutil.Lazy for what is made of the bed: clients of its sites, say.
+func Lazy[T any](make func(*Bed) (T, error)) func(testing.TB) T {
+	get := testutil.Lazy(func() (T, error) { return make(bed) })
+	return func(t testing.TB) T {
+		t.Helper()
+		Shared(t) // sets bed, or fails t
+		return get(t)
 	}
-	return shared
 }

@@ -16,7 +16,7 @@ import (
 func TestMain(m *testing.M) { testbed.Main(m) }
 
 func TestSitesAreUp(t *testing.T) {
-	bed := testbed.Shared()
+	bed := testbed.Shared(t)
 	for _, s := range []*testbed.Site{bed.Source, bed.Backup} {
 		out := s.Rbd(t, "pool", "stats", s.Pool)
 		if !strings.Contains(out, "Total Images") {
@@ -29,7 +29,7 @@ func TestSitesAreUp(t *testing.T) {
 }
 
 func TestSitesAreIndependent(t *testing.T) {
-	bed := testbed.Shared()
+	bed := testbed.Shared(t)
 	src, dst := bed.Source.Fsid(t), bed.Backup.Fsid(t)
 	if src == "" || src == dst {
 		t.Fatalf("fsid source %q backup %q: want two different clusters", src, dst)
@@ -52,7 +52,7 @@ func TestSitesAreIndependent(t *testing.T) {
 }
 
 func TestWriteExportRoundTrip(t *testing.T) {
-	s := testbed.Shared().Source
+	s := testbed.Shared(t).Source
 	const size = 12 << 20
 	img := testbed.ImageName(t, "rt")
 	s.CreateImage(t, img, size, "--object-size", "4M")
@@ -91,7 +91,7 @@ func TestWriteExportRoundTrip(t *testing.T) {
 }
 
 func TestCephxIsEnforced(t *testing.T) {
-	s := testbed.Shared().Source
+	s := testbed.Shared(t).Source
 	if _, err := s.RbdErr("ls", s.Pool); err != nil {
 		t.Fatalf("the right keyring must work: %v", err)
 	}

@@ -1,35 +1,67 @@
-// Package bustest starts a JetStream server for tests. It is its own package
-// so that the shipped binary does not link package testing.
+// Package bustest starts JetStream for tests. It is for tests only; nothing
+// that ships imports it.
 package bustest
 
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/nats-io/nats-server/v2/server"
 )
 
-// Conn starts an in-process JetStream server with its store in a test
-// directory, sets up both sites' streams on it and returns a connection.
-// Both are stopped when the test ends.
-func Conn(t testing.TB) *bus.Conn {
+// Server starts a JetStream server that the end of the test stops. Its
+// store is in a test directory unless o names one, and it listens on a
+// free loopback port unless o names a port or asks for in-process clients
+// only.
+func Server(t testing.TB, o bus.ServerOptions) *server.Server {
 	t.Helper()
-	srv, err := bus.StartServer(bus.ServerOptions{Name: "test", StoreDir: t.TempDir(), InProcess: true})
+	if o.StoreDir == "" {
+		o.StoreDir = t.TempDir()
+	}
+	if o.Port == 0 && !o.InProcess {
+		o.Port = -1
+	}
+	s, err := bus.StartServer(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	c, err := bus.Connect(bus.ConnOptions{InProcess: srv, Name: t.Name()})
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
+}
+
+// Connect connects to a JetStream server; the end of the test closes the
+// connection.
+func Connect(t testing.TB, o bus.ConnOptions) *bus.Conn {
+	t.Helper()
+	c, err := bus.Connect(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	ctx := context.Background()
+	return c
+}
+
+// Setup sets up both sites' streams and buckets on c's server.
+func Setup(t testing.TB, c *bus.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	if err := bus.SetupSource(ctx, c.Source, bus.DefaultRetention); err != nil {
 		t.Fatal(err)
 	}
 	if err := bus.SetupBackup(ctx, c.Backup, bus.DefaultRetention); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Conn starts an in-process JetStream server with both sites' streams and
+// returns a connection to it; the end of the test stops both.
+func Conn(t testing.TB) *bus.Conn {
+	t.Helper()
+	srv := Server(t, bus.ServerOptions{Name: "test", InProcess: true})
+	c := Connect(t, bus.ConnOptions{InProcess: srv, Name: t.Name()})
+	Setup(t, c)
 	return c
 }

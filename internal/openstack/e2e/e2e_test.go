@@ -8,6 +8,8 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"github.com/ferry-dr/ferry/internal/bus/bustest"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,8 +17,7 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/consumer"
-	"github.com/ferry-dr/ferry/internal/bus"
-	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/openstack"
 	"github.com/ferry-dr/ferry/internal/openstack/cindertest"
@@ -24,37 +25,29 @@ import (
 	"github.com/ferry-dr/ferry/publisher"
 )
 
-var (
-	source, backup *ceph.Cluster
-	cinder         *cindertest.Cinder
-)
+var cinder *cindertest.Cinder
 
 func TestMain(m *testing.M) {
-	testbed.Main(m, func(bed *testbed.Bed) (err error) {
-		if source, err = ceph.Connect(ceph.SiteConn(bed.Source)); err != nil {
-			return err
-		}
-		if backup, err = ceph.Connect(ceph.SiteConn(bed.Backup)); err != nil {
-			return err
-		}
-		dir := filepath.Join(os.TempDir(), fmt.Sprintf("ferry-e2e-cinder-%d", os.Getpid()))
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("ferry-e2e-cinder-%d", os.Getpid()))
+	err := os.MkdirAll(dir, 0o700)
+	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		if cinder, err = cindertest.Start(ctx, dir); err != nil {
-			return fmt.Errorf("cannot start Cinder: %w", err)
-		}
-		// Stopped when the test binary exits (the launcher watches its parent);
-		// testbed.Main exits without returning here.
-		return nil
-	})
+		cinder, err = cindertest.Start(ctx, dir)
+		cancel()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: cannot start Cinder: %v\n", err)
+		os.Exit(2)
+	}
+	// Cinder is stopped when the test binary exits (the launcher watches
+	// its parent); testbed.Main exits without returning here.
+	testbed.Main(m)
 }
 
 const project = "5e2e0000c1d2e3f4a5b6c7d8e9f0a1b2"
 
 func TestBackupStatusReachesCinder(t *testing.T) {
+	source, backup := cephtest.Sites(t)
 	t.Cleanup(func() { cinder.Stop(); os.RemoveAll(cinder.Dir) })
 	ctx := context.Background()
 	clients, err := openstack.Connect(ctx, openstack.Config{NoAuthEndpoint: cinder.URL, NoAuthProject: project})
@@ -79,24 +72,9 @@ func TestBackupStatusReachesCinder(t *testing.T) {
 	}
 	data := make([]byte, 3<<20)
 	rand.Read(data)
-	ceph.TestWrite(t, source, img, 1<<20, data)
+	cephtest.Write(t, source, img, 1<<20, data)
 
-	srv, err := bus.StartServer(bus.ServerOptions{StoreDir: t.TempDir(), InProcess: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	conn, err := bus.Connect(bus.ConnOptions{InProcess: srv, Name: "e2e"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
-	if err := bus.SetupBackup(ctx, conn.Backup, bus.DefaultRetention); err != nil {
-		t.Fatal(err)
-	}
-	if err := bus.SetupSource(ctx, conn.Source, bus.DefaultRetention); err != nil {
-		t.Fatal(err)
-	}
+	conn := bustest.Conn(t)
 	log := slog.New(slog.DiscardHandler)
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -143,7 +121,7 @@ func TestBackupStatusReachesCinder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	cephtest.RequireSameContent(t, source, ev.Image, backup, ev.Image)
 
 	want := map[string]string{
 		"owner":               "team-db",
@@ -153,18 +131,14 @@ func TestBackupStatusReachesCinder(t *testing.T) {
 		"ferry:consistency":   "crash",
 		"ferry:site":          "dr-site",
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
+	testutil.CheckFor(t, time.Minute, 100*time.Millisecond, func() error {
 		got, err := md.Get(ctx, vol)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fmt.Sprint(got) == fmt.Sprint(want) {
-			break
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("volume metadata after the backup:\n got  %v\n want %v", got, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("volume metadata after the backup:\n got  %v\n want %v", got, want)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
