@@ -316,15 +316,7 @@ func TestLeafnodeTwoDomains(t *testing.T) {
 	p := newPipelineConns(t, pubConn, consConn)
 	p.startConsumer()
 
-	r := rand.New(rand.NewPCG(16, 16))
-	img := ceph.TestImage(t, source, "vm", 24*mib)
-	ceph.TestWrite(t, source, img, 0, randomBytes(r, 10*mib))
-	p.backupNow(img)
-	scribble(t, img, 24*mib, r, 10)
-	m, _ := p.backupNow(img)
-	if m.FromSnap == "" {
-		t.Fatal("second backup across the leafnode was not incremental")
-	}
+	fullThenIncremental(t, p, "vm", rand.New(rand.NewPCG(16, 16)))
 	// The chunks live in the backup site's domain, not the source's.
 	if _, err := pubConn.Source.Stream(context.Background(), bus.ChunkStream); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Fatalf("chunk stream in the source domain: %v", err)

@@ -72,6 +72,7 @@ func newRootCommand() *cobra.Command {
 		newStatusCommand(),
 		newOpenStackSyncCommand(),
 		newNATSServerCommand(),
+		newInitCommand(),
 		newExportDiffCommand(),
 		newImportDiffCommand(),
 		newAgentCommand(),

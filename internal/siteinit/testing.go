@@ -1,0 +1,96 @@
+package siteinit
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// TestSites are both sites' NATS servers, run from a setup that Generate
+// wrote into a test directory, joined by their TLS leafnode on loopback.
+type TestSites struct {
+	Dir            string
+	Options        Options
+	Source, Backup *server.Server
+}
+
+// StartTestSites generates a setup and starts both servers; they stop
+// when the test ends. With logs, the servers log to stderr (permission
+// violations included).
+func StartTestSites(t testing.TB, logs bool) *TestSites {
+	t.Helper()
+	dir := t.TempDir()
+	ports := freePorts(t, 3)
+	o := Options{Out: dir, SourceHost: "127.0.0.1", BackupHost: "localhost", ListenHost: "127.0.0.1",
+		SourcePort: ports[0], BackupPort: ports[1], LeafPort: ports[2], StoreDir: t.TempDir()}
+	if _, err := Generate(o); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	s := &TestSites{Dir: dir, Options: o}
+	s.Backup = s.start(t, "backup", logs)
+	s.Source = s.start(t, "source", logs)
+	deadline := time.Now().Add(15 * time.Second)
+	for s.Source.NumLeafNodes() == 0 || s.Backup.NumLeafNodes() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the TLS leafnode between the sites did not come up in 15 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return s
+}
+
+func (s *TestSites) start(t testing.TB, site string, logs bool) *server.Server {
+	t.Helper()
+	srv, err := bus.StartServer(bus.ServerOptions{Name: site, ConfigFile: s.Options.path(SiteConfig(site)), Log: logs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	return srv
+}
+
+// ConnOptions are what role's configuration file says: its site's server,
+// the CA, its certificate and both domains.
+func (s *TestSites) ConnOptions(role bus.Role) bus.ConnOptions {
+	o := s.Options
+	url := "tls://" + hostPort(o.SourceHost, o.SourcePort)
+	if roleSite[role] == "backup" {
+		url = "tls://" + hostPort(o.BackupHost, o.BackupPort)
+	}
+	return bus.ConnOptions{URL: url, Name: "test " + string(role),
+		CA: o.path(caCert), Cert: o.path(string(role) + ".crt"), Key: o.path(string(role) + ".key"),
+		SourceDomain: o.SourceDomain, BackupDomain: o.BackupDomain}
+}
+
+// Connect connects as role; the connection closes when the test ends.
+func (s *TestSites) Connect(t testing.TB, role bus.Role) *bus.Conn {
+	t.Helper()
+	c, err := bus.Connect(s.ConnOptions(role))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// freePorts returns n distinct ports that were free a moment ago: all n
+// listeners are open at once, so no port comes twice.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports
+}
