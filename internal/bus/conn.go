@@ -124,8 +124,10 @@ func ConnectError(url string, err error) error {
 		hint = "the server's certificate is not signed by the CA in --nats-ca (nats.ca): give the CA that signed it"
 	case errors.As(err, &hostErr):
 		hint = "the server's certificate does not name the host in --nats (nats.url): connect by a name or address the certificate holds"
-	case strings.Contains(msg, "certificate required") || strings.Contains(msg, "bad certificate"):
-		hint = "the server requires a client certificate it trusts: give --nats-cert and --nats-key (nats.cert, nats.key) issued by its CA"
+	case strings.Contains(msg, "remote error: tls:") || strings.Contains(msg, "closed by remote after TLS handshake"):
+		// The server's alert about the client's certificate; with TLS 1.3
+		// it may only show as a connection closed after the handshake.
+		hint = "the server requires a client certificate issued by the CA it trusts, and none or another was given: give --nats-cert and --nats-key (nats.cert, nats.key) of this role"
 	case errors.Is(err, nats.ErrAuthorization):
 		hint = "the server did not accept this identity: check --nats-cert/--nats-key or --nats-creds against the server's users"
 	case strings.Contains(msg, "secure connection") || strings.Contains(msg, "tls"):
