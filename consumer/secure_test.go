@@ -36,6 +36,10 @@ func TestSecureTwoSites(t *testing.T) {
 	}
 	waitState(t, p, img, func(s *ferry.ImageState) bool { return s.LastSnapshot == ev.Image.Snap })
 	ceph.RequireSameContent(t, source, ev.Image, backup, ev.Image)
+	// A refused request may only cost a timeout somewhere; none may happen.
+	if v := sites.Violations(); len(v) > 0 {
+		t.Fatalf("permission violations in the roles' work: %q", v)
+	}
 }
 
 // fullThenIncremental writes random data into a new image and backs it

@@ -124,12 +124,15 @@ func (p *permBuilder) info(api, stream string) {
 }
 
 // read: consume a stream and get its messages; also what a KV bucket's
-// get, keys and watch need. Acks and flow control replies come in the old
+// get, keys and watch need. Clients delete the ephemeral consumers they
+// made (a refused delete costs a KV key listing 5 s); a reader can so
+// also delete a durable of the stream, which its daemon makes again. Acks and flow control replies come in the old
 // ($JS.ACK.<stream>...) and the new format ($JS.ACK.<domain>.<account>.<stream>...).
 func (p *permBuilder) read(api, stream string) {
 	p.info(api, stream)
 	p.pub(api+"CONSUMER.CREATE."+stream, api+"CONSUMER.CREATE."+stream+".>",
 		api+"CONSUMER.DURABLE.CREATE."+stream+".*", api+"CONSUMER.MSG.NEXT."+stream+".*",
+		api+"CONSUMER.DELETE."+stream+".*",
 		api+"DIRECT.GET."+stream, api+"DIRECT.GET."+stream+".>", api+"STREAM.MSG.GET."+stream,
 		"$JS.ACK."+stream+".>", "$JS.ACK.*.*."+stream+".>",
 		"$JS.FC."+stream+".>", "$JS.FC.*.*."+stream+".>")

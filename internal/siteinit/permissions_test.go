@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/siteinit"
+	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -245,4 +246,39 @@ func localSubject(s string, role bus.Role) string {
 		return "$JS.API." + rest
 	}
 	return s
+}
+
+// TestOperatorReadsStatus: the read-only operator identity can read what
+// ferry status shows, at the backup site and, across the leafnode, at the
+// source site: every stream's and daemon consumer's figures, the image
+// states and the lock.
+func TestOperatorReadsStatus(t *testing.T) {
+	sites := siteinit.StartTestSites(t, false)
+	setUpStreams(t, sites)
+	ctx := context.Background()
+	op := sites.Connect(t, bus.RoleOperator)
+	lag := bus.ReadLag(ctx, op)
+	for _, s := range lag.Streams {
+		if s.Err != "" || s.Missing {
+			t.Errorf("stream %s (%s): missing %v, error %q", s.Stream, s.Domain, s.Missing, s.Err)
+		}
+	}
+	for _, c := range lag.Consumers {
+		if c.Err != "" {
+			t.Errorf("consumer %s of %s: %s", c.Consumer, c.Stream, c.Err)
+		}
+	}
+	book, err := state.Open(ctx, op.Backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := book.All(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.LockHolder(ctx, op.Backup, bus.ConsumerLock); err != nil {
+		t.Fatal(err)
+	}
+	if v := sites.Violations(); len(v) > 0 {
+		t.Fatalf("the operator's reads were refused: %q", v)
+	}
 }

@@ -1,7 +1,11 @@
 package siteinit
 
 import (
+	"fmt"
 	"net"
+	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,11 +19,11 @@ type TestSites struct {
 	Dir            string
 	Options        Options
 	Source, Backup *server.Server
+	log            *violationLog
 }
 
 // StartTestSites generates a setup and starts both servers; they stop
-// when the test ends. With logs, the servers log to stderr (permission
-// violations included).
+// when the test ends. With logs, the servers log to stderr.
 func StartTestSites(t testing.TB, logs bool) *TestSites {
 	t.Helper()
 	dir := t.TempDir()
@@ -32,7 +36,7 @@ func StartTestSites(t testing.TB, logs bool) *TestSites {
 	if err := o.defaults(); err != nil {
 		t.Fatal(err)
 	}
-	s := &TestSites{Dir: dir, Options: o}
+	s := &TestSites{Dir: dir, Options: o, log: &violationLog{echo: logs}}
 	s.Backup = s.start(t, "backup", logs)
 	s.Source = s.start(t, "source", logs)
 	deadline := time.Now().Add(15 * time.Second)
@@ -47,13 +51,48 @@ func StartTestSites(t testing.TB, logs bool) *TestSites {
 
 func (s *TestSites) start(t testing.TB, site string, logs bool) *server.Server {
 	t.Helper()
-	srv, err := bus.StartServer(bus.ServerOptions{Name: site, ConfigFile: s.Options.path(SiteConfig(site)), Log: logs})
+	srv, err := bus.StartServer(bus.ServerOptions{Name: site, ConfigFile: s.Options.path(SiteConfig(site))})
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.SetLogger(s.log, false, false)
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
 	return srv
 }
+
+// Violations are the permission violations both servers logged so far.
+func (s *TestSites) Violations() []string {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	return append([]string(nil), s.log.violations...)
+}
+
+// violationLog is the servers' logger: it keeps the permission violations
+// and, with echo, prints everything to stderr.
+type violationLog struct {
+	echo       bool
+	mu         sync.Mutex
+	violations []string
+}
+
+func (l *violationLog) logf(level, format string, v ...any) {
+	line := fmt.Sprintf(format, v...)
+	if strings.Contains(line, "Violation") {
+		l.mu.Lock()
+		l.violations = append(l.violations, line)
+		l.mu.Unlock()
+	}
+	if l.echo {
+		fmt.Fprintf(os.Stderr, "[%s] %s\n", level, line)
+	}
+}
+
+func (l *violationLog) Noticef(format string, v ...any) { l.logf("INF", format, v...) }
+func (l *violationLog) Warnf(format string, v ...any)   { l.logf("WRN", format, v...) }
+func (l *violationLog) Fatalf(format string, v ...any)  { l.logf("FTL", format, v...) }
+func (l *violationLog) Errorf(format string, v ...any)  { l.logf("ERR", format, v...) }
+func (l *violationLog) Debugf(format string, v ...any)  {}
+func (l *violationLog) Tracef(format string, v ...any)  {}
 
 // ConnOptions are what role's configuration file says: its site's server,
 // the CA, its certificate and both domains.
