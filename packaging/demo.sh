@@ -72,8 +72,7 @@ echo "source: $DIR/source/ceph.conf   backup: $DIR/backup/ceph.conf"
 
 say "Writing a secure two-site setup with ferry init (CA, certificates, servers' and roles' configuration)"
 "$FERRY" init --out "$TLS" --source-host 127.0.0.1 --backup-host 127.0.0.1 --listen-host 127.0.0.1 \
-	--source-port "$NATS_PORT" --backup-port $((NATS_PORT + 1)) --leafnode-port $((NATS_PORT + 2)) \
-	--store "$DIR/nats" | tr '\n' ' '
+	--source-port "$NATS_PORT" --backup-port $((NATS_PORT + 1)) --leafnode-port $((NATS_PORT + 2)) | tr '\n' ' '
 echo
 
 # wait_log FILE TEXT: wait up to 10 s for TEXT in FILE.
@@ -88,10 +87,10 @@ wait_log() {
 }
 
 say "Starting both sites' NATS JetStream servers, joined by a TLS leafnode, and the backup site's consumer"
-"$FERRY" nats-server --server-config "$TLS/backup-nats.conf" 2>"$DIR/nats-backup.log" &
+"$FERRY" nats-server --server-config "$TLS/backup-nats.conf" --store "$DIR/nats-backup" 2>"$DIR/nats-backup.log" &
 pids+=("$!")
 wait_log "$DIR/nats-backup.log" listening
-"$FERRY" nats-server --server-config "$TLS/source-nats.conf" 2>"$DIR/nats-source.log" &
+"$FERRY" nats-server --server-config "$TLS/source-nats.conf" --store "$DIR/nats-source" 2>"$DIR/nats-source.log" &
 pids+=("$!")
 wait_log "$DIR/nats-source.log" listening
 wait_log "$DIR/nats-source.log" "Leafnode connection created"

@@ -47,7 +47,7 @@ explains who holds which key and what each role can do.`,
 	f.IntVar(&o.SourcePort, "source-port", 4222, "client port of the source site's server")
 	f.IntVar(&o.BackupPort, "backup-port", 4222, "client port of the backup site's server")
 	f.IntVar(&o.LeafPort, "leafnode-port", 7422, "leafnode port of the backup site's server")
-	f.StringVar(&o.StoreDir, "store", "/var/lib/ferry/nats", "JetStream store of each server (the domain is added: STORE/source, STORE/backup)")
+	f.StringVar(&o.StoreDir, "store", "", "JetStream store of each server, as STORE/source and STORE/backup (default: none in the files; ferry nats-server --store gives it)")
 	f.StringVar(&o.SourceDomain, "source-domain", "source", "JetStream domain of the source site")
 	f.StringVar(&o.BackupDomain, "backup-domain", "backup", "JetStream domain of the backup site")
 	_ = cmd.MarkFlagRequired("out")

@@ -25,7 +25,8 @@ func newNATSServerCommand() *cobra.Command {
 clients and leafnodes, users with subject permissions, JetStream limits,
 clustering, the monitoring port, logging. ferry init writes one per site for
 two sites joined by a TLS leafnode, with one identity per role (see
-docs/security.md).
+docs/security.md). --store gives the JetStream store when the file names no
+store_dir (the systemd unit passes /var/lib/ferry/nats).
 
 Without it, the flags below run a server without TLS or authentication, for a
 single host on loopback: --store, --listen, --domain, and for two sites
@@ -55,7 +56,7 @@ The server logs to stderr (or the configuration's log_file).`,
 		},
 	}
 	cmd.Flags().StringVar(&serverConfig, "server-config", "", "nats-server configuration file (TLS, users, permissions, leafnodes); replaces the flags below")
-	cmd.Flags().StringVar(&store, "store", "", "JetStream store directory (required without --server-config)")
+	cmd.Flags().StringVar(&store, "store", "", "JetStream store directory (with --server-config: when the file names no store_dir)")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:4222", "client address")
 	cmd.Flags().StringVar(&domain, "domain", "", "JetStream domain of this site")
 	cmd.Flags().StringVar(&leafListen, "leafnode-listen", "", "accept leafnode connections from another site on HOST:PORT")
@@ -66,12 +67,12 @@ The server logs to stderr (or the configuration's log_file).`,
 func natsServerOptions(cmd *cobra.Command, serverConfig, store, listen, domain, leafListen string, leafRemotes []string) (bus.ServerOptions, error) {
 	o := bus.ServerOptions{Name: "ferry", Log: true}
 	if serverConfig != "" {
-		for _, f := range []string{"store", "listen", "domain", "leafnode-listen", "leafnode-remote"} {
+		for _, f := range []string{"listen", "domain", "leafnode-listen", "leafnode-remote"} {
 			if cmd.Flags().Changed(f) {
 				return o, fmt.Errorf("--%s and --server-config: set it in the configuration file instead (the file says everything when it is given)", f)
 			}
 		}
-		o.ConfigFile = serverConfig
+		o.ConfigFile, o.StoreDir = serverConfig, store
 		return o, nil
 	}
 	if store == "" {

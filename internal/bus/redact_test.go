@@ -35,15 +35,3 @@ func TestConnectErrorHidesPassword(t *testing.T) {
 		t.Fatalf("bad leafnode remote: %v, want an error without the password", err)
 	}
 }
-
-// TestLeafnodeListenHost: the leafnode port listens on its own host, not
-// on the client port's.
-func TestLeafnodeListenHost(t *testing.T) {
-	opts, err := serverOptions(ServerOptions{Host: "127.0.0.1", Port: 4222, LeafHost: "0.0.0.0", LeafPort: 7422})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if opts.LeafNode.Host != "0.0.0.0" || opts.Host != "127.0.0.1" {
-		t.Fatalf("leafnode host %q, client host %q", opts.LeafNode.Host, opts.Host)
-	}
-}

@@ -31,9 +31,9 @@ type ServerOptions struct {
 	LeafRemotes []string
 	// ConfigFile is a standard nats-server configuration file (TLS,
 	// users and permissions, leafnodes, JetStream, monitoring, logging).
-	// With it, every other field but Name and Log is ignored: the file
-	// says it all, and Ferry only raises max_payload when the file leaves
-	// it out.
+	// With it, every other field but Name, Log and StoreDir is ignored:
+	// the file says it all. StoreDir is the JetStream store when the file
+	// names none; Ferry raises max_payload when the file leaves it out.
 	ConfigFile string
 	// Log writes the server's log to stderr (or the file's log_file).
 	Log bool
@@ -68,7 +68,15 @@ func serverOptions(o ServerOptions) (*server.Options, error) {
 			return nil, fmt.Errorf("nats server configuration %s: %w", o.ConfigFile, err)
 		}
 		if !opts.JetStream {
-			return nil, fmt.Errorf("nats server configuration %s: JetStream is off; Ferry needs it (add a jetstream { store_dir: ... } block)", o.ConfigFile)
+			return nil, fmt.Errorf("nats server configuration %s: JetStream is off; Ferry needs it (add a jetstream { domain: ... } block)", o.ConfigFile)
+		}
+		switch {
+		case opts.StoreDir == "" && o.StoreDir == "":
+			return nil, fmt.Errorf("nats server configuration %s names no JetStream store_dir: give one there or with --store", o.ConfigFile)
+		case opts.StoreDir == "":
+			opts.StoreDir = o.StoreDir
+		case o.StoreDir != "" && o.StoreDir != opts.StoreDir:
+			return nil, fmt.Errorf("JetStream store %s and the store_dir %s of %s: set it in one place", o.StoreDir, opts.StoreDir, o.ConfigFile)
 		}
 		if opts.MaxPayload == 0 {
 			opts.MaxPayload = MaxPayload

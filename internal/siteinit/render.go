@@ -47,15 +47,14 @@ max_payload: %d
 # http: "127.0.0.1:8222"
 
 jetstream {
-  store_dir: %s
-  domain: %s
+%s  domain: %s
 }
 
 %s
 authorization {
   users: [
 `, site, o.path(SiteConfig(site)), q("ferry-"+site), q(hostPort(o.ListenHost, port)), bus.MaxPayload,
-		q(filepath.Join(o.StoreDir, domain)), q(domain), o.tlsBlock("", pfx, true))
+		o.storeDir(domain), q(domain), o.tlsBlock("", pfx, true))
 	for _, r := range siteRoles[site] {
 		o.writeUser(b, r, domain)
 	}
@@ -80,6 +79,13 @@ func writeList(b *strings.Builder, name string, subjects []string) {
 		fmt.Fprintf(b, "          %s\n", q(s))
 	}
 	b.WriteString("        ] }\n")
+}
+
+func (o *Options) storeDir(domain string) string {
+	if o.StoreDir == "" {
+		return "  # store_dir: given by ferry nats-server --store (the systemd unit: /var/lib/ferry/nats)\n"
+	}
+	return "  store_dir: " + q(filepath.Join(o.StoreDir, domain)) + "\n"
 }
 
 // tlsBlock is a tls { } block with the certificate pfx.crt and its key,

@@ -30,7 +30,9 @@ type Options struct {
 	ListenHost             string // the servers' listening address; empty: 0.0.0.0
 	SourcePort, BackupPort int    // client ports
 	LeafPort               int    // the backup site's leafnode port
-	StoreDir               string // JetStream stores go to STORE/<domain>
+	// StoreDir, if set, is the JetStream store of both servers, as
+	// STORE/<domain>; empty: ferry nats-server --store gives it.
+	StoreDir string
 	SourceDomain           string
 	BackupDomain           string
 }
@@ -44,7 +46,6 @@ func (o *Options) defaults() error {
 		return errors.New("--out DIR is needed")
 	}
 	setDefault(&o.ListenHost, "0.0.0.0")
-	setDefault(&o.StoreDir, "/var/lib/ferry/nats")
 	setDefault(&o.SourceDomain, "source")
 	setDefault(&o.BackupDomain, "backup")
 	if o.SourceDomain == o.BackupDomain {
