@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"testing"
 	"time"
@@ -48,4 +49,34 @@ func TestHookNoticeOverTLS(t *testing.T) {
 		t.Fatalf("without the CA: exit %d, stderr %q; want 0 and the refusal on stderr", code, stderr)
 	}
 	t.Logf("without the CA: %s", stderr)
+}
+
+// TestAgentOverTLS: the agent runs with its own identity (it sets up the
+// snapshot stream, takes requests, publishes events); an on-demand request
+// with the publisher's identity is answered and the event is queued, and
+// no request of either was refused.
+func TestAgentOverTLS(t *testing.T) {
+	sites := siteinit.StartTestSites(t, false)
+	hv := openTestDriver(t)
+	v := defineVM(t, hv, 1, mib)
+	if err := hv.Start(v.name); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, sites.Connect(t, bus.RoleAgent), AgentOptions{})
+	pub := sites.Connect(t, bus.RolePublisher)
+	raw, _ := json.Marshal(BackupRequest{Domain: v.name})
+	msg, err := pub.NC.Request(AgentSubject(a.o.Host), raw, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r BackupReply
+	if err := json.Unmarshal(msg.Data, &r); err != nil || r.Error != "" {
+		t.Fatalf("reply %+v (%v)", r, err)
+	}
+	if n, ev := queuedEvents(t, pub, v.disks[0]); n != 1 || ev.Image != v.disks[0].AtSnap(r.Snapshot) {
+		t.Fatalf("%d queued events, last %+v", n, ev)
+	}
+	if v := sites.Violations(); len(v) > 0 {
+		t.Fatalf("permission violations: %q", v)
+	}
 }
