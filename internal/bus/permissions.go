@@ -33,21 +33,22 @@ type Permissions struct {
 	Responses bool
 }
 
-// Streams whose JetStream API a role may use, by what it does with them.
-// Nobody may delete a stream; only the consumer, the backup site's
-// administrator, may purge, and only the streams it purges by subject in
-// its work: FERRY_PAGES (feeds of confirmed backups), FERRY_CHUNKS (a
-// corrupt chunk) and the scrub records' object store.
+// The streams behind a key-value bucket and an object store.
 const (
 	kvPrefix  = "KV_"
 	objPrefix = "OBJ_"
 )
 
 // RolePermissions are the permissions of role at the server of domain
-// local, in a two-site setup whose domains are source and backup.
+// local, in a two-site setup whose domains are source and backup. Nobody
+// may delete a stream; only the consumer, the backup site's
+// administrator, may purge, and only the streams it purges by subject in
+// its work: FERRY_PAGES (feeds of confirmed backups), FERRY_CHUNKS (a
+// corrupt chunk) and the scrub records' object store (a purge request
+// carries its subject filter in its body, which permissions do not see).
 func RolePermissions(role Role, local, source, backup string) Permissions {
 	p := &permBuilder{}
-	p.sub("_INBOX." + role.CommonName() + ".>")
+	p.sub(InboxPrefix(role.CommonName()) + ".>")
 	src, bak := jsAPI(source, local), jsAPI(backup, local)
 	switch role {
 	case RoleAgent:

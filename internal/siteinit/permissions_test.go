@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/chunk"
 	"github.com/ferry-dr/ferry/internal/siteinit"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/nats-io/nats.go"
@@ -280,5 +281,41 @@ func TestOperatorReadsStatus(t *testing.T) {
 	}
 	if v := sites.Violations(); len(v) > 0 {
 		t.Fatalf("the operator's reads were refused: %q", v)
+	}
+}
+
+// TestConsumerAdministersBackupSite: what the consumer, ferry scrub and
+// ferry retention do with the consumer's identity beyond a backup (which
+// TestSecureTwoSites runs): scrub records stored, listed, read and
+// removed; a corrupt chunk removed so that it is sent again.
+func TestConsumerAdministersBackupSite(t *testing.T) {
+	sites := siteinit.StartTestSites(t, false)
+	_, cons := setUpStreams(t, sites)
+	ctx := context.Background()
+	obs, err := cons.Backup.ObjectStore(ctx, bus.ScrubBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obs.PutBytes(ctx, "rbd.vm.s1", []byte("record")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := obs.GetBytes(ctx, "rbd.vm.s1"); err != nil || string(got) != "record" {
+		t.Fatalf("get scrub record: %q, %v", got, err)
+	}
+	if list, err := obs.List(ctx); err != nil || len(list) != 1 {
+		t.Fatalf("list scrub records: %d, %v", len(list), err)
+	}
+	if err := obs.Delete(ctx, "rbd.vm.s1"); err != nil {
+		t.Fatal(err)
+	}
+	store, err := chunk.Open(ctx, cons.Backup, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Remove(ctx, "abc"); err != nil {
+		t.Fatal(err)
+	}
+	if v := sites.Violations(); len(v) > 0 {
+		t.Fatalf("the consumer's work was refused: %q", v)
 	}
 }

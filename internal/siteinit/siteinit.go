@@ -37,7 +37,7 @@ type Options struct {
 	BackupDomain           string
 }
 
-// Defaults fills what o leaves empty.
+// defaults fills what o leaves empty and checks the rest.
 func (o *Options) defaults() error {
 	if o.SourceHost == "" || o.BackupHost == "" {
 		return errors.New("both site hosts are needed: --source-host and --backup-host (the names or addresses the hosts of each site reach its NATS server by)")
