@@ -94,15 +94,20 @@ func (l *violationLog) Errorf(format string, v ...any)  { l.logf("ERR", format, 
 func (l *violationLog) Debugf(format string, v ...any)  {}
 func (l *violationLog) Tracef(format string, v ...any)  {}
 
+// URL is the client URL of a site's server ("source" or "backup").
+func (s *TestSites) URL(site string) string {
+	o := s.Options
+	if site == "backup" {
+		return "tls://" + hostPort(o.BackupHost, o.BackupPort)
+	}
+	return "tls://" + hostPort(o.SourceHost, o.SourcePort)
+}
+
 // ConnOptions are what role's configuration file says: its site's server,
 // the CA, its certificate and both domains.
 func (s *TestSites) ConnOptions(role bus.Role) bus.ConnOptions {
 	o := s.Options
-	url := "tls://" + hostPort(o.SourceHost, o.SourcePort)
-	if roleSite[role] == "backup" {
-		url = "tls://" + hostPort(o.BackupHost, o.BackupPort)
-	}
-	return bus.ConnOptions{URL: url, Name: "test " + string(role),
+	return bus.ConnOptions{URL: s.URL(roleSite[role]), Name: "test " + string(role),
 		CA: o.path(caCert), Cert: o.path(string(role) + ".crt"), Key: o.path(string(role) + ".key"),
 		SourceDomain: o.SourceDomain, BackupDomain: o.BackupDomain}
 }
