@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/config"
 	"github.com/ferry-dr/ferry/internal/siteinit"
 )
 
@@ -98,4 +99,37 @@ func TestUntrustedConnectionsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
+}
+
+// TestGeneratedFilesAsTheHostsSeeThem: with --paths, every file names the
+// others where they will be on the hosts, and each role's file is a valid
+// Ferry configuration for its site.
+func TestGeneratedFilesAsTheHostsSeeThem(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := siteinit.Generate(siteinit.Options{Out: dir, Paths: "/etc/ferry/tls", SourceHost: "src.example", BackupHost: "dr.example", BackupPort: 4333}); err != nil {
+		t.Fatal(err)
+	}
+	for _, site := range []string{"source", "backup"} {
+		raw, err := os.ReadFile(filepath.Join(dir, siteinit.SiteConfig(site)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(raw), `ca_file: "/etc/ferry/tls/ca.crt"`) || strings.Contains(string(raw), dir) {
+			t.Errorf("%s names its files outside /etc/ferry/tls:\n%s", siteinit.SiteConfig(site), raw)
+		}
+	}
+	for _, r := range bus.Roles() {
+		l, err := config.Load(filepath.Join(dir, siteinit.RoleConfig(r)), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", siteinit.RoleConfig(r), err)
+		}
+		wantURL := "tls://dr.example:4333"
+		if r == bus.RoleAgent || r == bus.RolePublisher {
+			wantURL = "tls://src.example:4222"
+		}
+		if l.NATS.URL != wantURL || l.NATS.Cert != "/etc/ferry/tls/"+string(r)+".crt" || l.NATS.Key != "/etc/ferry/tls/"+string(r)+".key" ||
+			l.NATS.CA != "/etc/ferry/tls/ca.crt" || l.NATS.SourceDomain != "source" || l.NATS.BackupDomain != "backup" {
+			t.Errorf("%s: %+v", siteinit.RoleConfig(r), l.NATS)
+		}
+	}
 }
