@@ -329,7 +329,6 @@ func TestNATSRestartMidTransfer(t *testing.T) {
 // JetStream domain; the source site's server joins the backup site's as a
 // leafnode, and the publisher reaches the backup domain across it.
 func TestLeafnodeTwoDomains(t *testing.T) {
-	source, _ := cephtest.Sites(t)
 	leafPort := testutil.FreePort(t)
 	backupSrv := startServer(t, bus.ServerOptions{Name: "backup-site", Domain: "backup", LeafPort: leafPort})
 	sourceSrv := startServer(t, bus.ServerOptions{Name: "source-site", Domain: "source",
@@ -340,15 +339,7 @@ func TestLeafnodeTwoDomains(t *testing.T) {
 	p := newPipelineConns(t, pubConn, consConn)
 	p.startConsumer()
 
-	r := rand.New(rand.NewPCG(16, 16))
-	img := cephtest.Image(t, source, "vm", 24*mib)
-	cephtest.Write(t, source, img, 0, randomBytes(r, 10*mib))
-	p.backupNow(img)
-	scribble(t, img, 24*mib, r, 10)
-	m, _ := p.backupNow(img)
-	if m.FromSnap == "" {
-		t.Fatal("second backup across the leafnode was not incremental")
-	}
+	fullThenIncremental(t, p, "vm", rand.New(rand.NewPCG(16, 16)))
 	// The chunks live in the backup site's domain, not the source's.
 	if _, err := pubConn.Source.Stream(context.Background(), bus.ChunkStream); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Fatalf("chunk stream in the source domain: %v", err)

@@ -34,6 +34,9 @@ func NoticeSubject(host, op string) string {
 type NoticeOptions struct {
 	URL     string
 	Creds   string
+	CA      string // CA bundle for the server's TLS certificate
+	Cert    string // TLS client certificate and key
+	Key     string
 	Timeout time.Duration // bounds connect plus publish
 }
 
@@ -48,12 +51,13 @@ func SendNotice(n Notice, o NoticeOptions) error {
 		nats.NoReconnect(),
 		nats.RetryOnFailedConnect(false),
 	}
-	if o.Creds != "" {
-		opts = append(opts, nats.UserCredentials(o.Creds))
-	}
-	nc, err := nats.Connect(o.URL, opts...)
+	sec, err := bus.ConnOptions{Creds: o.Creds, CA: o.CA, Cert: o.Cert, Key: o.Key}.Security()
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", o.URL, err)
+		return err
+	}
+	nc, err := nats.Connect(o.URL, append(opts, sec...)...)
+	if err != nil {
+		return bus.ConnectError(o.URL, err)
 	}
 	defer nc.Close()
 	raw, _ := json.Marshal(n)

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # make demo: a real backup, end to end, on this one machine.
 #
-# Starts two independent Ceph clusters (a source site and a backup site), an
-# embedded NATS JetStream server and a Ferry consumer; writes data into a demo
-# image; runs a full backup and two incrementals with `ferry backup`; checks
-# that every backup snapshot reads back byte for byte like its source
-# snapshot; shows the pruned source snapshots and the status. Everything it
-# started is stopped at the end; its files stay in .demo/ for a look.
+# Starts two independent Ceph clusters (a source site and a backup site) and,
+# from the setup `ferry init` writes, each site's NATS JetStream server, joined
+# by a TLS leafnode, and a Ferry consumer; every Ferry process connects with
+# its own role's certificate and may use only its role's subjects
+# (docs/security.md). Writes data into a demo image; runs a full backup and
+# two incrementals with `ferry backup`; checks that every backup snapshot
+# reads back byte for byte like its source snapshot; shows the pruned source
+# snapshots and the status. Everything it started is stopped at the end; its
+# files stay in .demo/ for a look.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FERRY=${FERRY:-bin/ferry}
@@ -15,6 +18,7 @@ FERRY=${FERRY:-bin/ferry}
 export FERRY_CONFIG=/dev/null
 DIR=${DEMO_DIR:-.demo}
 SITE=internal/testbed/ceph-site.sh
+# The source site's client port; the backup site's and its leafnode port follow.
 NATS_PORT=${DEMO_NATS_PORT:-34222}
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -24,7 +28,11 @@ mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 SRC="-c $DIR/source/ceph.conf"
 DST="-c $DIR/backup/ceph.conf"
-NATS="--nats nats://127.0.0.1:$NATS_PORT"
+TLS=$DIR/tls
+# Each Ferry process takes its role's configuration file from ferry init.
+AS_CONSUMER="--config $TLS/consumer.yaml"
+AS_PUBLISHER="--config $TLS/publisher.yaml"
+AS_OPERATOR="--config $TLS/operator.yaml"
 
 pids=()
 cleanup() {
@@ -62,17 +70,35 @@ wait "$s1"
 wait "$s2"
 echo "source: $DIR/source/ceph.conf   backup: $DIR/backup/ceph.conf"
 
-say "Starting the embedded NATS JetStream server and the backup site's consumer"
-"$FERRY" nats-server --store "$DIR/nats" --listen "127.0.0.1:$NATS_PORT" 2>"$DIR/nats.log" &
+say "Writing a secure two-site setup with ferry init (CA, certificates, servers' and roles' configuration)"
+"$FERRY" init --out "$TLS" --source-host 127.0.0.1 --backup-host 127.0.0.1 --listen-host 127.0.0.1 \
+	--source-port "$NATS_PORT" --backup-port $((NATS_PORT + 1)) --leafnode-port $((NATS_PORT + 2)) | tr '\n' ' '
+echo
+
+# wait_log FILE TEXT: wait up to 10 s for TEXT in FILE.
+wait_log() {
+	for _ in $(seq 100); do
+		grep -q "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "demo: no \"$2\" in $1 after 10 s:" >&2
+	cat "$1" >&2
+	exit 1
+}
+
+say "Starting both sites' NATS JetStream servers, joined by a TLS leafnode, and the backup site's consumer"
+"$FERRY" nats-server --server-config "$TLS/backup-nats.conf" --store "$DIR/nats-backup" 2>"$DIR/nats-backup.log" &
 pids+=("$!")
-for _ in $(seq 50); do
-	grep -q listening "$DIR/nats.log" 2>/dev/null && break
-	sleep 0.1
-done
-"$FERRY" consumer run $DST $NATS --site demo-backup 2>"$DIR/consumer.log" &
+wait_log "$DIR/nats-backup.log" listening
+"$FERRY" nats-server --server-config "$TLS/source-nats.conf" --store "$DIR/nats-source" 2>"$DIR/nats-source.log" &
 pids+=("$!")
-sleep 1
-echo "nats: nats://127.0.0.1:$NATS_PORT (store $DIR/nats), consumer log: $DIR/consumer.log"
+wait_log "$DIR/nats-source.log" listening
+wait_log "$DIR/nats-source.log" "Leafnode connection created"
+"$FERRY" consumer run $AS_CONSUMER $DST --site demo-backup 2>"$DIR/consumer.log" &
+pids+=("$!")
+wait_log "$DIR/consumer.log" "consumer running"
+echo "source site: tls://127.0.0.1:$NATS_PORT, backup site: tls://127.0.0.1:$((NATS_PORT + 1))"
+echo "logs: $DIR/nats-source.log, $DIR/nats-backup.log, $DIR/consumer.log"
 
 IMG=ferry/demo-vm
 say "Writing 192 MiB of random data into a 1 GiB image $IMG at the source site"
@@ -125,17 +151,17 @@ verify() {
 }
 
 say "Backup 1: full"
-"$FERRY" backup $SRC $NATS --no-progress "$IMG"
+"$FERRY" backup $AS_PUBLISHER $SRC --no-progress "$IMG"
 verify
 
 say "Writing 32 MiB of new random data (512 blocks of 64 KiB), then backup 2: incremental"
 scribble 512 $((64 << 10))
-"$FERRY" backup $SRC $NATS --no-progress "$IMG"
+"$FERRY" backup $AS_PUBLISHER $SRC --no-progress "$IMG"
 verify
 
 say "Writing 8 MiB more (512 blocks of 16 KiB), then backup 3: incremental"
 scribble 512 $((16 << 10))
-"$FERRY" backup $SRC $NATS --no-progress "$IMG"
+"$FERRY" backup $AS_PUBLISHER $SRC --no-progress "$IMG"
 verify
 
 say "Snapshots: the source keeps only its newest confirmed one; the backup site keeps every backup"
@@ -145,6 +171,11 @@ echo "backup site:"
 rbd $DST snap ls "$IMG"
 
 say "ferry status"
-"$FERRY" status $NATS
+"$FERRY" status $AS_OPERATOR
 
-say "Demo complete: 1 full + 2 incremental backups, each verified byte for byte"
+if grep -h Violation "$DIR"/nats-*.log; then
+	echo "demo: a Ferry process was refused something its role needs (above)" >&2
+	exit 1
+fi
+
+say "Demo complete: 1 full + 2 incremental backups between two TLS sites, each verified byte for byte"

@@ -46,8 +46,6 @@ type sites struct {
 
 func startSites(t *testing.T) *sites {
 	t.Helper()
-	source, backup := cephtest.Sites(t)
-	ctx := context.Background()
 	leafPort := testutil.FreePort(t)
 	backupSrv := startServer(t, bus.ServerOptions{Name: "backup-site", Domain: "backup", LeafPort: leafPort})
 	sourceSrv := startServer(t, bus.ServerOptions{Name: "source-site", Domain: "source",
@@ -58,17 +56,26 @@ func startSites(t *testing.T) *sites {
 		}
 		return nil
 	})
-	s := &sites{t: t,
-		bakConn: connect(t, bus.ConnOptions{URL: backupSrv.ClientURL(), Name: "backup site", SourceDomain: "source", BackupDomain: "backup"}),
-		srcConn: connect(t, bus.ConnOptions{URL: sourceSrv.ClientURL(), Name: "source site", SourceDomain: "source", BackupDomain: "backup"}),
-	}
-	if err := bus.SetupBackup(ctx, s.bakConn.Backup, bus.DefaultRetention); err != nil {
+	bakConn := connect(t, bus.ConnOptions{URL: backupSrv.ClientURL(), Name: "backup site", SourceDomain: "source", BackupDomain: "backup"})
+	srcConn := connect(t, bus.ConnOptions{URL: sourceSrv.ClientURL(), Name: "source site", SourceDomain: "source", BackupDomain: "backup"})
+	return runSites(t, bakConn, srcConn, bakConn)
+}
+
+// runSites sets up both sites' streams and runs the backup site's
+// consumer on consConn; bakConn is for ferry restore, srcConn for the
+// publisher.
+func runSites(t *testing.T, bakConn, srcConn, consConn *bus.Conn) *sites {
+	t.Helper()
+	source, backup := cephtest.Sites(t)
+	ctx := context.Background()
+	s := &sites{t: t, bakConn: bakConn, srcConn: srcConn}
+	if err := bus.SetupBackup(ctx, consConn.Backup, bus.DefaultRetention); err != nil {
 		t.Fatal(err)
 	}
 	if err := bus.SetupSource(ctx, s.srcConn.Source, bus.DefaultRetention); err != nil {
 		t.Fatal(err)
 	}
-	cons, err := consumer.New(ctx, backup, s.bakConn, consumer.Options{Site: "test", BaseRetry: 200 * time.Millisecond, RetryDelay: 200 * time.Millisecond, Log: testLogger(t, "consumer")})
+	cons, err := consumer.New(ctx, backup, consConn, consumer.Options{Site: "test", BaseRetry: 200 * time.Millisecond, RetryDelay: 200 * time.Millisecond, Log: testLogger(t, "consumer")})
 	if err != nil {
 		t.Fatal(err)
 	}

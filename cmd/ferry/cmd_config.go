@@ -6,6 +6,7 @@ import (
 	"os"
 	"text/tabwriter"
 
+	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/config"
 	"github.com/spf13/cobra"
 )
@@ -49,7 +50,8 @@ problem, prints the effective value of each key and where it came from.`,
 				if from == "" {
 					from = "default"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", k.Name, orDash(v), from)
+				// A URL's password or token is never shown.
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", k.Name, orDash(bus.RedactURL(v)), from)
 			}
 			return tw.Flush()
 		},

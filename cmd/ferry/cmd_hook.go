@@ -36,7 +36,7 @@ into libvirt. It exits 0 within --budget even when NATS is down; problems go to 
 			}()
 			return hooks.RunHook(args, os.Stdin, hooks.HookOptions{
 				Host:   host,
-				Notice: hooks.NoticeOptions{URL: nf.url, Creds: nf.creds, Timeout: budget * 3 / 4},
+				Notice: hooks.NoticeOptions{URL: nf.url, Creds: nf.creds, CA: nf.ca, Cert: nf.cert, Key: nf.key, Timeout: budget * 3 / 4},
 				Budget: budget,
 			})
 		},

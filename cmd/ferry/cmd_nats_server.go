@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,52 +13,95 @@ import (
 
 func newNATSServerCommand() *cobra.Command {
 	var (
-		store, listen, domain, leafListen string
-		leafRemotes                       []string
+		store, listen, domain, leafListen, serverConfig string
+		leafRemotes                                     []string
 	)
 	cmd := &cobra.Command{
-		Use:   "nats-server --store DIR",
+		Use:   "nats-server (--server-config FILE | --store DIR)",
 		Short: "Run the embedded NATS server with JetStream (nothing else to install)",
-		Long: `Run a NATS server with JetStream inside ferry, storing streams under --store.
-One server serves a single machine or site. For two sites, give each its own --domain and
-join the source site's server to the backup site's with --leafnode-remote.`,
+		Long: `Run a NATS server with JetStream inside ferry.
+
+--server-config FILE loads a standard nats-server configuration file: TLS for
+clients and leafnodes, users with subject permissions, JetStream limits,
+clustering, the monitoring port, logging. ferry init writes one per site for
+two sites joined by a TLS leafnode, with one identity per role (see
+docs/security.md). --store gives the JetStream store when the file names no
+store_dir (the systemd unit passes /var/lib/ferry/nats).
+
+Without it, the flags below run a server without TLS or authentication, for a
+single host on loopback: --store, --listen, --domain, and for two sites
+--leafnode-listen on one and --leafnode-remote on the other.
+
+The server logs to stderr (or the configuration's log_file).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			setMemoryLimit(natsServerMemoryLimit)
-			host, portStr, err := net.SplitHostPort(listen)
+			o, err := natsServerOptions(cmd, serverConfig, store, listen, domain, leafListen, leafRemotes)
 			if err != nil {
-				return fmt.Errorf("--listen %q: %w", listen, err)
-			}
-			port, err := strconv.Atoi(portStr)
-			if err != nil {
-				return fmt.Errorf("--listen %q: bad port", listen)
-			}
-			o := bus.ServerOptions{Name: "ferry", StoreDir: store, Host: host, Port: port, Domain: domain, LeafRemotes: leafRemotes}
-			if leafListen != "" {
-				_, lp, err := net.SplitHostPort(leafListen)
-				if err != nil {
-					return fmt.Errorf("--leafnode-listen %q: %w", leafListen, err)
-				}
-				if o.LeafPort, err = strconv.Atoi(lp); err != nil {
-					return fmt.Errorf("--leafnode-listen %q: bad port", leafListen)
-				}
+				return err
 			}
 			s, err := bus.StartServer(o)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "ferry nats-server: listening on %s, JetStream store %s\n", s.ClientURL(), store)
+			where := "JetStream store " + s.JetStreamConfig().StoreDir
+			if serverConfig != "" {
+				where += ", configuration " + serverConfig
+			}
+			fmt.Fprintf(os.Stderr, "ferry nats-server: listening on %s, %s\n", s.ClientURL(), where)
 			<-cmd.Context().Done()
 			s.Shutdown()
 			s.WaitForShutdown()
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&store, "store", "", "JetStream store directory (required)")
+	cmd.Flags().StringVar(&serverConfig, "server-config", "", "nats-server configuration file (TLS, users, permissions, leafnodes); replaces the flags below")
+	cmd.Flags().StringVar(&store, "store", "", "JetStream store directory (with --server-config: when the file names no store_dir)")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:4222", "client address")
 	cmd.Flags().StringVar(&domain, "domain", "", "JetStream domain of this site")
 	cmd.Flags().StringVar(&leafListen, "leafnode-listen", "", "accept leafnode connections from another site on HOST:PORT")
 	cmd.Flags().StringSliceVar(&leafRemotes, "leafnode-remote", nil, "join another site's leafnode port (nats-leaf://HOST:PORT)")
-	_ = cmd.MarkFlagRequired("store")
 	return cmd
+}
+
+func natsServerOptions(cmd *cobra.Command, serverConfig, store, listen, domain, leafListen string, leafRemotes []string) (bus.ServerOptions, error) {
+	o := bus.ServerOptions{Name: "ferry", Log: true}
+	if serverConfig != "" {
+		for _, f := range []string{"listen", "domain", "leafnode-listen", "leafnode-remote"} {
+			if cmd.Flags().Changed(f) {
+				return o, fmt.Errorf("--%s and --server-config: set it in the configuration file instead (the file says everything when it is given)", f)
+			}
+		}
+		o.ConfigFile, o.StoreDir = serverConfig, store
+		return o, nil
+	}
+	if store == "" {
+		return o, errors.New("--store DIR or --server-config FILE is required")
+	}
+	host, port, err := splitHostPort("--listen", listen)
+	if err != nil {
+		return o, err
+	}
+	o.StoreDir, o.Host, o.Port, o.Domain, o.LeafRemotes = store, host, port, domain, leafRemotes
+	if leafListen != "" {
+		if o.LeafHost, o.LeafPort, err = splitHostPort("--leafnode-listen", leafListen); err != nil {
+			return o, err
+		}
+		if o.LeafHost == "" { // ":7422", as Go's listeners take it
+			o.LeafHost = "0.0.0.0"
+		}
+	}
+	return o, nil
+}
+
+func splitHostPort(flag, addr string) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s %q: %w", flag, addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s %q: bad port", flag, addr)
+	}
+	return host, port, nil
 }

@@ -127,3 +127,26 @@ func TestBrokenConfigStopsCommands(t *testing.T) {
 		t.Fatalf("the example names /etc/ceph files this machine lacks; check must say so: %v\n%s", err, out.String())
 	}
 }
+
+// TestConfigCheckHidesNATSPassword: config check lists nats.url and
+// reports a bad one without the password or token in it.
+func TestConfigCheckHidesNATSPassword(t *testing.T) {
+	for _, c := range []struct{ url, want string }{
+		{"nats://ferry:s3cret@nats.example:4222", "nats://REDACTED@nats.example:4222"},
+		{"http://ferry:s3cret@nats.example", "is not a NATS URL"},
+	} {
+		t.Setenv("FERRY_NATS_URL", c.url)
+		root := newRootCommand()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetArgs([]string{"config", "check", "--config", writeConfig(t, "")})
+		err := root.Execute()
+		text := out.String()
+		if err != nil {
+			text += err.Error()
+		}
+		if strings.Contains(text, "s3cret") || !strings.Contains(text, c.want) {
+			t.Errorf("config check with nats.url %s printed:\n%s\nwant %q and no password", c.url, text, c.want)
+		}
+	}
+}

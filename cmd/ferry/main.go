@@ -94,6 +94,7 @@ func newRootCommand() *cobra.Command {
 		newStatusCommand(),
 		newOpenStackSyncCommand(),
 		newNATSServerCommand(),
+		newInitCommand(),
 		newExportDiffCommand(),
 		newImportDiffCommand(),
 		newAgentCommand(),

@@ -53,6 +53,8 @@ type NATS struct {
 	URL          string `yaml:"url"`           // comma separated
 	Creds        string `yaml:"creds"`         // credentials file
 	CA           string `yaml:"ca"`            // CA bundle for TLS
+	Cert         string `yaml:"cert"`          // TLS client certificate
+	Key          string `yaml:"key"`           // its private key
 	SourceDomain string `yaml:"source_domain"` // empty on a single server
 	BackupDomain string `yaml:"backup_domain"`
 }

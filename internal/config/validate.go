@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"net"
 	"net/url"
@@ -57,7 +58,7 @@ func (l *Loaded) validate() Problems {
 		}
 		p, err := url.Parse(u)
 		if err != nil || p.Host == "" || !oneOf(p.Scheme, "nats", "tls", "ws", "wss") {
-			bad("nats.url", "%q is not a NATS URL (want nats://HOST:PORT or tls://HOST:PORT)", u)
+			bad("nats.url", "%q is not a NATS URL (want nats://HOST:PORT or tls://HOST:PORT)", bus.RedactURL(u))
 		}
 	}
 	for key, d := range map[string]string{"nats.source_domain": l.NATS.SourceDomain, "nats.backup_domain": l.NATS.BackupDomain} {
@@ -70,6 +71,9 @@ func (l *Loaded) validate() Problems {
 	}
 	if lv := l.Publisher.CompressionLevel; lv < 1 || lv > 9 {
 		bad("publisher.compression_level", "%d: want 1 (fastest) to 9 (smallest)", lv)
+	}
+	if (l.NATS.Cert == "") != (l.NATS.Key == "") {
+		bad("nats.cert", "a client certificate needs its key: set both nats.cert and nats.key, or neither")
 	}
 	if strings.TrimSpace(l.Consumer.Site) == "" {
 		bad("consumer.site", "empty: name the backup site (it is recorded with each backup)")
@@ -105,7 +109,7 @@ func Check(path string, lookupEnv func(string) (string, bool)) (*Loaded, error) 
 		return l, err
 	}
 	var ps Problems
-	for _, key := range []string{"ceph.source.conf", "ceph.source.keyring", "ceph.backup.conf", "ceph.backup.keyring", "nats.creds", "nats.ca"} {
+	for _, key := range []string{"ceph.source.conf", "ceph.source.keyring", "ceph.backup.conf", "ceph.backup.keyring", "nats.creds", "nats.ca", "nats.cert", "nats.key"} {
 		file, _ := l.Value(key)
 		if file == "" {
 			continue
