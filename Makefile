@@ -76,6 +76,7 @@ package: deps
 	CGO_CPPFLAGS="$$($(DEB_BUILDFLAGS) CPPFLAGS)" CGO_CFLAGS="$$($(DEB_BUILDFLAGS) CFLAGS)" \
 		CGO_LDFLAGS="$$($(DEB_BUILDFLAGS) LDFLAGS)" \
 		$(GO) build $(GOFLAGS_T) -trimpath -buildmode=pie -ldflags '-s -w' -o $(DEB_STAGE)/ferry ./cmd/ferry
+	strip --remove-section=.comment --remove-section=.note $(DEB_STAGE)/ferry
 	SOURCE_DATE_EPOCH=$(DEB_DATE) $(GO) test $(GOFLAGS_T) -count=1 -run '^TestManPages$$' ./cmd/ferry/ \
 		-args -man-dir $(CURDIR)/$(DEB_STAGE)/man
 	gzip -9n $(DEB_STAGE)/man/*.1
