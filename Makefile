@@ -84,6 +84,7 @@ package: deps
 		FERRY_CONFIG=/dev/null $(DEB_STAGE)/ferry completion $$shell > $(DEB_STAGE)/completions/ferry.$$shell || exit 1; \
 	done
 	gzip -9nc $(DEB_CHANGELOG) > $(DEB_STAGE)/changelog.gz
+	GO=$(GO) bash packaging/deb/go-copyright.sh $(DEB_STAGE)/ferry > $(DEB_STAGE)/copyright
 	cp README.md docs/*.md $(DEB_STAGE)/doc/
 	$(GO) build -C packaging/nfpm -o $(CURDIR)/bin/nfpm-deb .
 	bin/nfpm-deb -config packaging/nfpm.yaml -version $(DEB_VERSION) -shlibs $(DEB_STAGE)/ferry -out bin

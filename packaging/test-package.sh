@@ -99,6 +99,11 @@ bash -n "$root/usr/share/bash-completion/completions/ferry" || fail "the bash co
 grep -q '^Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/' "$root/usr/share/doc/ferry/copyright" || fail "copyright is not machine-readable (DEP-5)"
 grep -q '^License: Apache-2.0' "$root/usr/share/doc/ferry/copyright" || fail "copyright does not name Apache-2.0"
 ok
+# ...and covers the code linked into the binary: Go and every module.
+for module in go $("${GO:-go}" version -m "$bin" | awk '$1 == "dep" { print "vendor/" $2 }'); do
+	grep -qxF "Files: $module/*" "$root/usr/share/doc/ferry/copyright" || fail "copyright has no paragraph for $module"
+done
+ok
 zcat "$root/usr/share/doc/ferry/changelog.gz" | head -n1 | grep -q "^ferry ($(dpkg-deb -f "$deb" Version))" || fail "changelog.gz does not start with this version"
 ok
 
