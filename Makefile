@@ -57,13 +57,37 @@ bench: build
 		./hooks/ > $(CURDIR)/$(BENCH_FROZEN_OUT) 2>&1 || { cat $(CURDIR)/$(BENCH_FROZEN_OUT); exit 1; }
 	grep -E 'Benchmark|frozen' $(CURDIR)/$(BENCH_FROZEN_OUT)
 
-# The .deb (bin/ferry_VERSION_amd64.deb): binary, systemd units, example
-# config, docs. nfpm runs as a library from its own module in packaging/nfpm.
-DEB_VERSION ?= 0.1.0
-package: build
-	rm -f bin/ferry_*.deb
+# The .deb (bin/ferry_VERSION_amd64.deb): binary, man pages, completions,
+# systemd units, example config, docs. Its files are staged in $(DEB_STAGE):
+# the binary is built apart from bin/ferry, as Debian builds one: PIE,
+# stripped, the cgo parts with dpkg-buildflags' hardening flags. The man pages
+# come from TestManPages, the completions from `ferry completion`. The
+# version and the man pages' date come from packaging/deb/changelog. nfpm
+# runs as a library from its own module in packaging/nfpm and takes the
+# Depends from the binary's libraries (dpkg-shlibdeps).
+DEB_CHANGELOG := packaging/deb/changelog
+DEB_VERSION   ?= $(shell dpkg-parsechangelog -l $(DEB_CHANGELOG) -S Version)
+DEB_DATE      := $(shell dpkg-parsechangelog -l $(DEB_CHANGELOG) -S Timestamp)
+DEB_STAGE     := bin/deb
+DEB_BUILDFLAGS := DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get
+package: deps
+	rm -rf $(DEB_STAGE) bin/ferry_*.deb
+	mkdir -p $(DEB_STAGE)/man $(DEB_STAGE)/completions $(DEB_STAGE)/doc
+	CGO_CPPFLAGS="$$($(DEB_BUILDFLAGS) CPPFLAGS)" CGO_CFLAGS="$$($(DEB_BUILDFLAGS) CFLAGS)" \
+		CGO_LDFLAGS="$$($(DEB_BUILDFLAGS) LDFLAGS)" \
+		$(GO) build $(GOFLAGS_T) -trimpath -buildmode=pie -ldflags '-s -w' -o $(DEB_STAGE)/ferry ./cmd/ferry
+	strip --remove-section=.comment --remove-section=.note $(DEB_STAGE)/ferry
+	SOURCE_DATE_EPOCH=$(DEB_DATE) $(GO) test $(GOFLAGS_T) -count=1 -run '^TestManPages$$' ./cmd/ferry/ \
+		-args -man-dir $(CURDIR)/$(DEB_STAGE)/man
+	gzip -9n $(DEB_STAGE)/man/*.1
+	for shell in bash zsh fish; do \
+		FERRY_CONFIG=/dev/null $(DEB_STAGE)/ferry completion $$shell > $(DEB_STAGE)/completions/ferry.$$shell || exit 1; \
+	done
+	gzip -9nc $(DEB_CHANGELOG) > $(DEB_STAGE)/changelog.gz
+	GO=$(GO) bash packaging/deb/go-copyright.sh $(DEB_STAGE)/ferry > $(DEB_STAGE)/copyright
+	cp README.md docs/*.md $(DEB_STAGE)/doc/
 	$(GO) build -C packaging/nfpm -o $(CURDIR)/bin/nfpm-deb .
-	bin/nfpm-deb -config packaging/nfpm.yaml -version $(DEB_VERSION) -out bin
+	bin/nfpm-deb -config packaging/nfpm.yaml -version $(DEB_VERSION) -shlibs $(DEB_STAGE)/ferry -out bin
 
 demo: build
 	bash packaging/demo.sh

@@ -7,6 +7,7 @@ PACKAGES=(
 	ceph-mon ceph-osd ceph-mgr ceph-common
 	librbd-dev librados-dev
 	uuid-runtime pkg-config gcc
+	dpkg-dev lintian systemd man-db
 	libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-block-extra qemu-guest-agent linux-image-amd64 busybox-static e2fsprogs
 	cinder-api keystone
 )

@@ -2,16 +2,24 @@
 // packager, so nothing else it supports has to be downloaded). It lives in
 // its own module so Ferry's go.mod does not carry nfpm's dependencies.
 //
-//	go build -C packaging/nfpm -o bin/nfpm-deb . && bin/nfpm-deb -config packaging/nfpm.yaml -out bin
+//	go build -C packaging/nfpm -o bin/nfpm-deb . && bin/nfpm-deb -config packaging/nfpm.yaml -shlibs bin/deb/ferry -out bin
 //
 // (run from the repository root: the configuration's paths are relative to it)
+//
+// ${shlibs:Depends} in the configuration's depends becomes, as in a debhelper
+// build, the packages and minimum versions of the shared libraries the
+// -shlibs binary links, from dpkg-shlibdeps.
 package main
 
 import (
+	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/goreleaser/nfpm/v2"
 	_ "github.com/goreleaser/nfpm/v2/deb" // registers the "deb" packager
@@ -22,20 +30,41 @@ func main() {
 	version := flag.String("version", "0.1.0", "package version")
 	arch := flag.String("arch", "amd64", "Debian architecture")
 	out := flag.String("out", "dist", "directory for the .deb")
+	shlibs := flag.String("shlibs", "", "binary whose shared libraries (dpkg-shlibdeps) fill ${shlibs:Depends}")
 	flag.Parse()
-	if err := run(*config, *version, *arch, *out); err != nil {
+	if err := run(*config, *version, *arch, *out, *shlibs); err != nil {
 		fmt.Fprintln(os.Stderr, "nfpm:", err)
 		os.Exit(1)
 	}
 }
 
-func run(configPath, version, arch, outDir string) error {
-	// ${VERSION} and ${ARCH} in the configuration come from the flags.
-	os.Setenv("VERSION", version)
-	os.Setenv("ARCH", arch)
-	cfg, err := nfpm.ParseFileWithEnvMapping(configPath, os.Getenv)
+func run(configPath, version, arch, outDir, shlibsBinary string) error {
+	var shlibs string
+	if shlibsBinary != "" {
+		var err error
+		if shlibs, err = shlibsDepends(shlibsBinary); err != nil {
+			return err
+		}
+	}
+	// ${VERSION} and ${ARCH} come from the flags, ${shlibs:Depends} from -shlibs.
+	wantShlibs := false
+	cfg, err := nfpm.ParseFileWithEnvMapping(configPath, func(name string) string {
+		switch name {
+		case "VERSION":
+			return version
+		case "ARCH":
+			return arch
+		case "shlibs:Depends":
+			wantShlibs = true
+			return shlibs
+		}
+		return os.Getenv(name)
+	})
 	if err != nil {
 		return fmt.Errorf("read %s: %w", configPath, err)
+	}
+	if wantShlibs && shlibs == "" {
+		return fmt.Errorf("%s uses ${shlibs:Depends}: name the packaged binary with -shlibs BINARY", configPath)
 	}
 	info, err := cfg.Get("deb")
 	if err != nil {
@@ -67,4 +96,40 @@ func run(configPath, version, arch, outDir string) error {
 	}
 	fmt.Println(path)
 	return nil
+}
+
+// shlibsDepends runs dpkg-shlibdeps on binary and returns its
+// shlibs:Depends, e.g. "libc6 (>= 2.34), librados2 (>= 16.2.15+ds)".
+func shlibsDepends(binary string) (string, error) {
+	abs, err := filepath.Abs(binary)
+	if err != nil {
+		return "", err
+	}
+	// dpkg-shlibdeps runs in a source tree: a stub debian/control is enough.
+	dir, err := os.MkdirTemp("", "ferry-shlibdeps-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Mkdir(filepath.Join(dir, "debian"), 0o755); err != nil {
+		return "", err
+	}
+	control := "Source: ferry\n\nPackage: ferry\nArchitecture: any\n"
+	if err := os.WriteFile(filepath.Join(dir, "debian", "control"), []byte(control), 0o644); err != nil {
+		return "", err
+	}
+	cmd := exec.Command("dpkg-shlibdeps", "-O", abs)
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("dpkg-shlibdeps %s (install dpkg-dev and the libraries' packages): %w: %s", binary, err, strings.TrimSpace(stderr.String()))
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if deps, ok := strings.CutPrefix(line, "shlibs:Depends="); ok && deps != "" {
+			return deps, nil
+		}
+	}
+	return "", errors.New("dpkg-shlibdeps " + binary + " found no shared libraries: is it the dynamically linked build?")
 }
