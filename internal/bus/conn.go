@@ -25,14 +25,17 @@ type ConnOptions struct {
 // Conn is a NATS connection with a JetStream context for each site.
 type Conn struct {
 	NC     *nats.Conn
+	closed chan struct{}       // closed when NC is, for good
 	Source jetstream.JetStream // snapshot events
 	Backup jetstream.JetStream // chunks, manifests, state, results
 }
 
 // Connect connects and keeps reconnecting forever: daemons outlive NATS restarts.
 func Connect(o ConnOptions) (*Conn, error) {
+	closed := make(chan struct{})
 	opts := []nats.Option{
 		nats.Name(o.Name),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.Timeout(10 * time.Second),
@@ -55,7 +58,7 @@ func Connect(o ConnOptions) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w (is the server up? start one with: ferry nats-server)", displayURL(url), err)
 	}
-	c := &Conn{NC: nc}
+	c := &Conn{NC: nc, closed: closed}
 	if c.Source, err = newJS(nc, o.SourceDomain); err == nil {
 		c.Backup, err = newJS(nc, o.BackupDomain)
 	}
@@ -79,6 +82,12 @@ func displayURL(u string) string {
 	}
 	return u
 }
+
+// Closed is closed when the connection is closed for good: by Close, by
+// the server (a protocol violation, an authorization revoked) or when
+// reconnecting gives up. An outage does not close it: the client
+// reconnects.
+func (c *Conn) Closed() <-chan struct{} { return c.closed }
 
 // Close drains pending publishes and closes the connection.
 func (c *Conn) Close() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -225,8 +226,32 @@ func (d *dispatcher) work(q *imageQueue) {
 			_ = msg.Nak()
 			continue
 		}
+		h := &handling{subject: msg.Subject(), since: time.Now()}
+		inFlight.Store(h, struct{}{})
 		d.handle(d.ctx, msg)
+		inFlight.Delete(h)
 	}
+}
+
+// inFlight holds the messages being handled in this process, for a daemon
+// that has to say what it still waits for when it cannot stop.
+var inFlight sync.Map // *handling -> struct{}
+
+type handling struct {
+	subject string
+	since   time.Time
+}
+
+// InFlight names the messages whose handlers run, with how long each has run.
+func InFlight() []string {
+	var names []string
+	inFlight.Range(func(k, _ any) bool {
+		h := k.(*handling)
+		names = append(names, fmt.Sprintf("%s (for %s)", h.subject, time.Since(h.since).Round(time.Second)))
+		return true
+	})
+	sort.Strings(names)
+	return names
 }
 
 // next takes q's first message; with none left it forgets q, frees the
