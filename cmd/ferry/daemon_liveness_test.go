@@ -60,7 +60,7 @@ func TestDaemonExitsWhenNATSClosed(t *testing.T) {
 			w := work(t, d)
 			done := make(chan error, 1)
 			go func() { done <- d.run(context.Background(), w) }()
-			_ = d.conn.NC.Publish("ferry.state."+strings.Repeat("x", 10<<10), nil)
+			bus.ClosedForGood["closed by the server"](d.conn)
 			var err error
 			select {
 			case err = <-done:

@@ -103,9 +103,8 @@ func TestDispatchFloodReturnsToBaseline(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	publishJunk(t, c, "warm-up", 1)
+	publishJunk(t, c, "warm-up", 1) // Dispatch is pulling once it is handled
 	waitHandled(1)
-	waitGoroutines(t, runtime.NumGoroutine()+1) // the warm-up's handler ends
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -172,12 +171,7 @@ func TestDispatchBusyImageDoesNotStopOthers(t *testing.T) {
 // nil, and the daemons exited with status 0, which supervisors configured
 // to restart on failure do not restart.
 func TestDispatchConnClosed(t *testing.T) {
-	for name, kill := range map[string]func(*bus.Conn){
-		"closed by the client": func(c *bus.Conn) { c.NC.Close() },
-		"closed by the server": func(c *bus.Conn) {
-			_ = c.NC.Publish("ferry.junk."+strings.Repeat("x", 10<<10), nil)
-		},
-	} {
+	for name, kill := range bus.ClosedForGood {
 		t.Run(name, func(t *testing.T) {
 			c := bus.TestConn(t)
 			cons := manifestConsumer(t, c)

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"strings"
 	"testing"
 )
 
@@ -28,4 +29,15 @@ func TestConn(t testing.TB) *Conn {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// ClosedForGood are the ways a connection ends for good, for tests of what
+// a daemon does then: its client closes it, or the server does for a
+// protocol violation (a control line over its limit, as a subject with a
+// 10 KB image name in it made).
+var ClosedForGood = map[string]func(*Conn){
+	"closed by the client": func(c *Conn) { c.NC.Close() },
+	"closed by the server": func(c *Conn) {
+		_ = c.NC.Publish(StateBucket+"."+strings.Repeat("x", 10<<10), nil)
+	},
 }
