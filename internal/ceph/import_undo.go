@@ -18,11 +18,12 @@ import (
 //     or first record) fails before the target is resized or written.
 //   - A target that does not exist is created for a full diff, and removed
 //     again when the import fails.
-//   - A target that has the diff's from-snapshot and whose head is that
-//     snapshot's content (HeadChangedSince) is rolled back to it.
-//   - Any other target (a full diff over an existing image, or a head
-//     written since the from-snapshot) cannot be put back: the error says
-//     how its size changed and which range the import wrote into.
+//   - A target whose head is the content of the diff's from-snapshot
+//     (HeadChangedSince), or for a full diff of its newest snapshot, is
+//     rolled back to that snapshot.
+//   - Any other target (one without snapshots, or with a head written
+//     since the snapshot) cannot be put back: the error says how its size
+//     changed and which range the import wrote into, and why.
 func (c *Cluster) ImportOrUndo(ctx context.Context, target ferry.ImageSpec, src rbddiff.Source, p progress.Reporter) (ImportStats, error) {
 	target = target.AtSnap("")
 	h, err := src.Header()
@@ -73,11 +74,21 @@ func (c *Cluster) prepareUndo(target ferry.ImageSpec, h rbddiff.Header) (importU
 		return u, fmt.Errorf("import into %s: %w", target, err)
 	}
 	u.size = info.Size
-	if h.FromSnap == "" {
-		u.why = "a full diff over an existing image has no snapshot to roll back to"
-		return u, nil
+	// The from-snapshot, or for a full diff the newest snapshot: any
+	// snapshot the head still equals undoes the import.
+	base := h.FromSnap
+	if base == "" {
+		snaps, err := c.Snapshots(target)
+		if err != nil {
+			return u, fmt.Errorf("import into %s: %w", target, err)
+		}
+		if len(snaps) == 0 {
+			u.why = "the image has no snapshot to roll back to"
+			return u, nil
+		}
+		base = snaps[len(snaps)-1].Name
 	}
-	change, err := c.HeadChangedSince(target, h.FromSnap)
+	change, err := c.HeadChangedSince(target, base)
 	if errors.Is(err, ErrNotFound) {
 		return u, nil // Import refuses it, before any change
 	}
@@ -85,10 +96,10 @@ func (c *Cluster) prepareUndo(target ferry.ImageSpec, h rbddiff.Header) (importU
 		return u, fmt.Errorf("import into %s: %w", target, err)
 	}
 	if change.Changed() {
-		u.why = fmt.Sprintf("its head differed from snapshot %q before the import (%s), so a rollback would lose that", h.FromSnap, change)
+		u.why = fmt.Sprintf("its head differed from snapshot %q before the import (%s), so a rollback would lose that", base, change)
 		return u, nil
 	}
-	u.rollback = h.FromSnap
+	u.rollback = base
 	return u, nil
 }
 

@@ -125,34 +125,37 @@ func TestImportOrUndoCreatedImage(t *testing.T) {
 }
 
 // TestImportOrUndoRollsBack: a failed incremental into an image whose head
-// is its from-snapshot leaves it as it was: same size, same bytes, no
+// is its from-snapshot, or a failed full diff into an image whose head is
+// its newest snapshot, leaves it as it was: same size, same bytes, no
 // to-snapshot.
 func TestImportOrUndoRollsBack(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	size, good := undoDiff(t, r, "base")
-	for name, damage := range damages {
-		t.Run(name, func(t *testing.T) {
-			img := imageWithData(t, r, "undo-rollback")
-			snap(t, backup, img, "base")
-			before := TestContent(t, backup, img)
-			err := importOrUndoBytes(t, img, damage(good, size))
-			if err == nil {
-				t.Fatal("the damaged diff was imported")
-			}
-			t.Log(err)
-			if after := TestContent(t, backup, img); after != before {
-				t.Errorf("the failed import changed the image: %d bytes, sha256 %x before; %d bytes, sha256 %x after",
-					before.Size, before.SHA256[:8], after.Size, after.SHA256[:8])
-			}
-			if names := TestSnapshotNames(t, backup, img); len(names) != 1 {
-				t.Errorf("snapshots after the failed import: %v, want only base", names)
-			}
-		})
+	for _, from := range []string{"base", ""} {
+		size, good := undoDiff(t, r, from)
+		for name, damage := range damages {
+			t.Run(name+" from "+from, func(t *testing.T) {
+				img := imageWithData(t, r, "undo-rollback")
+				snap(t, backup, img, "base")
+				before := TestContent(t, backup, img)
+				err := importOrUndoBytes(t, img, damage(good, size))
+				if err == nil {
+					t.Fatal("the damaged diff was imported")
+				}
+				t.Log(err)
+				if after := TestContent(t, backup, img); after != before {
+					t.Errorf("the failed import changed the image: %d bytes, sha256 %x before; %d bytes, sha256 %x after",
+						before.Size, before.SHA256[:8], after.Size, after.SHA256[:8])
+				}
+				if names := TestSnapshotNames(t, backup, img); len(names) != 1 {
+					t.Errorf("snapshots after the failed import: %v, want only base", names)
+				}
+			})
+		}
 	}
 }
 
-// TestImportOrUndoReportsChanges: where the target cannot be put back (a
-// full diff over an image with data, or a head written since the
+// TestImportOrUndoReportsChanges: where the target cannot be put back (an
+// image with data and no snapshot, or a head written since the
 // from-snapshot), a diff that fails before its first extent still changes
 // nothing, and any other failure says what it changed: the new size and
 // the range written.
