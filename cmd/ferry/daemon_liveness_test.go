@@ -20,12 +20,11 @@ import (
 func testDaemon(t *testing.T) (*daemon, *bytes.Buffer, chan int) {
 	logs := &bytes.Buffer{}
 	exits := make(chan int, 1)
-	d := &daemon{
-		log:             slog.New(slog.NewTextHandler(logs, nil)),
-		conn:            bus.TestConn(t),
-		shutdownTimeout: defaultShutdownTimeout,
-		exit:            func(code int) { exits <- code },
-	}
+	log, conn := slog.New(slog.NewTextHandler(logs, nil)), bus.TestConn(t)
+	d := &daemon{log: log, conn: conn, life: lifeline{
+		log: log, conn: conn, timeout: defaultShutdownTimeout,
+		exit: func(code int) { exits <- code },
+	}}
 	return d, logs, exits
 }
 
@@ -82,7 +81,7 @@ func TestDaemonExitsWhenNATSClosed(t *testing.T) {
 // deadline has passed, and its log names the message it still waited for.
 func TestDaemonShutdownDeadline(t *testing.T) {
 	d, logs, exits := testDaemon(t)
-	d.shutdownTimeout = 100 * time.Millisecond
+	d.life.timeout = 100 * time.Millisecond
 	stuck, release := make(chan struct{}), make(chan struct{})
 	defer close(release)
 	work := dispatchWork(t, d, func(context.Context, jetstream.Msg) {
