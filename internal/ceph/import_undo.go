@@ -90,6 +90,7 @@ func (c *Cluster) prepareUndo(target ferry.ImageSpec, h rbddiff.Header) (importU
 	}
 	change, err := c.HeadChangedSince(target, base)
 	if errors.Is(err, ErrNotFound) {
+		u.why = fmt.Sprintf("the image has no snapshot %q", base)
 		return u, nil // Import refuses it, before any change
 	}
 	if err != nil {

@@ -197,3 +197,30 @@ func TestImportOrUndoReportsChanges(t *testing.T) {
 		}
 	}
 }
+
+// TestImportOrUndoBaseMissing: an incremental whose from-snapshot the
+// target lacks, or whose target does not exist, is refused before anything
+// changes, and creates no image.
+func TestImportOrUndoBaseMissing(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	_, diff := undoDiff(t, r, "base")
+	img := imageWithData(t, r, "undo-nobase")
+	before := TestContent(t, backup, img)
+	err := importOrUndoBytes(t, img, diff)
+	if !errors.Is(err, ErrBaseMissing) || !strings.Contains(err.Error(), "the image was not changed") {
+		t.Errorf("import without the base = %v, want %v and that the image was not changed", err, ErrBaseMissing)
+	}
+	if after := TestContent(t, backup, img); after != before {
+		t.Error("the refused import changed the image")
+	}
+	missing := newImage(t, backup, "undo-nobase-missing", 1)
+	if err := backup.RemoveImage(missing); err != nil {
+		t.Fatal(err)
+	}
+	if err := importOrUndoBytes(t, missing, diff); !errors.Is(err, ErrBaseMissing) {
+		t.Errorf("import into a missing image = %v, want %v", err, ErrBaseMissing)
+	}
+	if _, err := backup.Info(missing); !errors.Is(err, ErrNotFound) {
+		t.Errorf("after the refused import, %s: %v; want it not created", missing, err)
+	}
+}
