@@ -29,7 +29,9 @@ const (
 	MaxQueuedBytes = 64 << 20
 	// MaxQueuedPerImage bounds one image's queue: further messages of that
 	// image are handed back with BusyDelay, so that one image's flood does
-	// not stop the others' messages from being pulled.
+	// not stop the others' messages from being pulled. A hand-back counts
+	// as a delivery in the message's metadata (the consumer's attempts):
+	// only a flood far beyond what one image's backups make reaches it.
 	MaxQueuedPerImage = 256
 	BusyDelay         = 30 * time.Second
 )
