@@ -50,7 +50,7 @@ func (c *Cluster) ImportOrUndo(ctx context.Context, target ferry.ImageSpec, src 
 type importUndo struct {
 	target   ferry.ImageSpec
 	created  bool   // ImportOrUndo created it: remove it
-	rollback string // the from-snapshot the head equals: roll back to it
+	rollback string // the snapshot the head equals: roll back to it
 	size     uint64 // the size before the import
 	why      string // why neither applies
 }
