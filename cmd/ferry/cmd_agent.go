@@ -30,6 +30,7 @@ func newAgentCommand() *cobra.Command {
 		useOpenStack    bool
 		allProjects     bool
 		policyRefresh   time.Duration
+		shutdown        time.Duration
 	)
 	run := &cobra.Command{
 		Use:   "run",
@@ -64,11 +65,15 @@ ephemeral disks, the Nova server) with ferry:policy=NAME is backed up every INTE
 				level = slog.LevelDebug
 			}
 			log := newLogger(level)
+			// Finished last: the deadline covers closing NATS and Ceph too.
+			life := lifeline{log: log, timeout: shutdown}
+			defer life.finish()
 			conn, err := nf.connect("ferry agent " + host)
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
+			life.conn = conn
 			clusters := &hooks.Clusters{Default: ceph.ConnOptions{Conf: cf.conf, ID: cf.id, Keyring: cf.keyring}}
 			defer clusters.Close()
 			var schedules []hooks.Schedule
@@ -83,12 +88,13 @@ ephemeral disks, the Nova server) with ferry:policy=NAME is backed up every INTE
 				}
 				source = openstack.PolicySource{Clients: clients, AllProjects: allProjects}
 			}
-			return hooks.NewAgent(hooks.AgentOptions{
+			agent := hooks.NewAgent(hooks.AgentOptions{
 				URI: uri, Host: host, Schedules: schedules, BackupOnShutdown: onShutdown,
 				Snapshot: hooks.SnapshotOptions{RequireQuiesce: requireQuiesce, FreezeDeadline: deadline, MarkerDir: dir},
 				Clusters: clusters, Bus: conn, Log: log,
 				PolicySource: source, Policies: policies, PolicyRefresh: policyRefresh,
-			}).Run(cmd.Context())
+			})
+			return life.run(cmd.Context(), agent.Run)
 		},
 	}
 	hostname, _ := os.Hostname()
@@ -98,6 +104,7 @@ ephemeral disks, the Nova server) with ferry:policy=NAME is backed up every INTE
 	fs.StringArrayVar(&domains, "domain", nil, "back up this domain (name or UUID) every --every; repeatable")
 	fs.DurationVar(&every, "every", 0, "interval of the --domain schedules, e.g. 1h")
 	fs.BoolVar(&onShutdown, "backup-on-shutdown", false, "take a final backup when a domain stops")
+	registerShutdownTimeout(fs, &shutdown)
 	fs.BoolVar(&requireQuiesce, "require-quiesce", false, "fail instead of taking a crash-consistent snapshot when a running guest cannot be frozen (Nova's os_require_quiesce)")
 	fs.DurationVar(&deadline, "freeze-deadline", hooks.DefaultFreezeDeadline, "longest time a guest stays frozen; the guest is thawed and the snapshot fails when it passes")
 	fs.StringVar(&dir, "state-dir", "/var/lib/ferry/agent", "directory of frozen markers, used to thaw guests after a crash")

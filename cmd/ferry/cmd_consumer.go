@@ -46,7 +46,7 @@ func newConsumerCommand() *cobra.Command {
 				return err
 			}
 			d.log.Info("consumer running", "site", site)
-			return c.Run(ctx)
+			return d.run(ctx, c.Run)
 		},
 	}
 	cf.register(run.Flags())

@@ -20,9 +20,16 @@ func newImportDiffCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "import-diff PATH|- POOL/IMAGE",
 		Short: "Apply an rbd diff stream to an image (like rbd import-diff)",
-		Long: `Apply the diff in PATH (or standard input for "-") to POOL/IMAGE, which must exist.
-If the diff starts at a snapshot, the image must have it; the diff's end snapshot is created
-once all data is written, and the image is resized to the size the diff records.`,
+		Long: `Apply the diff in PATH (or standard input for "-") to POOL/IMAGE. If the diff starts
+at a snapshot, the image must have it; a full diff creates the image if it does not exist.
+The diff's end snapshot is created once all data is written, and the image is resized to
+the size the diff records.
+
+An import that fails (a truncated or corrupt diff, say) leaves the image as it was: a diff
+that fails before its first extent changes nothing, an image the import created is removed,
+and an image whose head was still the diff's start snapshot (for a full diff: its newest
+snapshot) is rolled back to it. Otherwise (an image with data and no snapshot, or a head
+written since the snapshot) the error says how the size changed and which range was written.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec, err := ferry.ParseImageSpec(args[1])
@@ -49,7 +56,7 @@ once all data is written, and the image is resized to the size the diff records.
 			}
 			defer cluster.Close()
 			src := rbddiff.NewReader(bufio.NewReaderSize(progress.CountReader(in, meter), 1<<20))
-			_, err = cluster.Import(cmd.Context(), spec, src, nil)
+			_, err = cluster.ImportOrUndo(cmd.Context(), spec, src, nil)
 			meter.Finish()
 			return err
 		},

@@ -16,6 +16,7 @@ func newOpenStackSyncCommand() *cobra.Command {
 		site       string
 		maxBackoff time.Duration
 		verbose    bool
+		shutdown   time.Duration
 	)
 	run := &cobra.Command{
 		Use:   "run",
@@ -37,18 +38,22 @@ openrc file, including application credentials.`,
 			if err != nil {
 				return err
 			}
+			// Finished last: the deadline covers closing NATS too.
+			life := lifeline{log: log, timeout: shutdown}
+			defer life.finish()
 			conn, err := nf.connect("ferry openstack-sync")
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
+			life.conn = conn
 			s, err := openstack.NewSyncer(ctx, conn.Backup, openstack.NewMetadata(clients),
 				openstack.SyncOptions{Site: site, MaxBackoff: maxBackoff, Log: log})
 			if err != nil {
 				return err
 			}
 			log.Info("openstack-sync running", "site", site, "nova", clients.Compute != nil)
-			return s.Run(ctx)
+			return life.run(ctx, s.Run)
 		},
 	}
 	nf.register(run.Flags())
@@ -57,6 +62,7 @@ openrc file, including application credentials.`,
 	of.register(f)
 	f.DurationVar(&maxBackoff, "max-backoff", 10*time.Minute, "longest wait between retries of a failed write")
 	f.BoolVarP(&verbose, "verbose", "v", false, "also log every write and every ignored image")
+	registerShutdownTimeout(f, &shutdown)
 	cmd.AddCommand(run)
 	return cmd
 }

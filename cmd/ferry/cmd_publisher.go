@@ -32,7 +32,7 @@ func newPublisherCommand() *cobra.Command {
 				return err
 			}
 			d.log.Info("publisher running")
-			return pub.Run(cmd.Context())
+			return d.run(cmd.Context(), pub.Run)
 		},
 	}
 	cf.register(run.Flags())

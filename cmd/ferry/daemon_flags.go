@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
@@ -19,16 +21,18 @@ var (
 )
 
 // daemonFlags are what a long-running daemon takes besides its work:
-// where to serve /metrics and how much to log.
+// where to serve /metrics, how much to log and how long to stop.
 type daemonFlags struct {
-	metricsListen string
-	logLevel      string
+	metricsListen   string
+	logLevel        string
+	shutdownTimeout time.Duration
 }
 
 // register binds --metrics-listen to role's config key (publisher or consumer).
 func (f *daemonFlags) register(fs *pflag.FlagSet, role string) {
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on HOST:PORT, e.g. 127.0.0.1:9731 (default: off)")
 	fs.StringVar(&f.logLevel, "log-level", defaults.Log.Level, "log level: debug, info, warn or error")
+	registerShutdownTimeout(fs, &f.shutdownTimeout)
 	bindConfig(fs, "metrics-listen", role+".metrics_listen")
 	bindConfig(fs, "log-level", "log.level")
 }
@@ -63,11 +67,18 @@ type daemon struct {
 	cluster *ceph.Cluster
 	conn    *bus.Conn
 	metrics *metrics.Metrics // nil without --metrics-listen
-	closers []func()
+	closers []closer
+	life    lifeline // ends the daemon when NATS is gone, or it does not stop
+}
+
+// closer is one thing openDaemon opened, named for the shutdown log.
+type closer struct {
+	name  string
+	close func()
 }
 
 func openDaemon(name string, cf *cephFlags, nf *natsFlags, df *daemonFlags) (_ *daemon, err error) {
-	d := &daemon{}
+	d := &daemon{life: lifeline{timeout: df.shutdownTimeout}}
 	defer func() {
 		if err != nil {
 			d.close() // what was opened before the failure
@@ -76,28 +87,38 @@ func openDaemon(name string, cf *cephFlags, nf *natsFlags, df *daemonFlags) (_ *
 	if d.log, err = df.logger(); err != nil {
 		return nil, err
 	}
+	d.life.log = d.log
 	if d.cluster, err = cf.connect(); err != nil {
 		return nil, err
 	}
-	d.closers = append(d.closers, d.cluster.Close)
+	d.closers = append(d.closers, closer{"the Ceph connection", d.cluster.Close})
 	if d.conn, err = nf.connect(name); err != nil {
 		return nil, err
 	}
-	d.closers = append(d.closers, d.conn.Close)
+	d.closers = append(d.closers, closer{"the NATS connection", d.conn.Close})
+	d.life.conn = d.conn
 	m, srv, err := df.startMetrics(d.conn, d.log)
 	if err != nil {
 		return nil, err
 	}
 	if srv != nil {
 		d.metrics = m
-		d.closers = append(d.closers, func() { _ = srv.Close() })
+		d.closers = append(d.closers, closer{"the metrics server", func() { _ = srv.Close() }})
 	}
 	return d, nil
 }
 
-// close releases what openDaemon opened, last first.
+// close releases what openDaemon opened, last first, and disarms the
+// shutdown deadline once all is closed.
 func (d *daemon) close() {
 	for i := len(d.closers) - 1; i >= 0; i-- {
-		d.closers[i]()
+		d.life.closingNow(d.closers[i].name)
+		d.closers[i].close()
 	}
+	d.life.finish()
+}
+
+// run runs the daemon's work until ctx ends (see lifeline).
+func (d *daemon) run(ctx context.Context, work func(context.Context) error) error {
+	return d.life.run(ctx, work)
 }

@@ -33,14 +33,17 @@ type ConnOptions struct {
 // Conn is a NATS connection with a JetStream context for each site.
 type Conn struct {
 	NC     *nats.Conn
+	closed chan struct{}       // closed when NC is, for good
 	Source jetstream.JetStream // snapshot events
 	Backup jetstream.JetStream // chunks, manifests, state, results
 }
 
 // Connect connects and keeps reconnecting forever: daemons outlive NATS restarts.
 func Connect(o ConnOptions) (*Conn, error) {
+	closed := make(chan struct{})
 	opts := []nats.Option{
 		nats.Name(o.Name),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.Timeout(10 * time.Second),
@@ -62,7 +65,7 @@ func Connect(o ConnOptions) (*Conn, error) {
 	if err != nil {
 		return nil, ConnectError(url, err)
 	}
-	c := &Conn{NC: nc}
+	c := &Conn{NC: nc, closed: closed}
 	if c.Source, err = newJS(nc, o.SourceDomain); err == nil {
 		c.Backup, err = newJS(nc, o.BackupDomain)
 	}
@@ -188,6 +191,12 @@ func redactOne(s string) string {
 	}
 	return out
 }
+
+// Closed is closed when the connection is closed for good: by Close, by
+// the server (a protocol violation, an authorization revoked) or when
+// reconnecting gives up. An outage does not close it: the client
+// reconnects.
+func (c *Conn) Closed() <-chan struct{} { return c.closed }
 
 // Close drains pending publishes and closes the connection.
 func (c *Conn) Close() {

@@ -143,3 +143,17 @@ func ferryImport(t testing.TB, path string, target ferry.ImageSpec) error {
 	_, err = backup.Import(context.Background(), target, rbddiff.NewReader(f), nil)
 	return err
 }
+
+// snapshotNames lists the snapshots of spec's image, oldest first.
+func snapshotNames(t testing.TB, c *Cluster, spec ferry.ImageSpec) []string {
+	t.Helper()
+	snaps, err := c.Snapshots(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, len(snaps))
+	for i, s := range snaps {
+		names[i] = s.Name
+	}
+	return names
+}

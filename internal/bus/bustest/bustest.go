@@ -4,6 +4,7 @@ package bustest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,4 +65,15 @@ func Conn(t testing.TB) *bus.Conn {
 	c := Connect(t, bus.ConnOptions{InProcess: srv, Name: t.Name()})
 	Setup(t, c)
 	return c
+}
+
+// ClosedForGood are the ways a connection ends for good, for tests of what
+// a daemon does then: its client closes it, or the server does for a
+// protocol violation (a control line over its limit, as a subject with a
+// 10 KB image name in it made).
+var ClosedForGood = map[string]func(*bus.Conn){
+	"closed by the client": func(c *bus.Conn) { c.NC.Close() },
+	"closed by the server": func(c *bus.Conn) {
+		_ = c.NC.Publish(bus.StateBucket+"."+strings.Repeat("x", 10<<10), nil)
+	},
 }
