@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math"
 	"strings"
 	"testing"
 
@@ -25,44 +24,17 @@ func TestDiffReaderRefusesInvalidExtents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw := make([]byte, 4096)
-	for i := range raw {
-		raw[i] = byte(i*7 + 1)
-	}
-	hash := Hash(raw)
-	if _, err := store.Put(ctx, hash, raw); err != nil {
-		t.Fatal(err)
-	}
+	hash := TestChunk(t, store)
 	const size = 1 << 20
-	data := func(off, n, chunkOff uint64) ferry.Extent {
-		return ferry.Extent{Offset: off, Length: n, Chunk: hash, ChunkOff: chunkOff}
-	}
-	zero := func(off, n uint64) ferry.Extent { return ferry.Extent{Offset: off, Length: n, Zero: true} }
-	for _, tc := range []struct {
-		name    string
-		extents []ferry.Extent
-		want    string // in the error
-	}{
-		{"chunk offset plus length wraps", []ferry.Extent{data(0, 4096, math.MaxUint64-100)}, "data extent 0 (0x0+0x1000)"},
-		{"past the end of its chunk", []ferry.Extent{data(0, 200, 4000)}, "holds only 0x1000 bytes"},
-		{"offset wraps past 2^64", []ferry.Extent{data(math.MaxUint64-4095, 4096, 0)}, "past the image size"},
-		{"past the image", []ferry.Extent{zero(0, 4096), data(size-100, 200, 0)}, "data extent 1 (0xfff9c+0xc8) reaches past the image size 0x100000"},
-		{"zero of 2^64-1 bytes", []ferry.Extent{zero(1, math.MaxUint64)}, "zero extent 0"},
-		{"overlapping", []ferry.Extent{data(0, 4096, 0), zero(4000, 100)}, "zero extent 1 (0xfa0+0x64) starts before the end 0x1000"},
-		{"out of order", []ferry.Extent{zero(8192, 10), data(0, 10, 0)}, "data extent 1"},
-		{"zero extent naming a chunk", []ferry.Extent{{Offset: 0, Length: 10, Zero: true, Chunk: hash}}, "zero extent but names chunk"},
-		{"chunk address a subject wildcard", []ferry.Extent{{Offset: 0, Length: 10, Chunk: ">"}}, "not a chunk address"},
-		{"beyond the largest chunk", []ferry.Extent{data(0, 16, bus.MaxChunkSize)}, "past the largest chunk"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			page, addr, err := EncodePage(tc.extents)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := store.Put(ctx, addr, page); err != nil {
-				t.Fatal(err)
-			}
-			requireInvalid(t, store, PageList{addr}, tc.want)
+	cases := append(TestInvalidExtents(hash, size),
+		InvalidExtents{"past the end of its chunk", []ferry.Extent{{Offset: 0, Length: 200, Chunk: hash, ChunkOff: 4000}}, "holds only 0x1000 bytes"},
+		InvalidExtents{"zero extent naming a chunk", []ferry.Extent{{Offset: 0, Length: 10, Zero: true, Chunk: hash}}, "zero extent but names chunk"},
+		InvalidExtents{"chunk address a subject wildcard", []ferry.Extent{{Offset: 0, Length: 10, Chunk: ">"}}, "not a chunk address"},
+		InvalidExtents{"beyond the largest chunk", []ferry.Extent{{Offset: 0, Length: 16, Chunk: hash, ChunkOff: bus.MaxChunkSize}}, "past the largest chunk"},
+	)
+	for _, tc := range cases {
+		t.Run(tc.Name, func(t *testing.T) {
+			requireInvalid(t, store, PageList{TestPage(t, store, tc.Extents)}, tc.Want)
 		})
 	}
 
