@@ -93,8 +93,9 @@ func (p *Publisher) handleEvent(ctx context.Context, msg jetstream.Msg) {
 
 func (p *Publisher) handleResult(ctx context.Context, msg jetstream.Msg) {
 	defer func() { _ = msg.Ack() }()
-	var r ferry.BackupFailure // a confirmation parses as one without Error
-	if err := json.Unmarshal(msg.Data(), &r); err != nil {
+	r, err := ferry.DecodeResult(msg.Data()) // a confirmation parses as a failure without Error
+	if err != nil {
+		p.log.Warn("result dropped", "subject", msg.Subject(), "error", err)
 		return
 	}
 	if r.Error == "" {
