@@ -9,6 +9,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/chunk"
+	"github.com/ferry-dr/ferry/internal/feed"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/testbed"
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,18 +28,21 @@ func TestInvalidExtentsGivenUp(t *testing.T) {
 	p.startConsumer()
 	ctx := context.Background()
 	const size = 4 * mib
-	for _, tc := range chunk.TestInvalidExtents(chunk.TestChunk(t, chunkStore(t, p)), size) {
-		t.Run(tc.Name, func(t *testing.T) {
-			img := ferry.ImageSpec{Pool: testbed.Pool, Image: testbed.ImageName(t, "forged")}
-			t.Cleanup(func() { removeIfThere(t, img) })
-			m := forgeBackup(t, p, img, size, tc.Extents)
-			failure := waitGivenUp(t, p, m)
-			requireContains(t, failure.Error, tc.Want)
-			requireContains(t, failure.Error, "--resync")
-			if snaps, err := backup.Snapshots(img); err == nil && len(snaps) > 0 {
-				t.Fatalf("an invalid backup left snapshots %v", snaps)
-			}
-		})
+	hash := chunk.TestChunk(t, chunkStore(t, p))
+	for _, inFlight := range []bool{false, true} {
+		for _, tc := range chunk.TestInvalidExtents(hash, size) {
+			t.Run(map[bool]string{false: "listed/", true: "feed/"}[inFlight]+tc.Name, func(t *testing.T) {
+				img := ferry.ImageSpec{Pool: testbed.Pool, Image: testbed.ImageName(t, "forged")}
+				t.Cleanup(func() { removeIfThere(t, img) })
+				m := forgeBackup(t, p, img, size, tc.Extents, inFlight)
+				failure := waitGivenUp(t, p, m)
+				requireContains(t, failure.Error, tc.Want)
+				requireContains(t, failure.Error, "--resync")
+				if snaps, err := backup.Snapshots(img); err == nil && len(snaps) > 0 {
+					t.Fatalf("an invalid backup left snapshots %v", snaps)
+				}
+			})
+		}
 	}
 	// Not retried: no manifest was delivered twice, none waits.
 	cons, err := p.consConn.Backup.Consumer(ctx, bus.ManifestStream, bus.ConsumerDurable)
@@ -59,10 +63,11 @@ func TestInvalidExtentsGivenUp(t *testing.T) {
 }
 
 // forgeBackup stores extents as one extent page in the backup site's chunk
-// store and publishes a complete manifest (FeedSeq 0) of a full backup of
-// img to size bytes that lists it, as a broken or hostile publisher could.
-// It is the one place these tests build a manifest by hand.
-func forgeBackup(t *testing.T, p *pipeline, img ferry.ImageSpec, size uint64, extents []ferry.Extent) *ferry.Manifest {
+// store and publishes a manifest of a full backup of img to size bytes
+// with that page, as a broken or hostile publisher could: listed in a
+// complete manifest (FeedSeq 0), or, inFlight, on the backup's feed. It is
+// the one place these tests build a manifest by hand.
+func forgeBackup(t *testing.T, p *pipeline, img ferry.ImageSpec, size uint64, extents []ferry.Extent, inFlight bool) *ferry.Manifest {
 	t.Helper()
 	ctx := context.Background()
 	page := chunk.TestPage(t, chunkStore(t, p), extents)
@@ -70,6 +75,19 @@ func forgeBackup(t *testing.T, p *pipeline, img ferry.ImageSpec, size uint64, ex
 	snap := ferry.NewSnapshotName(now)
 	m := &ferry.Manifest{BackupID: ferry.BackupID("forged", img, snap), Image: img.AtSnap(snap), SourceImageID: "forged",
 		ToSnap: snap, Size: size, ChunkSize: bus.MaxChunkSize, ExtentPages: []string{page}, ExtentCount: len(extents), Created: now}
+	if inFlight {
+		w, err := feed.Start(ctx, p.pubConn.Backup, img, m.BackupID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Page(ctx, page); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.End(ctx, feed.End{Extents: len(extents)}); err != nil {
+			t.Fatal(err)
+		}
+		m.ExtentPages, m.ExtentCount, m.FeedSeq, m.FeedAttempt = nil, 0, w.Seq(), w.Attempt()
+	}
 	if _, err := p.pubConn.Backup.Publish(ctx, bus.Subject(bus.ManifestSubject, m.Image), mustJSON(t, m), jetstream.WithMsgID(m.MessageID())); err != nil {
 		t.Fatal(err)
 	}
