@@ -76,16 +76,7 @@ func forgeBackup(t *testing.T, p *pipeline, img ferry.ImageSpec, size uint64, ex
 	m := &ferry.Manifest{BackupID: ferry.BackupID("forged", img, snap), Image: img.AtSnap(snap), SourceImageID: "forged",
 		ToSnap: snap, Size: size, ChunkSize: bus.MaxChunkSize, ExtentPages: []string{page}, ExtentCount: len(extents), Created: now}
 	if inFlight {
-		w, err := feed.Start(ctx, p.pubConn.Backup, img, m.BackupID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Page(ctx, page); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.End(ctx, feed.End{Extents: len(extents)}); err != nil {
-			t.Fatal(err)
-		}
+		w := feed.TestFeed(t, p.pubConn.Backup, img, m.BackupID, len(extents), page)
 		m.ExtentPages, m.ExtentCount, m.FeedSeq, m.FeedAttempt = nil, 0, w.Seq(), w.Attempt()
 	}
 	if _, err := p.pubConn.Backup.Publish(ctx, bus.Subject(bus.ManifestSubject, m.Image), mustJSON(t, m), jetstream.WithMsgID(m.MessageID())); err != nil {

@@ -60,16 +60,7 @@ func forgeRestoreJob(t *testing.T, s *sites, store *chunk.Store, target ferry.Im
 	id := "forged-" + target.Image
 	// The feed of a restore is on the target's name with "@restore" (as
 	// recovery.SendRestore names it).
-	w, err := feed.Start(ctx, s.bakConn.Backup, ferry.ImageSpec{Pool: target.Pool, Image: target.Image + "@restore"}, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Page(ctx, page); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.End(ctx, feed.End{Extents: len(extents)}); err != nil {
-		t.Fatal(err)
-	}
+	w := feed.TestFeed(t, s.bakConn.Backup, ferry.ImageSpec{Pool: target.Pool, Image: target.Image + "@restore"}, id, len(extents), page)
 	job := &ferry.RestoreJob{ID: id, Snapshot: ferry.ImageSpec{Pool: testbed.Pool, Image: "forged", Snap: "forged"}, Target: target,
 		Size: size, BackupFSID: "forged", FeedSeq: w.Seq(), FeedAttempt: w.Attempt(), Created: time.Now().UTC()}
 	raw, err := json.Marshal(job)
