@@ -187,7 +187,8 @@ func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); 
 
 // Get fetches, decompresses and verifies a chunk, appending its bytes to
 // dst[:0]. Any mismatch is an *Error wrapping ErrCorrupt; nothing of a
-// corrupt chunk is returned.
+// corrupt chunk is returned. An address that is not a chunk's is
+// ferry.ErrInvalid.
 func (s *Store) Get(ctx context.Context, hash string, dst []byte) ([]byte, error) {
 	if err := checkHash(hash); err != nil {
 		return nil, err
