@@ -8,7 +8,7 @@ BIN       := bin/ferry
 DEVENV    ?= .devenv
 BENCH_OUT ?= bench.md
 
-.PHONY: all build deps test test-short fuzz bench demo devenv devenv-down vet lint clean package
+.PHONY: all build deps test test-short fuzz fuzz-long bench demo devenv devenv-down vet lint clean package
 
 all: build
 
@@ -42,8 +42,26 @@ test: deps lint vet
 	$(MAKE) --no-print-directory package
 	bash packaging/test-package.sh
 
+# Every decoder of bus messages and diffs, PACKAGE:FUZZER, each fuzzed for
+# FUZZTIME (make fuzz: a bounded run for make test; make fuzz-long: 10 min each).
+FUZZ_TARGETS := \
+	./internal/rbddiff/:FuzzReader \
+	./internal/chunk/:FuzzPage \
+	./internal/ferry/:FuzzRestoreJob \
+	./internal/bus/:FuzzResult \
+	./internal/ferry/:FuzzManifest \
+	./internal/state/:FuzzDecode \
+	./internal/feed/:FuzzDecode
+FUZZTIME ?= 10s
+
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime 20s ./internal/rbddiff/
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t##*:} in $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test $(GOFLAGS_T) -run '^$$' -fuzz "^$${t##*:}\$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
+	done
+
+fuzz-long:
+	$(MAKE) --no-print-directory fuzz FUZZTIME=10m
 
 # Ferry vs rbd and the seed pipeline on the real test bed (~10 min): a Markdown report on
 # stdout and in $(BENCH_OUT).

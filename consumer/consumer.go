@@ -186,6 +186,10 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		log.Warn("backup attempt dropped; the publisher's next attempt applies it", "error", err)
 		c.observeFailed(&m, err, false)
 		_ = msg.Term()
+	case errors.Is(err, ferry.ErrInvalid):
+		// The same input fails the same way every time: no retries.
+		err = fmt.Errorf("backup %s is invalid and given up, not retried: %w; the next backup of the image sends it anew (if this repeats, run the backup with --resync)", m.BackupID, err)
+		fallthrough
 	case isPermanent(err) || attempt >= c.opts.MaxAttempts || errors.As(err, &wait):
 		log.Error("backup given up", "attempt", attempt, "error", err)
 		c.observeFailed(&m, err, true)

@@ -2,7 +2,6 @@ package publisher
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -42,9 +41,9 @@ func (p *Publisher) restoreJobs(ctx context.Context) (jetstream.Consumer, error)
 }
 
 func (p *Publisher) handleRestore(ctx context.Context, msg jetstream.Msg) {
-	var job ferry.RestoreJob
-	if err := json.Unmarshal(msg.Data(), &job); err != nil || job.ID == "" {
-		p.log.Error("restore job does not parse; dropping it", "subject", msg.Subject(), "error", err)
+	job, err := ferry.DecodeRestoreJob(msg.Data())
+	if err != nil {
+		p.log.Error("restore job dropped", "subject", msg.Subject(), "error", err)
 		_ = msg.Term()
 		return
 	}

@@ -42,12 +42,13 @@ func PublishResult(ctx context.Context, js jetstream.JetStream, r ferry.BackupRe
 }
 
 // DecodeResult reads the backup result of a FERRY_RESULTS message. Its kind
-// must agree with its subject. A result of an older Ferry has no kind: its
+// must agree with its subject, and it must be valid (BackupResult.Validate);
+// every refusal wraps ferry.ErrInvalid. A result of an older Ferry has no kind: its
 // subject gives it (a failure that lists missing chunks asks for them).
 func DecodeResult(subject string, data []byte) (ferry.BackupResult, error) {
 	var r ferry.BackupResult
 	if err := json.Unmarshal(data, &r); err != nil {
-		return r, fmt.Errorf("backup result on %s does not parse: %w", subject, err)
+		return r, ferry.Invalid("backup result on %s does not parse: %v", subject, err)
 	}
 	prefix := subject // ferry.<kind>.<image key>
 	if parts := strings.SplitN(subject, ".", 3); len(parts) == 3 {
@@ -65,10 +66,10 @@ func DecodeResult(subject string, data []byte) (ferry.BackupResult, error) {
 	}
 	want, err := resultPrefix(r.Kind)
 	if err != nil {
-		return r, fmt.Errorf("backup result on %s: %w", subject, err)
+		return r, ferry.Invalid("backup result on %s: %v", subject, err)
 	}
 	if want != prefix {
-		return r, fmt.Errorf("backup result on %s says %q, which goes on %s.*: dropped as damaged", subject, r.Kind, want)
+		return r, ferry.Invalid("backup result on %s says %q, which goes on %s.*: dropped as damaged", subject, r.Kind, want)
 	}
-	return r, nil
+	return r, r.Validate()
 }

@@ -219,6 +219,13 @@ func applyRecords(ctx context.Context, w *aioImage, src rbddiff.Source, blank bo
 				co.drop()
 				return err
 			}
+			// The sources check this already; librbd must never see a
+			// range past the image: it took data at 2^64-4096 without an
+			// error, and such a range has been seen to make it wait for good.
+			if size := stats.Header.Size; rec.Offset > size || rec.Length > size-rec.Offset {
+				co.drop()
+				return ferry.Invalid("%v extent 0x%x+0x%x reaches past the image size 0x%x; refused before any I/O", rec.Kind, rec.Offset, rec.Length, size)
+			}
 			switch rec.Kind {
 			case rbddiff.Zero:
 				stats.ZeroBytes += rec.Length

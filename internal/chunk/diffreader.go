@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
 )
@@ -33,7 +34,10 @@ func (l *PageList) NextPage(context.Context) (string, error) {
 // import engine. A fetcher goroutine walks the extent pages ahead of the
 // import and fetches (and verifies) chunks with several fetches in flight;
 // Next hands the extents out in order. A chunk that is missing or corrupt
-// stops the stream before any of its bytes are handed out.
+// stops the stream before any of its bytes are handed out. Every extent is
+// checked (ferry.ExtentCheck, and against its chunk's real length) before
+// it is handed out: one that is not valid stops the stream with
+// ferry.ErrInvalid, naming the extent.
 type DiffReader struct {
 	header rbddiff.Header
 	items  chan *fetched
@@ -51,6 +55,7 @@ type DiffReader struct {
 // fetched is one extent, with its chunk's bytes once they have arrived.
 type fetched struct {
 	ext  ferry.Extent
+	i    int          // its index in the backup, for messages
 	data *chunkFuture // nil for zero extents
 }
 
@@ -78,6 +83,7 @@ func NewDiffReader(ctx context.Context, store *Store, h rbddiff.Header, pages Pa
 
 func (s *DiffReader) fetch(ctx context.Context, store *Store, pages Pages) {
 	defer close(s.items)
+	check := ferry.NewExtentCheck(s.header.Size, bus.MaxChunkSize)
 	var last *chunkFuture
 	var lastHash string
 	emit := func(f *fetched) bool {
@@ -98,11 +104,15 @@ func (s *DiffReader) fetch(ctx context.Context, store *Store, pages Pages) {
 			extents, err = store.GetPage(ctx, page)
 		}
 		if err != nil {
-			emit(&fetched{data: &chunkFuture{done: closedChan, err: err}})
+			emit(failed(err))
 			return
 		}
 		for _, e := range extents {
-			f := &fetched{ext: e}
+			f := &fetched{ext: e, i: check.Count()}
+			if err := check.Next(e); err != nil {
+				emit(failed(fmt.Errorf("extent page %s: %w", page, err)))
+				return
+			}
 			if !e.Zero {
 				if e.Chunk != lastHash || last == nil {
 					var buf []byte
@@ -131,6 +141,11 @@ func (s *DiffReader) fetch(ctx context.Context, store *Store, pages Pages) {
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// failed is the item that stops the stream with err.
+func failed(err error) *fetched {
+	return &fetched{data: &chunkFuture{done: closedChan, err: err}}
+}
 
 func (s *DiffReader) Header() (rbddiff.Header, error) { return s.header, nil }
 
@@ -163,8 +178,9 @@ func (s *DiffReader) Next() (rbddiff.Record, error) {
 		return rbddiff.Record{}, s.err
 	}
 	raw := f.data.raw
-	if f.ext.ChunkOff+f.ext.Length > uint64(len(raw)) {
-		s.err = &Error{Hash: f.ext.Chunk, Err: fmt.Errorf("%w: extent %#x+%#x reaches past the chunk's %d bytes", ErrCorrupt, f.ext.Offset, f.ext.Length, len(raw))}
+	// Not the chunk's fault (its hash matched): the extent is wrong.
+	if err := f.ext.InChunk(f.i, uint64(len(raw))); err != nil {
+		s.err = err
 		return rbddiff.Record{}, s.err
 	}
 	return rbddiff.Record{Kind: rbddiff.Data, Offset: f.ext.Offset, Length: f.ext.Length,

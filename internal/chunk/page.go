@@ -1,9 +1,11 @@
 package chunk
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 
 	"github.com/ferry-dr/ferry/internal/ferry"
 )
@@ -34,9 +36,49 @@ func (s *Store) GetPage(ctx context.Context, hash string) ([]ferry.Extent, error
 	if err != nil {
 		return nil, err
 	}
+	extents, err := DecodePage(raw)
+	if err != nil {
+		return nil, fmt.Errorf("extent page %s: %w", hash, err)
+	}
+	return extents, nil
+}
+
+// DecodePage parses the raw bytes of a page (whose hash Get has checked, so
+// they are what a publisher stored). A page that does not parse, or holds
+// no extents or more than PageSize, is ferry.ErrInvalid: no publisher
+// writes one, and asking for it again cannot help. It decodes one extent
+// at a time, so a page of millions of tiny extents is refused before they
+// are all in memory. The extents themselves are checked in order across
+// pages (ferry.ExtentCheck).
+func DecodePage(raw []byte) ([]ferry.Extent, error) {
+	bad := func(err error) error {
+		return ferry.Invalid("does not parse as a list of extents: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil {
+		return nil, bad(err)
+	} else if tok != json.Delim('[') {
+		return nil, bad(fmt.Errorf("starts with %v, not a list", tok))
+	}
 	var extents []ferry.Extent
-	if err := json.Unmarshal(raw, &extents); err != nil {
-		return nil, &Error{Hash: hash, Err: fmt.Errorf("%w: extent page does not parse: %v", ErrCorrupt, err)}
+	for dec.More() {
+		if len(extents) == PageSize {
+			return nil, ferry.Invalid("holds more than %d extents", PageSize)
+		}
+		var e ferry.Extent
+		if err := dec.Decode(&e); err != nil {
+			return nil, bad(err)
+		}
+		extents = append(extents, e)
+	}
+	if _, err := dec.Token(); err != nil { // the closing ']'
+		return nil, bad(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, bad(fmt.Errorf("more after the list"))
+	}
+	if len(extents) == 0 {
+		return nil, ferry.Invalid("holds no extents")
 	}
 	return extents, nil
 }

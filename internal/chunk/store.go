@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/pgzip"
@@ -199,8 +200,12 @@ func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); 
 
 // Get fetches, decompresses and verifies a chunk, appending its bytes to
 // dst[:0]. Any mismatch is an *Error wrapping ErrCorrupt; nothing of a
-// corrupt chunk is returned.
+// corrupt chunk is returned. An address that is not a chunk's is
+// ferry.ErrInvalid.
 func (s *Store) Get(ctx context.Context, hash string, dst []byte) ([]byte, error) {
+	if err := checkHash(hash); err != nil {
+		return nil, err
+	}
 	m, err := s.stream.GetLastMsgForSubject(ctx, subject(hash))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, &Error{Hash: hash, Err: fmt.Errorf("%w: not in stream %s (it may have aged out before the import)", ErrMissing, bus.ChunkStream)}
@@ -247,8 +252,20 @@ func decode(hash string, data []byte, rawSize string, dst []byte) ([]byte, error
 	return dst, nil
 }
 
+// checkHash refuses an address that is not a chunk's: it would name a
+// subject token, and a forged one ('>', "a.b") could reach other chunks.
+func checkHash(hash string) error {
+	if !ferry.IsChunkHash(hash) {
+		return ferry.Invalid("%.80q is not a chunk address (64 hex digits)", hash)
+	}
+	return nil
+}
+
 // Remove drops a chunk (a corrupt one, so that it is sent again).
 func (s *Store) Remove(ctx context.Context, hash string) error {
+	if err := checkHash(hash); err != nil {
+		return err
+	}
 	if err := s.index.Purge(ctx, hash); err != nil {
 		return fmt.Errorf("remove chunk %s from the index: %w", hash, err)
 	}

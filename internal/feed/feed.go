@@ -241,9 +241,9 @@ func (r *Reader) NextPage(ctx context.Context) (string, error) {
 				return "", fmt.Errorf("feed of %s: the subscription ended", r.backupID)
 			}
 		}
-		var m message
-		if err := json.Unmarshal(msg.Data(), &m); err != nil {
-			return "", fmt.Errorf("feed of %s: message %s does not parse: %w", r.backupID, msg.Subject(), err)
+		m, err := decode(msg.Data())
+		if err != nil {
+			return "", fmt.Errorf("feed of %s: message %s: %w", r.backupID, msg.Subject(), err)
 		}
 		if m.BackupID != r.backupID || m.Attempt != r.attempt {
 			if r.started && m.Kind == kindStart {
@@ -274,6 +274,28 @@ func (r *Reader) NextPage(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("feed of %s: unknown message kind %q (is this consumer older than the publisher?)", r.backupID, m.Kind)
 		}
 	}
+}
+
+// decode parses a feed message and checks what NextPage relies on: a page
+// has a page number, an end carries its counts. (The chunk store refuses a
+// page address that is not a chunk's.) Kinds it does not know pass, for
+// NextPage to report.
+func decode(raw []byte) (message, error) {
+	var m message
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return m, ferry.Invalid("does not parse: %v", err)
+	}
+	switch m.Kind {
+	case kindPage:
+		if m.Index < 0 || m.Page == "" {
+			return m, ferry.Invalid("a page message without its page number or address")
+		}
+	case kindEnd:
+		if m.End == nil || m.End.Pages < 0 || m.End.Extents < 0 {
+			return m, ferry.Invalid("an end message without its counts")
+		}
+	}
+	return m, nil
 }
 
 // Pages returns the pages received so far, in order.

@@ -75,6 +75,9 @@ func ApplyRestoreJob(ctx context.Context, a JobTarget, job *ferry.RestoreJob) fe
 			_ = a.Store.Remove(context.WithoutCancel(ctx), ce.Hash)
 			err = fmt.Errorf("%w (the backup site's chunk store lost it; running ferry restore again stores it again)", err)
 		}
+		if errors.Is(err, ferry.ErrInvalid) {
+			err = fmt.Errorf("%w (nothing of this job is retried; running ferry restore again sends the restore anew)", err)
+		}
 		if ctx.Err() != nil {
 			err = fmt.Errorf("the source site's publisher stopped during the restore: %w", err)
 		}

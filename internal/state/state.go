@@ -37,9 +37,27 @@ func (b *Book) Get(ctx context.Context, img ferry.ImageSpec) (*ferry.ImageState,
 	if err != nil {
 		return nil, fmt.Errorf("read state of %s: %w", img.AtSnap(""), err)
 	}
+	s, err := Decode(e.Value())
+	if err != nil {
+		return nil, fmt.Errorf("state of %s: %w", img.AtSnap(""), err)
+	}
+	return s, nil
+}
+
+// Decode parses a state entry. It must name the source image, and every
+// snapshot it lists as confirmed: the publisher builds on those.
+func Decode(raw []byte) (*ferry.ImageState, error) {
 	var s ferry.ImageState
-	if err := json.Unmarshal(e.Value(), &s); err != nil {
-		return nil, fmt.Errorf("state of %s does not parse: %w", img.AtSnap(""), err)
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, ferry.Invalid("state does not parse: %v", err)
+	}
+	if s.Image.Pool == "" || s.Image.Image == "" || s.Image.Snap != "" {
+		return nil, ferry.Invalid("state of %q: the image is not POOL/IMAGE", s.Image)
+	}
+	for _, c := range s.Confirmed {
+		if c == "" {
+			return nil, ferry.Invalid("state of %s lists a confirmed snapshot without a name", s.Image)
+		}
 	}
 	return &s, nil
 }
@@ -68,9 +86,8 @@ func (b *Book) All(ctx context.Context) ([]*ferry.ImageState, error) {
 		if err != nil {
 			continue // deleted meanwhile
 		}
-		var s ferry.ImageState
-		if json.Unmarshal(e.Value(), &s) == nil {
-			out = append(out, &s)
+		if s, err := Decode(e.Value()); err == nil {
+			out = append(out, s)
 		}
 	}
 	return out, nil
@@ -94,8 +111,7 @@ func (b *Book) Watch(ctx context.Context, img ferry.ImageSpec, fn func(*ferry.Im
 			if e == nil || e.Operation() != jetstream.KeyValuePut {
 				continue
 			}
-			var s ferry.ImageState
-			if json.Unmarshal(e.Value(), &s) == nil && fn(&s) {
+			if s, err := Decode(e.Value()); err == nil && fn(s) {
 				return nil
 			}
 		}
