@@ -9,8 +9,8 @@ import (
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
-	"github.com/ferry-dr/ferry/internal/chunk"
-	"github.com/ferry-dr/ferry/internal/feed"
+	"github.com/ferry-dr/ferry/internal/chunk/chunktest"
+	"github.com/ferry-dr/ferry/internal/feed/feedtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/testbed"
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,9 +30,9 @@ func TestInvalidExtentsGivenUp(t *testing.T) {
 	p.startConsumer()
 	ctx := context.Background()
 	const size = 4 * mib
-	hash := chunk.TestChunk(t, chunkStore(t, p))
+	hash := chunktest.Chunk(t, chunkStore(t, p))
 	for _, inFlight := range []bool{false, true} {
-		for _, tc := range chunk.TestInvalidExtents(hash, size) {
+		for _, tc := range chunktest.InvalidExtentLists(hash, size) {
 			t.Run(map[bool]string{false: "listed/", true: "feed/"}[inFlight]+tc.Name, func(t *testing.T) {
 				img := ferry.ImageSpec{Pool: testbed.Pool, Image: testbed.ImageName(t, "forged")}
 				t.Cleanup(func() { removeIfThere(t, img) })
@@ -72,13 +72,13 @@ func TestInvalidExtentsGivenUp(t *testing.T) {
 func forgeBackup(t *testing.T, p *pipeline, img ferry.ImageSpec, size uint64, extents []ferry.Extent, inFlight bool) *ferry.Manifest {
 	t.Helper()
 	ctx := context.Background()
-	page := chunk.TestPage(t, chunkStore(t, p), extents)
+	page := chunktest.Page(t, chunkStore(t, p), extents)
 	now := time.Now().UTC()
 	snap := ferry.NewSnapshotName(now)
 	m := &ferry.Manifest{BackupID: ferry.BackupID("forged", img, snap), Image: img.AtSnap(snap), SourceImageID: "forged",
 		ToSnap: snap, Size: size, ChunkSize: bus.MaxChunkSize, Created: now}
 	if inFlight {
-		w := feed.TestFeed(t, p.pubConn.Backup, img, m.BackupID, len(extents), page)
+		w := feedtest.Feed(t, p.pubConn.Backup, img, m.BackupID, len(extents), page)
 		m.FeedSeq, m.FeedAttempt = w.Seq(), w.Attempt()
 	} else {
 		m.Complete = &ferry.BackupEnd{ExtentPages: []string{page}, ExtentCount: len(extents)}

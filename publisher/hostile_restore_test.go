@@ -12,7 +12,8 @@ import (
 	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/chunk"
-	"github.com/ferry-dr/ferry/internal/feed"
+	"github.com/ferry-dr/ferry/internal/chunk/chunktest"
+	"github.com/ferry-dr/ferry/internal/feed/feedtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/testbed"
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,7 +34,7 @@ func TestInvalidRestoreJobRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	const size = 4 * mib
-	for _, tc := range chunk.TestInvalidExtents(chunk.TestChunk(t, store), size) {
+	for _, tc := range chunktest.InvalidExtentLists(chunktest.Chunk(t, store), size) {
 		t.Run(tc.Name, func(t *testing.T) {
 			target := ferry.ImageSpec{Pool: testbed.Pool, Image: testbed.ImageName(t, "restored")}
 			removeAtEnd(t, source, target) // should the check fail
@@ -58,11 +59,11 @@ func TestInvalidRestoreJobRefused(t *testing.T) {
 func forgeRestoreJob(t *testing.T, s *sites, store *chunk.Store, target ferry.ImageSpec, size uint64, extents []ferry.Extent) *ferry.RestoreJob {
 	t.Helper()
 	ctx := context.Background()
-	page := chunk.TestPage(t, store, extents)
+	page := chunktest.Page(t, store, extents)
 	id := "forged-" + target.Image
 	// The feed of a restore is on the target's name with "@restore" (as
 	// recovery.SendRestore names it).
-	w := feed.TestFeed(t, s.bakConn.Backup, ferry.ImageSpec{Pool: target.Pool, Image: target.Image + "@restore"}, id, len(extents), page)
+	w := feedtest.Feed(t, s.bakConn.Backup, ferry.ImageSpec{Pool: target.Pool, Image: target.Image + "@restore"}, id, len(extents), page)
 	job := &ferry.RestoreJob{ID: id, Snapshot: ferry.ImageSpec{Pool: testbed.Pool, Image: "forged", Snap: "forged"}, Target: target,
 		Size: size, BackupFSID: "forged", FeedSeq: w.Seq(), FeedAttempt: w.Attempt(), Created: time.Now().UTC()}
 	raw, err := json.Marshal(job)

@@ -14,25 +14,29 @@ import (
 func TestDecodeResult(t *testing.T) {
 	img := ferry.ImageSpec{Pool: "rbd", Image: "vm", Snap: "ferry-1"}
 	confirmed, failed := Subject(ConfirmedSubject, img.AtSnap("")), Subject(FailedSubject, img.AtSnap(""))
+	imgJSON := `"image":{"Pool":"rbd","Image":"vm","Snap":"ferry-1"}`
+	chunkC := strings.Repeat("c", 64)
 	for _, tc := range []struct {
 		name, subject, body string
 		want                ferry.ResultKind
 		err                 string
 	}{
-		{"confirmed", confirmed, `{"kind":"confirmed","backup_id":"b"}`, ferry.ResultConfirmed, ""},
-		{"given up", failed, `{"kind":"given_up","backup_id":"b","error":"no"}`, ferry.ResultGivenUp, ""},
-		{"chunks missing", failed, `{"kind":"chunks_missing","backup_id":"b","missing_chunks":["c"]}`, ferry.ResultChunksMissing, ""},
+		{"confirmed", confirmed, `{"kind":"confirmed","backup_id":"b",` + imgJSON + `}`, ferry.ResultConfirmed, ""},
+		{"given up", failed, `{"kind":"given_up","backup_id":"b",` + imgJSON + `,"error":"no"}`, ferry.ResultGivenUp, ""},
+		{"chunks missing", failed, `{"kind":"chunks_missing","backup_id":"b",` + imgJSON + `,"missing_chunks":["` + chunkC + `"]}`, ferry.ResultChunksMissing, ""},
 		// A failure's empty error does not make it a confirmation.
-		{"given up without error", failed, `{"kind":"given_up","backup_id":"b"}`, ferry.ResultGivenUp, ""},
-		{"old confirmation", confirmed, `{"backup_id":"b"}`, ferry.ResultConfirmed, ""},
-		{"old failure", failed, `{"backup_id":"b","error":"no"}`, ferry.ResultGivenUp, ""},
-		{"old failure without error", failed, `{"backup_id":"b"}`, ferry.ResultGivenUp, ""},
-		{"old missing chunks", failed, `{"backup_id":"b","error":"bad","missing_chunks":["c"]}`, ferry.ResultChunksMissing, ""},
-		{"confirmation on the failure subject", failed, `{"kind":"confirmed","backup_id":"b"}`, "", "goes on ferry.confirmed"},
-		{"failure on the confirmation subject", confirmed, `{"kind":"given_up","backup_id":"b"}`, "", "goes on ferry.failed"},
-		{"unknown kind", failed, `{"kind":"maybe","backup_id":"b"}`, "", "unknown backup result kind"},
-		{"old message on another subject", Subject(RestoredSubject, img), `{"backup_id":"b"}`, "", "unknown backup result kind"},
+		{"given up without error", failed, `{"kind":"given_up","backup_id":"b",` + imgJSON + `}`, ferry.ResultGivenUp, ""},
+		{"old confirmation", confirmed, `{"backup_id":"b",` + imgJSON + `}`, ferry.ResultConfirmed, ""},
+		{"old failure", failed, `{"backup_id":"b",` + imgJSON + `,"error":"no"}`, ferry.ResultGivenUp, ""},
+		{"old failure without error", failed, `{"backup_id":"b",` + imgJSON + `}`, ferry.ResultGivenUp, ""},
+		{"old missing chunks", failed, `{"backup_id":"b",` + imgJSON + `,"error":"bad","missing_chunks":["` + chunkC + `"]}`, ferry.ResultChunksMissing, ""},
+		{"confirmation on the failure subject", failed, `{"kind":"confirmed","backup_id":"b",` + imgJSON + `}`, "", "goes on ferry.confirmed"},
+		{"failure on the confirmation subject", confirmed, `{"kind":"given_up","backup_id":"b",` + imgJSON + `}`, "", "goes on ferry.failed"},
+		{"unknown kind", failed, `{"kind":"maybe","backup_id":"b",` + imgJSON + `}`, "", "unknown backup result kind"},
+		{"old message on another subject", Subject(RestoredSubject, img), `{"backup_id":"b",` + imgJSON + `}`, "", "unknown backup result kind"},
 		{"not json", confirmed, `{`, "", "does not parse"},
+		{"no image", confirmed, `{"kind":"confirmed","backup_id":"b"}`, "", "is not POOL/IMAGE@SNAP"},
+		{"missing chunk not an address", failed, `{"kind":"chunks_missing","backup_id":"b",` + imgJSON + `,"missing_chunks":[">"]}`, "", "not a chunk address"},
 	} {
 		r, err := DecodeResult(tc.subject, []byte(tc.body))
 		switch {

@@ -1,20 +1,23 @@
-package feed
+// Package feedtest publishes whole feeds for tests. Nothing that ships
+// imports it.
+package feedtest
 
 import (
 	"context"
 	"testing"
 
+	"github.com/ferry-dr/ferry/internal/feed"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// TestFeed publishes a whole feed of backupID on img's subject, as a
+// Feed publishes a whole feed of backupID on img's subject, as a
 // publisher does: its start, pages and an end counting extents. It returns
 // the ended writer, whose Seq and Attempt a follower needs.
-func TestFeed(t testing.TB, js jetstream.JetStream, img ferry.ImageSpec, backupID string, extents int, pages ...string) *Writer {
+func Feed(t testing.TB, js jetstream.JetStream, img ferry.ImageSpec, backupID string, extents int, pages ...string) *feed.Writer {
 	t.Helper()
 	ctx := context.Background()
-	w, err := Start(ctx, js, img, backupID)
+	w, err := feed.Start(ctx, js, img, backupID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,7 +26,7 @@ func TestFeed(t testing.TB, js jetstream.JetStream, img ferry.ImageSpec, backupI
 			t.Fatal(err)
 		}
 	}
-	if err := w.End(ctx, End{Extents: extents}); err != nil {
+	if err := w.End(ctx, feed.End{Extents: extents}); err != nil {
 		t.Fatal(err)
 	}
 	return w

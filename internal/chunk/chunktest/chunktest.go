@@ -1,4 +1,6 @@
-package chunk
+// Package chunktest stores chunks and extent pages for tests, and holds
+// the extent lists no publisher writes. Nothing that ships imports it.
+package chunktest
 
 import (
 	"context"
@@ -6,6 +8,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/ferry-dr/ferry/internal/chunk"
 	"github.com/ferry-dr/ferry/internal/ferry"
 )
 
@@ -17,10 +20,10 @@ type InvalidExtents struct {
 	Want    string // in the refusal: names the extent
 }
 
-// TestInvalidExtents returns the invalid extent lists of a backup of an
+// InvalidExtentLists returns the invalid extent lists of a backup of an
 // image of size bytes (at least 64 KiB) whose data lies in the 4 KiB chunk
-// that TestChunk stored under hash.
-func TestInvalidExtents(hash string, size uint64) []InvalidExtents {
+// that Chunk stored under hash.
+func InvalidExtentLists(hash string, size uint64) []InvalidExtents {
 	data := func(off, n, chunkOff uint64) ferry.Extent {
 		return ferry.Extent{Offset: off, Length: n, Chunk: hash, ChunkOff: chunkOff}
 	}
@@ -37,24 +40,24 @@ func TestInvalidExtents(hash string, size uint64) []InvalidExtents {
 	}
 }
 
-// TestChunk stores a chunk of 4 KiB in s and returns its address.
-func TestChunk(t testing.TB, s *Store) string {
+// Chunk stores a chunk of 4 KiB in s and returns its address.
+func Chunk(t testing.TB, s *chunk.Store) string {
 	t.Helper()
 	raw := make([]byte, 4096)
 	for i := range raw {
 		raw[i] = byte(i*13 + 5)
 	}
-	hash := Hash(raw)
+	hash := chunk.Hash(raw)
 	if _, err := s.Put(context.Background(), hash, raw); err != nil {
 		t.Fatal(err)
 	}
 	return hash
 }
 
-// TestPage stores extents as one extent page in s and returns its address.
-func TestPage(t testing.TB, s *Store, extents []ferry.Extent) string {
+// Page stores extents as one extent page in s and returns its address.
+func Page(t testing.TB, s *chunk.Store, extents []ferry.Extent) string {
 	t.Helper()
-	raw, page, err := EncodePage(extents)
+	raw, page, err := chunk.EncodePage(extents)
 	if err != nil {
 		t.Fatal(err)
 	}
