@@ -34,7 +34,9 @@ func TestDecodeResult(t *testing.T) {
 		{"old message on another subject", Subject(RestoredSubject, img), `{"backup_id":"b"}`, "", "unknown backup result kind"},
 		{"not json", confirmed, `{`, "", "does not parse"},
 	} {
-		r, err := DecodeResult(tc.subject, []byte(tc.body))
+		// Every result names its image, as the subject does.
+		body := strings.Replace(tc.body, "{", `{"image":{"Pool":"rbd","Image":"vm","Snap":"ferry-1"},`, 1)
+		r, err := DecodeResult(tc.subject, nil, []byte(body), nil)
 		switch {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("%s: err %v, want one saying %q", tc.name, err, tc.err)
@@ -60,7 +62,7 @@ func TestResultSubjects(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := DecodeResult(Subject(prefix, img.AtSnap("")), raw)
+		out, err := DecodeResult(Subject(prefix, img.AtSnap("")), nil, raw, nil)
 		if err != nil || out.Kind != k || out.Manifest == nil || out.Manifest.VolumeID != "v" {
 			t.Errorf("%s: got %+v, %v", k, out, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
+	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/ferry-dr/ferry/internal/ship"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -54,6 +55,9 @@ type SendOptions struct {
 	// chunk.DefaultLevel).
 	ChunkSize        uint64
 	CompressionLevel int
+	// Signer is the restore identity's key: the source site applies only
+	// jobs (and feeds) signed by a restore key it trusts. nil: unsigned.
+	Signer *sign.Signer
 }
 
 // SendStats sum up the backup site's side of a restore.
@@ -128,10 +132,10 @@ func SendRestore(ctx context.Context, o SendOptions, p progress.Reporter) (*Remo
 	sh, err := ship.Ship(exportCtx, ship.Options{
 		Cluster: o.Backup, Export: ceph.ExportOptions{Image: o.Snapshot, FromSnap: o.FromSnap},
 		Store: store, ChunkSize: o.ChunkSize,
-		Feed: o.Bus.Backup, FeedImage: restoreFeedImage(o.Target), ID: job.ID,
+		Feed: o.Bus.Backup, FeedImage: restoreFeedImage(o.Target), ID: job.ID, Signer: o.Signer,
 		Announce: func(h rbddiff.Header, seq uint64, attempt string) error {
 			rr.Job.Size, rr.Job.Protected, rr.Job.FeedSeq, rr.Job.FeedAttempt = h.Size, h.Protected, seq, attempt
-			return publishJob(exportCtx, o.Bus.Backup, &rr.Job)
+			return publishJob(exportCtx, o.Bus.Backup, o.Signer, &rr.Job)
 		},
 		Progress: p,
 	})
@@ -188,13 +192,16 @@ func restoreFeedImage(target ferry.ImageSpec) ferry.ImageSpec {
 	return ferry.ImageSpec{Pool: target.Pool, Image: target.Image + "@restore"}
 }
 
-func publishJob(ctx context.Context, js jetstream.JetStream, job *ferry.RestoreJob) error {
+func publishJob(ctx context.Context, js jetstream.JetStream, signer *sign.Signer, job *ferry.RestoreJob) error {
 	raw, err := json.Marshal(job)
 	if err != nil {
 		return err
 	}
 	msg := nats.NewMsg(bus.Subject(bus.RestoreSubject, job.Target))
 	msg.Data = raw
+	if err := signer.Sign(msg); err != nil {
+		return err
+	}
 	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(job.ID), jetstream.WithExpectStream(bus.RestoreStream)); err != nil {
 		return fmt.Errorf("queue restore job %s for %s: %w (does the backup site's JetStream have stream %s? ferry consumer run sets it up)", job.ID, job.Target, err, bus.RestoreStream)
 	}
