@@ -10,6 +10,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/recovery"
+	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -42,9 +43,20 @@ func (p *Publisher) restoreJobs(ctx context.Context) (jetstream.Consumer, error)
 }
 
 func (p *Publisher) handleRestore(ctx context.Context, msg jetstream.Msg) {
+	if err := p.restore.Verify(msg.Subject(), msg.Headers(), msg.Data()); err != nil {
+		// Not answered: an outcome would tell a forger about this site.
+		p.log.Error("restore job refused: not signed by a restore key this site trusts; nothing written", "subject", msg.Subject(), "signed_by", sign.Signed(msg.Headers()), "error", err)
+		_ = msg.Term()
+		return
+	}
 	var job ferry.RestoreJob
 	if err := json.Unmarshal(msg.Data(), &job); err != nil || job.ID == "" {
 		p.log.Error("restore job does not parse; dropping it", "subject", msg.Subject(), "error", err)
+		_ = msg.Term()
+		return
+	}
+	if want := bus.Subject(bus.RestoreSubject, job.Target.AtSnap("")); msg.Subject() != want {
+		p.log.Error("restore job refused: its subject names another image than its target; nothing written", "subject", msg.Subject(), "target", job.Target.String())
 		_ = msg.Term()
 		return
 	}
@@ -57,7 +69,7 @@ func (p *Publisher) handleRestore(ctx context.Context, msg jetstream.Msg) {
 	} else {
 		log.Info("restore starting")
 		stop := bus.KeepAlive(msg, 20*time.Second)
-		out = recovery.ApplyRestoreJob(ctx, recovery.JobTarget{Cluster: p.ceph, Store: p.store, Backup: p.bus.Backup}, &job)
+		out = recovery.ApplyRestoreJob(ctx, recovery.JobTarget{Cluster: p.ceph, Store: p.store, Backup: p.bus.Backup, Trust: p.restore}, &job)
 		stop()
 	}
 	if out.Error != "" {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -115,7 +116,11 @@ func (p *Publisher) waitResult(ctx context.Context, m *Sent) (ferry.BackupResult
 			}
 			return ferry.BackupResult{}, err
 		}
-		r, err := bus.DecodeResult(msg.Subject(), msg.Data())
+		r, err := bus.DecodeResult(msg.Subject(), msg.Headers(), msg.Data(), p.trust)
+		if errors.Is(err, sign.ErrUnauthenticated) {
+			p.log.Error("backup result refused while waiting; nothing done", "backup_id", m.BackupID, "signed_by", sign.Signed(msg.Headers()), "error", err)
+			continue
+		}
 		if err != nil || r.BackupID != m.BackupID {
 			continue
 		}
