@@ -75,6 +75,7 @@ func newRootCommand() *cobra.Command {
 		newAgentCommand(),
 		newHookCommand(),
 		newRestoreCommand(),
+		newKeysCommand(),
 		newVerifyCommand(),
 		newRetentionCommand(),
 		newScrubCommand(),
