@@ -249,6 +249,7 @@ func (c *Consumer) apply(ctx context.Context, m *ferry.Manifest) (ferry.BackupEn
 	if err != nil {
 		return end, err
 	}
+	recorded := st != nil
 	if st == nil {
 		st = &ferry.ImageState{Image: source, SourceImageID: m.SourceImageID}
 	}
@@ -261,7 +262,7 @@ func (c *Consumer) apply(ctx context.Context, m *ferry.Manifest) (ferry.BackupEn
 	if err != nil {
 		return end, err
 	}
-	marks, err := c.checkOwned(st, m, target, snaps, exists, log)
+	marks, err := c.checkOwned(recorded && adoptable(st, m, snaps), m, target, snaps, exists, log)
 	if err != nil {
 		return end, err
 	}

@@ -149,7 +149,9 @@ func (c *Consumer) marks(target ferry.ImageSpec, exists bool) (ownership, error)
 
 // checkOwned refuses m when target is outside this site's pools or is not
 // Ferry's backup of m's source image, and returns the image's marks.
-func (c *Consumer) checkOwned(st *ferry.ImageState, m *ferry.Manifest, target ferry.ImageSpec, snaps []string, exists bool, log *slog.Logger) (ownership, error) {
+// canAdopt: an unmarked target may be an image of an older Ferry (adoptable,
+// with a state on record).
+func (c *Consumer) checkOwned(canAdopt bool, m *ferry.Manifest, target ferry.ImageSpec, snaps []string, exists bool, log *slog.Logger) (ownership, error) {
 	if !c.inPools(target) {
 		return ownership{}, permanentError{fmt.Errorf("%w: %s is in pool %s, which this backup site does not write (its pools: %v); add the pool to consumer.pools if it should",
 			ErrNotOwned, target, target.Pool, c.opts.Pools)}
@@ -158,7 +160,7 @@ func (c *Consumer) checkOwned(st *ferry.ImageState, m *ferry.Manifest, target fe
 	if err != nil {
 		return o, err
 	}
-	adopt := o.owner == "" && adoptable(st, m, snaps)
+	adopt := o.owner == "" && canAdopt
 	if err := owned(m, target, exists, snaps, o, adopt); err != nil {
 		return o, err
 	}
