@@ -10,19 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-func newKey(t *testing.T) *sign.Signer {
-	t.Helper()
-	seed, _, err := sign.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := sign.ParseSeed(string(seed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 func signedMsg(t *testing.T, s *sign.Signer, subject, body string) *nats.Msg {
 	t.Helper()
 	msg := nats.NewMsg(subject)
@@ -34,11 +21,8 @@ func signedMsg(t *testing.T, s *sign.Signer, subject, body string) *nats.Msg {
 }
 
 func TestVerify(t *testing.T) {
-	site, peer := newKey(t), newKey(t)
-	trust, err := sign.NewTrust(site.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
+	site, peer := sign.TestKey(t), sign.TestKey(t)
+	trust := sign.TestTrust(t, site)
 	good := signedMsg(t, site, "ferry.manifest.rbd.vm1", `{"a":1}`)
 	if err := trust.Verify(good.Subject, good.Header, good.Data); err != nil {
 		t.Fatalf("signed by the trusted key: %v", err)
@@ -102,7 +86,7 @@ func TestKeyFile(t *testing.T) {
 	if _, err := sign.ParseTrust("not-a-key"); err == nil {
 		t.Fatal("a trusted key that is no public key must be refused")
 	}
-	if _, err := sign.ParseTrust(s.Public() + "," + newKey(t).Public()); err != nil {
+	if _, err := sign.ParseTrust(s.Public() + "," + sign.TestKey(t).Public()); err != nil {
 		t.Fatal(err)
 	}
 }
