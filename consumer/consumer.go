@@ -47,6 +47,9 @@ type Options struct {
 	FeedSilence time.Duration
 	// MaxAttempts bounds the tries of one manifest before it is given up.
 	MaxAttempts int
+	Log         *slog.Logger
+	// Observer is told each attempt's outcome (metrics); nil: nobody.
+	Observer Observer
 	// Pools are the backup pools this consumer writes; empty: any pool.
 	Pools []string
 	// Trust holds the source site's public keys: manifests and extent
@@ -55,9 +58,6 @@ type Options struct {
 	Trust *sign.Trust
 	// Signer signs the results this site sends the source site; nil: unsigned.
 	Signer *sign.Signer
-	Log         *slog.Logger
-	// Observer is told each attempt's outcome (metrics); nil: nobody.
-	Observer Observer
 }
 
 func (o *Options) defaults() {

@@ -10,6 +10,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/sign"
+	"github.com/ferry-dr/ferry/internal/sign/signtest"
 	"github.com/ferry-dr/ferry/internal/testbed"
 	"github.com/ferry-dr/ferry/publisher"
 	"github.com/nats-io/nats.go"
@@ -22,12 +23,12 @@ func signedPipeline(t *testing.T, pubKey, consKey *sign.Signer, trustedPublisher
 	t.Helper()
 	p := newPipeline(t, startServer(t, bus.ServerOptions{}))
 	pub, err := publisher.New(context.Background(), source, p.pubConn, publisher.Options{Log: testLogger(t),
-		Signer: pubKey, Trust: sign.TestTrust(t, consKey)})
+		Signer: pubKey, Trust: signtest.Trust(t, consKey)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.pub = pub
-	p.consOpts.Signer, p.consOpts.Trust = consKey, sign.TestTrust(t, trustedPublisher...)
+	p.consOpts.Signer, p.consOpts.Trust = consKey, signtest.Trust(t, trustedPublisher...)
 	p.startConsumer()
 	return p
 }
@@ -38,7 +39,7 @@ func signedPipeline(t *testing.T, pubKey, consKey *sign.Signer, trustedPublisher
 // the key, in the log and in the state `ferry status` shows; the image
 // reads back unchanged, and backups go on.
 func TestForgedManifestOntoBackupImage(t *testing.T) {
-	pubKey, consKey, attacker := sign.TestKey(t), sign.TestKey(t), sign.TestKey(t)
+	pubKey, consKey, attacker := signtest.Key(t), signtest.Key(t), signtest.Key(t)
 	p := signedPipeline(t, pubKey, consKey, pubKey)
 	prod := ceph.TestImage(t, source, "prod", 8*mib)
 	ceph.TestWrite(t, source, prod, 0, []byte("production data"))
@@ -70,7 +71,7 @@ func TestForgedManifestOntoBackupImage(t *testing.T) {
 // backup site does not trust has nothing applied, and the state says which
 // key it was.
 func TestWrongPublisherKeyRefused(t *testing.T) {
-	trusted, wrong, consKey := sign.TestKey(t), sign.TestKey(t), sign.TestKey(t)
+	trusted, wrong, consKey := signtest.Key(t), signtest.Key(t), signtest.Key(t)
 	p := signedPipeline(t, wrong, consKey, trusted)
 	img := ceph.TestImage(t, source, "wrongkey", 4*mib)
 	start := time.Now().UTC()

@@ -14,6 +14,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/recovery"
 	"github.com/ferry-dr/ferry/internal/sign"
+	"github.com/ferry-dr/ferry/internal/sign/signtest"
 	"github.com/ferry-dr/ferry/internal/testbed"
 	"github.com/ferry-dr/ferry/publisher"
 	"github.com/nats-io/nats.go"
@@ -99,8 +100,8 @@ func (s *sourceSite) publishResult(t *testing.T, subject string, r ferry.BackupR
 // signed by another key, does not make the source site delete a snapshot;
 // one signed by the backup site's key does.
 func TestForgedGivenUpResultRefused(t *testing.T) {
-	consKey, attacker := sign.TestKey(t), sign.TestKey(t)
-	s := startSourceSite(t, publisher.Options{Trust: sign.TestTrust(t, consKey)})
+	consKey, attacker := signtest.Key(t), signtest.Key(t)
+	s := startSourceSite(t, publisher.Options{Trust: signtest.Trust(t, consKey)})
 	img := ceph.TestImage(t, source, "results", 4*mib)
 	removeAtEnd(t, source, img)
 	kept, dropped := "ferry-20260101T000000.000000001Z", "ferry-20260101T000000.000000002Z"
@@ -160,8 +161,8 @@ func TestForgedSnapshotEventRefused(t *testing.T) {
 // identity neither roll a production image back and write into it nor
 // create images at the source site; a signed one is applied.
 func TestForgedRestoreJobRefused(t *testing.T) {
-	restoreKey, attacker := sign.TestKey(t), sign.TestKey(t)
-	s := startSourceSite(t, publisher.Options{RestoreTrust: sign.TestTrust(t, restoreKey)})
+	restoreKey, attacker := signtest.Key(t), signtest.Key(t)
+	s := startSourceSite(t, publisher.Options{RestoreTrust: signtest.Trust(t, restoreKey)})
 	r := rand.New(rand.NewPCG(31, 31))
 	const common = "ferry-20260101T000000.000000001Z"
 	prod := ceph.TestImage(t, source, "prod", 4*mib)

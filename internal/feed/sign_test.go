@@ -12,6 +12,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/bus/bustest"
 	"github.com/ferry-dr/ferry/internal/sign"
+	"github.com/ferry-dr/ferry/internal/sign/signtest"
 	"github.com/nats-io/nats.go"
 )
 
@@ -38,8 +39,8 @@ func signedFeed(t *testing.T, c *bus.Conn, key *sign.Signer, trust *sign.Trust, 
 func TestForgedFeedMessagesIgnored(t *testing.T) {
 	c := bustest.Conn(t)
 	ctx := context.Background()
-	publisher, attacker := sign.TestKey(t), sign.TestKey(t)
-	trust := sign.TestTrust(t, publisher)
+	publisher, attacker := signtest.Key(t), signtest.Key(t)
+	trust := signtest.Trust(t, publisher)
 	w, r := signedFeed(t, c, publisher, trust, 10*time.Second)
 	forge := func(m message, key *sign.Signer) {
 		m.BackupID, m.Attempt = "backup-1", w.Attempt()
@@ -76,8 +77,8 @@ func TestForgedFeedMessagesIgnored(t *testing.T) {
 func TestFeedOfWrongKeySaysSo(t *testing.T) {
 	c := bustest.Conn(t)
 	ctx := context.Background()
-	trust := sign.TestTrust(t, sign.TestKey(t))
-	wrong := sign.TestKey(t)
+	trust := signtest.Trust(t, signtest.Key(t))
+	wrong := signtest.Key(t)
 	w, r := signedFeed(t, c, wrong, trust, 500*time.Millisecond)
 	if err := w.Page(ctx, "page-0"); err != nil {
 		t.Fatal(err)

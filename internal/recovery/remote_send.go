@@ -15,8 +15,8 @@ import (
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
-	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/ferry-dr/ferry/internal/ship"
+	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )

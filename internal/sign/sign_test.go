@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ferry-dr/ferry/internal/sign"
+	"github.com/ferry-dr/ferry/internal/sign/signtest"
 	"github.com/nats-io/nats.go"
 )
 
@@ -21,8 +22,8 @@ func signedMsg(t *testing.T, s *sign.Signer, subject, body string) *nats.Msg {
 }
 
 func TestVerify(t *testing.T) {
-	site, peer := sign.TestKey(t), sign.TestKey(t)
-	trust := sign.TestTrust(t, site)
+	site, peer := signtest.Key(t), signtest.Key(t)
+	trust := signtest.Trust(t, site)
 	good := signedMsg(t, site, "ferry.manifest.rbd.vm1", `{"a":1}`)
 	if err := trust.Verify(good.Subject, good.Header, good.Data); err != nil {
 		t.Fatalf("signed by the trusted key: %v", err)
@@ -86,7 +87,7 @@ func TestKeyFile(t *testing.T) {
 	if _, err := sign.ParseTrust("not-a-key"); err == nil {
 		t.Fatal("a trusted key that is no public key must be refused")
 	}
-	if _, err := sign.ParseTrust(s.Public() + "," + sign.TestKey(t).Public()); err != nil {
+	if _, err := sign.ParseTrust(s.Public() + "," + signtest.Key(t).Public()); err != nil {
 		t.Fatal(err)
 	}
 }
