@@ -212,3 +212,35 @@ func TestForgedRestoreJobRefused(t *testing.T) {
 	}
 	ceph.RequireSameContent(t, backup, evil.AtSnap("s2"), source, created)
 }
+
+// TestForgedStateDoesNotWidenPruning: a signed confirmation prunes the
+// Ferry snapshots before the one it confirms, whatever a forged state entry
+// claims the backup site holds.
+func TestForgedStateDoesNotWidenPruning(t *testing.T) {
+	consKey := signtest.Key(t)
+	s := startSourceSite(t, publisher.Options{Trust: signtest.Trust(t, consKey)})
+	img := ceph.TestImage(t, source, "prune", 4*mib)
+	removeAtEnd(t, source, img)
+	a, b, c := "ferry-20260101T000000.000000001Z", "ferry-20260101T000000.000000002Z", "ferry-20260101T000000.000000003Z"
+	for _, name := range []string{a, b, c} {
+		snap(t, source, img, name)
+	}
+	info, err := source.Info(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := s.conn.Backup.KeyValue(context.Background(), bus.StateBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, _ := json.Marshal(ferry.ImageState{Image: img, SourceImageID: info.ID, Confirmed: []string{c}, Status: ferry.StatusOK})
+	if _, err := kv.Put(context.Background(), bus.ImageKey(img), forged); err != nil {
+		t.Fatal(err)
+	}
+	s.publishResult(t, bus.ConfirmedSubject, ferry.BackupResult{Kind: ferry.ResultConfirmed, BackupID: "b", Image: img.AtSnap(b),
+		Manifest: &ferry.Manifest{BackupID: "b", Image: img.AtSnap(b), SourceImageID: info.ID, ToSnap: b}}, consKey)
+	s.drained(t, s.conn.Backup, bus.ResultStream, bus.PrunerDurable)
+	if got := ceph.TestSnapshotNames(t, source, img); !slices.Equal(got, []string{b, c}) {
+		t.Fatalf("source snapshots %v after a confirmation of %s, want [%s %s]", got, b, b, c)
+	}
+}

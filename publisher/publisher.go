@@ -240,12 +240,18 @@ func (p *Publisher) Prune(ctx context.Context, img ferry.ImageSpec) ([]string, e
 	if st.SourceImageID != info.ID {
 		return nil, nil // another image's chain: its confirmations say nothing about this one
 	}
+	return p.pruneWhere(img, st.HasConfirmed)
+}
+
+// pruneWhere prunes img's snapshots as if confirmed named what the backup
+// site holds.
+func (p *Publisher) pruneWhere(img ferry.ImageSpec, confirmed func(string) bool) ([]string, error) {
 	snaps, err := p.ceph.Snapshots(img)
 	if err != nil {
 		return nil, err
 	}
 	var pruned []string
-	for _, name := range prunable(snapNames(snaps), st.HasConfirmed) {
+	for _, name := range prunable(snapNames(snaps), confirmed) {
 		err := p.ceph.RemoveSnapshot(img.AtSnap(name))
 		if errors.Is(err, ceph.ErrNotFound) {
 			continue // pruned meanwhile by another publisher

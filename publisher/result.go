@@ -23,7 +23,7 @@ import (
 func (p *Publisher) onResult(ctx context.Context, r ferry.BackupResult) ([]string, error) {
 	switch r.Kind {
 	case ferry.ResultConfirmed:
-		pruned, err := p.Prune(ctx, r.Image)
+		pruned, err := p.pruneConfirmed(ctx, r)
 		if err != nil {
 			return pruned, fmt.Errorf("backup %s confirmed, but pruning failed: %w", r.BackupID, err)
 		}
@@ -41,6 +41,26 @@ func (p *Publisher) onResult(ctx context.Context, r ferry.BackupResult) ([]strin
 		return nil, nil
 	}
 	return nil, fmt.Errorf("backup result of %s: unknown kind %q", r.BackupID, r.Kind)
+}
+
+// pruneConfirmed prunes on the strength of the (authenticated) result
+// alone: the backup site holds r's snapshot, so the Ferry snapshots before
+// it are no base any more. The state bucket, which anyone on the bus can
+// write, is not asked. A result of an older Ferry, without its manifest,
+// is pruned by the state (Prune).
+func (p *Publisher) pruneConfirmed(ctx context.Context, r ferry.BackupResult) ([]string, error) {
+	if r.Manifest == nil {
+		return p.Prune(ctx, r.Image)
+	}
+	img := r.Image.AtSnap("")
+	info, err := p.ceph.Info(img)
+	if err != nil {
+		return nil, err
+	}
+	if r.Manifest.SourceImageID != info.ID {
+		return nil, nil // another image's chain: its confirmations say nothing about this one
+	}
+	return p.pruneWhere(img, func(s string) bool { return s == r.Image.Snap })
 }
 
 // resendEvent turns the backup a result is about back into the event that
