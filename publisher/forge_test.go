@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -181,20 +182,32 @@ func TestForgedRestoreJobRefused(t *testing.T) {
 	created := ferry.ImageSpec{Pool: prod.Pool, Image: prod.Image + "-created"}
 	removeAtEnd(t, source, created)
 
-	send := func(o recovery.SendOptions) *recovery.RemoteRestore {
+	// send is ferry restore --to source: it returns the source site's answer.
+	send := func(o recovery.SendOptions) error {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		o.Backup, o.Bus, o.Snapshot = backup, s.conn, evil.AtSnap("s2")
 		rr, err := recovery.SendRestore(ctx, o, nil)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		return rr
+		defer rr.Close()
+		_, err = rr.Wait(ctx)
+		return err
 	}
-	for _, key := range []*sign.Signer{nil, attacker} {
-		send(recovery.SendOptions{Target: prod, FromSnap: common, ForceRollback: true, Signer: key}).Close()
-		send(recovery.SendOptions{Target: created, Signer: key}).Close()
+	for _, c := range []struct {
+		key  *sign.Signer
+		want string
+	}{{nil, "carries no signature"}, {attacker, attacker.Public()}} {
+		for _, o := range []recovery.SendOptions{{Target: prod, FromSnap: common, ForceRollback: true}, {Target: created}} {
+			o.Signer = c.key
+			err := send(o)
+			var oe *recovery.OutcomeError
+			if !errors.As(err, &oe) || !oe.Outcome.Refused || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("forged restore job into %s: %v, want a refusal naming %q", o.Target, err, c.want)
+			}
+		}
 	}
 	s.drained(t, s.conn.Backup, bus.RestoreStream, bus.RestorerDurable)
 	if got := ceph.TestContent(t, source, prod); got != before {
@@ -203,11 +216,7 @@ func TestForgedRestoreJobRefused(t *testing.T) {
 	if _, err := source.Info(created); !errors.Is(err, ceph.ErrNotFound) {
 		t.Fatalf("a forged restore job created %s (%v)", created, err)
 	}
-	rr := send(recovery.SendOptions{Target: created, Signer: restoreKey})
-	defer rr.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := rr.Wait(ctx); err != nil {
+	if err := send(recovery.SendOptions{Target: created, Signer: restoreKey}); err != nil {
 		t.Fatalf("the restore identity's job: %v", err)
 	}
 	ceph.RequireSameContent(t, backup, evil.AtSnap("s2"), source, created)

@@ -44,9 +44,8 @@ func (p *Publisher) restoreJobs(ctx context.Context) (jetstream.Consumer, error)
 
 func (p *Publisher) handleRestore(ctx context.Context, msg jetstream.Msg) {
 	if err := p.restore.Verify(msg.Subject(), msg.Headers(), msg.Data()); err != nil {
-		// Not answered: an outcome would tell a forger about this site.
 		p.log.Error("restore job refused: not signed by a restore key this site trusts; nothing written", "subject", msg.Subject(), "signed_by", sign.Signed(msg.Headers()), "error", err)
-		_ = msg.Term()
+		p.refuseRestore(ctx, msg, err)
 		return
 	}
 	var job ferry.RestoreJob
@@ -84,4 +83,22 @@ func (p *Publisher) handleRestore(ctx context.Context, msg jetstream.Msg) {
 		log.Error("cannot tell the backup site how the restore ended", "error", err)
 	}
 	_ = msg.Ack()
+}
+
+// refuseRestore answers a restore job that failed its signature check, so
+// that an operator whose key is wrong learns it from ferry restore. The job
+// is read only to address the answer; nothing of it is acted on.
+func (p *Publisher) refuseRestore(ctx context.Context, msg jetstream.Msg, cause error) {
+	defer func() { _ = msg.Term() }()
+	var job ferry.RestoreJob
+	if json.Unmarshal(msg.Data(), &job) != nil || job.ID == "" {
+		return
+	}
+	out := ferry.RestoreOutcome{JobID: job.ID, Target: job.Target.AtSnap(""), Refused: true, Time: time.Now().UTC(),
+		Error: fmt.Sprintf("restore job %s refused, nothing written: %v (set publisher.restore_keys at the source site to the public key of consumer.restore_key)", job.ID, cause)}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := recovery.PublishRestoreOutcome(actx, p.bus.Backup, out); err != nil {
+		p.log.Error("cannot tell the backup site that a restore job was refused", "job", job.ID, "error", err)
+	}
 }
