@@ -103,3 +103,22 @@ func TestManifestOutsidePoolsRefused(t *testing.T) {
 		t.Fatalf("%s was created outside the consumer's pools", img)
 	}
 }
+
+// TestWrongConsumerKeyRefused: results signed by a key the source site does
+// not trust are not acted on, and `ferry backup` says which key it saw.
+func TestWrongConsumerKeyRefused(t *testing.T) {
+	pubKey, trusted, wrong := signtest.Key(t), signtest.Key(t), signtest.Key(t)
+	p := newPipeline(t, startServer(t, bus.ServerOptions{}))
+	pub, err := publisher.New(context.Background(), source, p.pubConn, publisher.Options{Log: testLogger(t),
+		Signer: pubKey, Trust: signtest.Trust(t, trusted)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.consOpts.Signer, p.consOpts.Trust = wrong, signtest.Trust(t, pubKey)
+	p.startConsumer()
+	img := ceph.TestImage(t, source, "wrongresult", 4*mib)
+	_, err = pub.BackupOnce(context.Background(), img, publisher.OnceOptions{Timeout: 5 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), wrong.Public()) || !strings.Contains(err.Error(), "does not trust") {
+		t.Fatalf("BackupOnce = %v, want the refusal of results signed by %s", err, wrong.Public())
+	}
+}

@@ -116,11 +116,16 @@ func (p *Publisher) waitResult(ctx context.Context, m *Sent) (ferry.BackupResult
 	if err != nil {
 		return ferry.BackupResult{}, err
 	}
-	// The confirmation may have come before we started listening.
-	if st, err := p.book.Get(ctx, m.Image); err != nil {
-		return ferry.BackupResult{}, err
-	} else if st != nil && st.SourceImageID == m.SourceImageID && st.HasConfirmed(m.ToSnap) {
-		return confirmed, nil
+	// The confirmation may have come before we started listening. With
+	// trusted keys, the state (which anyone on the bus can write) is not
+	// taken for a confirmation while the signed results can be read from
+	// where this try began.
+	if p.trust.Open() || m.ResultsFrom == 0 {
+		if st, err := p.book.Get(ctx, m.Image); err != nil {
+			return ferry.BackupResult{}, err
+		} else if st != nil && st.SourceImageID == m.SourceImageID && st.HasConfirmed(m.ToSnap) {
+			return confirmed, nil
+		}
 	}
 	msgs, err := results.Messages()
 	if err != nil {
@@ -128,9 +133,13 @@ func (p *Publisher) waitResult(ctx context.Context, m *Sent) (ferry.BackupResult
 	}
 	defer msgs.Stop()
 	go func() { <-ctx.Done(); msgs.Stop() }()
+	var refused error // the last result refused for its signature: the news if the wait ends
 	for {
 		msg, err := msgs.Next()
 		if err != nil {
+			if ctx.Err() != nil && refused != nil {
+				return ferry.BackupResult{}, fmt.Errorf("%w; results refused meanwhile: %w", ctx.Err(), refused)
+			}
 			if ctx.Err() != nil {
 				return ferry.BackupResult{}, ctx.Err()
 			}
@@ -139,6 +148,7 @@ func (p *Publisher) waitResult(ctx context.Context, m *Sent) (ferry.BackupResult
 		r, err := bus.DecodeResult(msg.Subject(), msg.Headers(), msg.Data(), p.trust)
 		if errors.Is(err, sign.ErrUnauthenticated) {
 			p.log.Error("backup result refused while waiting; nothing done", "backup_id", m.BackupID, "signed_by", sign.Signed(msg.Headers()), "error", err)
+			refused = err
 			continue
 		}
 		if err != nil || r.BackupID != m.BackupID {
