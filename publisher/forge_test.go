@@ -162,8 +162,8 @@ func TestForgedSnapshotEventRefused(t *testing.T) {
 // identity neither roll a production image back and write into it nor
 // create images at the source site; a signed one is applied.
 func TestForgedRestoreJobRefused(t *testing.T) {
-	restoreKey, attacker := signtest.Key(t), signtest.Key(t)
-	s := startSourceSite(t, publisher.Options{RestoreTrust: signtest.Trust(t, restoreKey)})
+	restoreKey, attacker, pubKey := signtest.Key(t), signtest.Key(t), signtest.Key(t)
+	s := startSourceSite(t, publisher.Options{RestoreTrust: signtest.Trust(t, restoreKey), Signer: pubKey})
 	r := rand.New(rand.NewPCG(31, 31))
 	const common = "ferry-20260101T000000.000000001Z"
 	prod := ceph.TestImage(t, source, "prod", 4*mib)
@@ -187,7 +187,7 @@ func TestForgedRestoreJobRefused(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		o.Backup, o.Bus, o.Snapshot = backup, s.conn, evil.AtSnap("s2")
+		o.Backup, o.Bus, o.Snapshot, o.Trust = backup, s.conn, evil.AtSnap("s2"), signtest.Trust(t, pubKey)
 		rr, err := recovery.SendRestore(ctx, o, nil)
 		if err != nil {
 			return err

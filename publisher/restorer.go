@@ -79,7 +79,7 @@ func (p *Publisher) handleRestore(ctx context.Context, msg jetstream.Msg) {
 	// Answer even while shutting down: ferry restore is waiting for it.
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := recovery.PublishRestoreOutcome(actx, p.bus.Backup, out); err != nil {
+	if err := recovery.PublishRestoreOutcome(actx, p.bus.Backup, p.signer, out); err != nil {
 		log.Error("cannot tell the backup site how the restore ended", "error", err)
 	}
 	_ = msg.Ack()
@@ -98,7 +98,7 @@ func (p *Publisher) refuseRestore(ctx context.Context, msg jetstream.Msg, cause 
 		Error: fmt.Sprintf("restore job %s refused, nothing written: %v (set publisher.restore_keys at the source site to the public key of consumer.restore_key)", job.ID, cause)}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := recovery.PublishRestoreOutcome(actx, p.bus.Backup, out); err != nil {
+	if err := recovery.PublishRestoreOutcome(actx, p.bus.Backup, p.signer, out); err != nil {
 		p.log.Error("cannot tell the backup site that a restore job was refused", "job", job.ID, "error", err)
 	}
 }

@@ -22,6 +22,7 @@ func newRestoreCommand() *cobra.Command {
 		noWait        bool
 		timeout       time.Duration
 		restoreKey    string
+		sourceKeys    string
 	)
 	cmd := &cobra.Command{
 		Use:   "restore POOL/IMAGE@SNAP --to [source:]POOL/TARGET [--from-snap COMMON [--force-rollback]] [--to-conf ...]",
@@ -78,8 +79,12 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 				if err != nil {
 					return fmt.Errorf("--restore-key: %w", err)
 				}
+				trust, err := sign.ParseTrust(sourceKeys)
+				if err != nil {
+					return fmt.Errorf("--trusted-keys: %w", err)
+				}
 				return restoreToSource(cmd.Context(), cmd.OutOrStdout(), fromCluster, &nf, recovery.SendOptions{
-					Snapshot: snapSpec, Target: targetSpec, FromSnap: fromSnap, ForceRollback: forceRollback, Signer: signer,
+					Snapshot: snapSpec, Target: targetSpec, FromSnap: fromSnap, ForceRollback: forceRollback, Signer: signer, Trust: trust,
 				}, restoreWait{noWait: noWait, timeout: timeout, noProgress: noProgress})
 			}
 			toCluster := fromCluster
@@ -128,6 +133,8 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 	f.DurationVar(&timeout, "timeout", time.Hour, "with --to source:...: how long to wait for the source site's answer")
 	f.StringVar(&restoreKey, "restore-key", "", "with --to source:...: the restore identity's nkeys seed file, which signs the job (the source site trusts its public key)")
 	bindConfig(f, "restore-key", "consumer.restore_key")
+	f.StringVar(&sourceKeys, "trusted-keys", "", "with --to source:...: comma-separated public keys of the source site; its answers signed by none are ignored (default: none, every answer is believed)")
+	bindConfig(f, "trusted-keys", "consumer.trusted_keys")
 	nf.register(f)
 	return cmd
 }
