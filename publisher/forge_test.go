@@ -143,6 +143,13 @@ func TestForgedSnapshotEventRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// An event of a Ferry snapshot of secret, on another image's subject.
+	secretSnap := secret.AtSnap(ferry.NewSnapshotName(time.Now()))
+	snap(t, source, secret, secretSnap.Snap)
+	raw, _ := json.Marshal(ferry.SnapshotEvent{Image: secretSnap, Created: time.Now().UTC()})
+	if _, err := s.conn.Source.Publish(ctx, bus.Subject(bus.SnapshotSubject, fine), raw); err != nil {
+		t.Fatal(err)
+	}
 	s.drained(t, s.conn.Source, bus.SnapshotStream, bus.PublisherDurable)
 	manifests, err := s.conn.Backup.Stream(ctx, bus.ManifestStream)
 	if err != nil {

@@ -61,6 +61,11 @@ func (p *Publisher) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	if want := bus.Subject(bus.SnapshotSubject, ev.Image); msg.Subject() != want {
+		p.log.Error("snapshot event refused: it names another image than its subject; nothing sent", "subject", msg.Subject(), "image", ev.Image.String())
+		_ = msg.Term()
+		return
+	}
 	stop := bus.KeepAlive(msg, 20*time.Second)
 	_, err := p.Backup(ctx, ev, nil)
 	stop()
