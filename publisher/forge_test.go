@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -56,7 +57,24 @@ func startSourceSite(t *testing.T, o publisher.Options) *sourceSite {
 			t.Errorf("publisher daemon: %v", err)
 		}
 	})
+	// The daemon reads results from its start on: publish none before.
+	s.await(t, func() error {
+		_, err := s.conn.Backup.Consumer(ctx, bus.RestoreStream, bus.RestorerDurable) // set up last
+		return err
+	})
 	return s
+}
+
+// await polls ready until it returns nil, for a minute at most.
+func (s *sourceSite) await(t *testing.T, ready func() error) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for err := ready(); err != nil; err = ready() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the publisher daemon did not get ready: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // drained waits until the daemon's durable consumer of stream has handled
@@ -64,20 +82,20 @@ func startSourceSite(t *testing.T, o publisher.Options) *sourceSite {
 func (s *sourceSite) drained(t *testing.T, js jetstream.JetStream, stream, durable string) {
 	t.Helper()
 	ctx := context.Background()
-	deadline := time.Now().Add(time.Minute)
-	for {
+	s.await(t, func() error {
 		cons, err := js.Consumer(ctx, stream, durable)
-		if err == nil {
-			info, err := cons.Info(ctx)
-			if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Stream > 0 {
-				return
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the publisher daemon did not handle everything on %s", stream)
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return err
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		if info.NumPending > 0 || info.NumAckPending > 0 || info.Delivered.Stream == 0 {
+			return fmt.Errorf("%s: %d messages pending", stream, info.NumPending+uint64(info.NumAckPending))
+		}
+		return nil
+	})
 }
 
 // publishResult publishes a backup result as r's signer (nil: unsigned) would.
