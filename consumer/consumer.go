@@ -11,7 +11,6 @@ package consumer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +23,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/feed"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
+	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -50,6 +50,14 @@ type Options struct {
 	Log         *slog.Logger
 	// Observer is told each attempt's outcome (metrics); nil: nobody.
 	Observer Observer
+	// Pools are the backup pools this consumer writes; empty: any pool.
+	Pools []string
+	// Trust holds the source site's public keys: manifests and extent
+	// pages signed by none of them are refused. Empty: everything is
+	// accepted (a setup without keys, which Run warns of).
+	Trust *sign.Trust
+	// Signer signs the results this site sends the source site; nil: unsigned.
+	Signer *sign.Signer
 }
 
 func (o *Options) defaults() {
@@ -125,6 +133,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if stoodBy {
 		c.opts.Log.Info("taking over: this consumer now applies the site's backups")
 	}
+	if c.opts.Trust.Open() {
+		c.opts.Log.Warn("messages are not authenticated: no trusted source site key is configured, so anyone who can publish on the bus can have backup images written; set consumer.trusted_keys (see docs/security-messages.md)")
+	}
 	err = c.run(held)
 	if cause := context.Cause(held); errors.Is(cause, bus.ErrLockLost) {
 		return fmt.Errorf("stopped applying backups: %w (a standby may have taken over; restart this consumer to stand by)", cause)
@@ -149,8 +160,14 @@ func (c *Consumer) run(ctx context.Context) error {
 
 // handle applies one manifest message and acks, naks or terminates it.
 func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
-	var m ferry.Manifest
-	if err := json.Unmarshal(msg.Data(), &m); err != nil {
+	m, err := c.checkManifest(msg)
+	if errors.Is(err, ErrNotAuthenticated) {
+		c.opts.Log.Error("manifest refused: not signed by a source site key this site trusts; nothing done", "subject", msg.Subject(), "signed_by", sign.Signed(msg.Headers()), "error", err)
+		c.refuseUnauthenticated(ctx, &m, err)
+		_ = msg.Term()
+		return
+	}
+	if err != nil {
 		c.opts.Log.Error("manifest does not parse; dropping it", "subject", msg.Subject(), "error", err)
 		_ = msg.Term()
 		return
@@ -240,6 +257,7 @@ func (c *Consumer) apply(ctx context.Context, m *ferry.Manifest) (ferry.BackupEn
 	if err != nil {
 		return end, err
 	}
+	recorded := st != nil
 	if st == nil {
 		st = &ferry.ImageState{Image: source, SourceImageID: m.SourceImageID}
 	}
@@ -252,14 +270,28 @@ func (c *Consumer) apply(ctx context.Context, m *ferry.Manifest) (ferry.BackupEn
 	if err != nil {
 		return end, err
 	}
+	marks, err := c.checkOwned(recorded && adoptable(st, m, snaps), m, target, snaps, exists, log)
+	if err != nil {
+		return end, err
+	}
+	// Whether an import was cut off is the image's word, not the bucket's.
+	st.Importing = marks.importing
 	if contains(snaps, m.ToSnap) {
 		log.Info("backup already applied; confirming again")
 		if m.Complete != nil {
 			end = *m.Complete
 		}
+		if marks.importing != "" {
+			if err := c.unmarkImport(target); err != nil {
+				return end, err
+			}
+		}
 		return end, c.confirm(ctx, st, m, end, snaps)
 	}
 	if err := c.prepare(ctx, st, m, target, snaps, exists, log); err != nil {
+		return end, err
+	}
+	if err := c.markImport(target, m); err != nil {
 		return end, err
 	}
 	log.Info("applying backup", "base", m.FromSnap, "in_flight", m.Complete == nil)
@@ -276,6 +308,9 @@ func (c *Consumer) apply(ctx context.Context, m *ferry.Manifest) (ferry.BackupEn
 		"seconds", time.Since(start).Seconds())
 	c.recordScrub(ctx, target, m, end.ExtentPages)
 	snaps, _, err = c.backupSnapshots(target)
+	if err == nil {
+		err = c.unmarkImport(target)
+	}
 	if err != nil {
 		return end, err
 	}
@@ -297,7 +332,7 @@ func (c *Consumer) importBackup(ctx context.Context, target ferry.ImageSpec, m *
 	if m.FeedSeq == 0 {
 		return ferry.BackupEnd{}, ceph.ImportStats{}, permanentError{fmt.Errorf("manifest of %s names neither a feed nor its extent pages: it is damaged; run the backup again", m.BackupID)}
 	}
-	pages, err := feed.Follow(ctx, c.bus.Backup, m.Image, m.BackupID, m.FeedAttempt, m.FeedSeq, c.opts.FeedSilence)
+	pages, err := feed.Follow(ctx, c.bus.Backup, m.Image, m.BackupID, m.FeedAttempt, m.FeedSeq, c.opts.FeedSilence, c.opts.Trust)
 	if err != nil {
 		return ferry.BackupEnd{}, ceph.ImportStats{}, err
 	}
@@ -436,7 +471,7 @@ func (c *Consumer) publishResult(ctx context.Context, kind ferry.ResultKind, m *
 	if cause != nil {
 		r.Error = cause.Error()
 	}
-	return bus.PublishResult(ctx, c.bus.Backup, r)
+	return bus.PublishResult(ctx, c.bus.Backup, c.opts.Signer, r)
 }
 
 func contains(list []string, s string) bool {

@@ -106,7 +106,7 @@ func waitGivenUp(t *testing.T, p *pipeline, m *ferry.Manifest) ferry.BackupResul
 		if err != nil {
 			t.Fatalf("waiting for the backup site to give %s up: %v", m.BackupID, err)
 		}
-		r, err := bus.DecodeResult(msg.Subject(), msg.Data())
+		r, err := bus.DecodeResult(msg.Subject(), msg.Headers(), msg.Data(), nil)
 		if err == nil && r.BackupID == m.BackupID && r.Kind == ferry.ResultGivenUp {
 			return r
 		}

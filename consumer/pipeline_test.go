@@ -552,6 +552,11 @@ func TestBackupGivenUp(t *testing.T) {
 	if err := backup.CreateSnapshot(img.AtSnap("someone-elses")); err != nil {
 		t.Fatal(err)
 	}
+	// Ferry's backup image of another source image (an unmarked one is
+	// refused as not Ferry's: see forge_test.go).
+	if err := backup.SetMetadata(img, "ferry.source_image_id", "another-chain"); err != nil {
+		t.Fatal(err)
+	}
 	err := p.waitRefused(p.send(snapshot(t, img)))
 	requireContains(t, err.Error(), "--resync")
 	if !errors.Is(err, publisher.ErrGivenUp) {

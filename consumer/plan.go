@@ -60,9 +60,22 @@ type plan struct {
 // called again with its result.
 func decide(m *ferry.Manifest, target ferry.ImageSpec, f facts) plan {
 	if m.FromSnap != "" {
-		return decideIncremental(m, target, f)
+		return keepsSnapshots(decideIncremental(m, target, f), target, f)
 	}
-	return decideFull(m, target, f)
+	return keepsSnapshots(decideFull(m, target, f), target, f)
+}
+
+// keepsSnapshots holds every plan to the rule that no message removes a
+// snapshot of a backup image: a rollback drops only the head's writes (its
+// snapshots stay), a resync keeps the old image under a new name, and only
+// an image without snapshots is removed. Retention is the backup site's
+// own policy (ferry retention), never a message's.
+func keepsSnapshots(pl plan, target ferry.ImageSpec, f facts) plan {
+	if pl.act == actRemoveCreate && len(f.snaps) > 0 {
+		return plan{act: actRefuse, err: permanentError{fmt.Errorf("%s at the backup site holds snapshots (%s): Ferry never removes a backup image with snapshots; run the backup with --resync, which keeps it under a new name",
+			target, strings.Join(f.snaps, ", "))}}
+	}
+	return pl
 }
 
 func decideIncremental(m *ferry.Manifest, target ferry.ImageSpec, f facts) plan {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
+	"github.com/ferry-dr/ferry/internal/sign"
 )
 
 // OnceOptions configure BackupOnce.
@@ -79,6 +80,9 @@ func (p *Publisher) BackupOnce(ctx context.Context, img ferry.ImageSpec, o OnceO
 		defer cancel()
 	}
 	r, err := p.waitResult(wctx, m)
+	if errors.Is(err, sign.ErrUnauthenticated) {
+		return nil, fmt.Errorf("the backup site's answer about %s was not accepted: %w", ev.Image, err)
+	}
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		return nil, fmt.Errorf("the backup site did not confirm %s within %s; is `ferry consumer run` running there? (the backup stays queued and will be applied when it is)", ev.Image, o.Timeout)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
 	"github.com/ferry-dr/ferry/internal/ship"
+	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -44,6 +45,10 @@ type Publisher struct {
 	chunkSize uint64
 	log       *slog.Logger
 	observer  Observer
+	pools     []string
+	signer    *sign.Signer
+	trust     *sign.Trust // the backup site's keys: results
+	restore   *sign.Trust // the restore keys: restore jobs
 }
 
 // Options configure a Publisher.
@@ -52,6 +57,16 @@ type Options struct {
 	CompressionLevel int    // gzip level 1-9, default chunk.DefaultLevel
 	Log              *slog.Logger
 	Observer         Observer // told each backup's outcome (metrics); nil: nobody
+	// Pools are the source pools this publisher exports; empty: any pool.
+	Pools []string
+	// Signer signs manifests and extent page feeds; nil: unsigned.
+	Signer *sign.Signer
+	// Trust holds the backup site's public keys: results signed by none of
+	// them are refused. RestoreTrust holds the keys of the restore identity
+	// (ferry restore at the backup site): restore jobs signed by none of
+	// them are refused. Empty: everything is accepted (a setup without
+	// keys, which Run warns of).
+	Trust, RestoreTrust *sign.Trust
 }
 
 // New opens the chunk store and state bucket of the backup site.
@@ -81,7 +96,8 @@ func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) 
 	if err != nil {
 		return nil, err
 	}
-	return &Publisher{ceph: cluster, bus: conn, store: store, book: book, chunkSize: o.ChunkSize, log: o.Log, observer: o.Observer}, nil
+	return &Publisher{ceph: cluster, bus: conn, store: store, book: book, chunkSize: o.ChunkSize, log: o.Log, observer: o.Observer,
+		pools: o.Pools, signer: o.Signer, trust: o.Trust, restore: o.RestoreTrust}, nil
 }
 
 // Sent is a backup as this publisher sent it.
@@ -115,6 +131,9 @@ func (p *Publisher) Backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 
 func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter) (*Sent, error) {
 	img := ev.Image.AtSnap("")
+	if err := p.exportable(ev.Image); err != nil {
+		return nil, err
+	}
 	info, err := p.ceph.Info(img)
 	if err != nil {
 		return nil, err
@@ -161,7 +180,7 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 		// reads in flight keep the same speed in less memory.
 		Export: ceph.ExportOptions{Image: ev.Image, FromSnap: base, Readers: publisherReaders},
 		Store:  p.store, ChunkSize: p.chunkSize,
-		Feed: p.bus.Backup, FeedImage: img, ID: backupID,
+		Feed: p.bus.Backup, FeedImage: img, ID: backupID, Signer: p.signer,
 		Announce: func(h rbddiff.Header, seq uint64, attempt string) error {
 			s.Size, s.FeedSeq, s.FeedAttempt = h.Size, seq, attempt
 			var err error // this closure's own: Ship's result is set below
@@ -189,6 +208,9 @@ func (p *Publisher) publishManifest(ctx context.Context, m *ferry.Manifest) erro
 	}
 	msg := nats.NewMsg(bus.Subject(bus.ManifestSubject, m.Image))
 	msg.Data = raw
+	if err := p.signer.Sign(msg); err != nil {
+		return err
+	}
 	if _, err := p.bus.Backup.PublishMsg(ctx, msg, jetstream.WithMsgID(m.MessageID()), jetstream.WithExpectStream(bus.ManifestStream)); err != nil {
 		return fmt.Errorf("publish manifest of %s: %w", m.BackupID, err)
 	}
@@ -218,12 +240,18 @@ func (p *Publisher) Prune(ctx context.Context, img ferry.ImageSpec) ([]string, e
 	if st.SourceImageID != info.ID {
 		return nil, nil // another image's chain: its confirmations say nothing about this one
 	}
+	return p.pruneWhere(img, st.HasConfirmed)
+}
+
+// pruneWhere prunes img's snapshots as if confirmed named what the backup
+// site holds.
+func (p *Publisher) pruneWhere(img ferry.ImageSpec, confirmed func(string) bool) ([]string, error) {
 	snaps, err := p.ceph.Snapshots(img)
 	if err != nil {
 		return nil, err
 	}
 	var pruned []string
-	for _, name := range prunable(snapNames(snaps), st.HasConfirmed) {
+	for _, name := range prunable(snapNames(snaps), confirmed) {
 		err := p.ceph.RemoveSnapshot(img.AtSnap(name))
 		if errors.Is(err, ceph.ErrNotFound) {
 			continue // pruned meanwhile by another publisher

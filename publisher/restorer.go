@@ -2,6 +2,7 @@ package publisher
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/recovery"
+	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -41,6 +43,11 @@ func (p *Publisher) restoreJobs(ctx context.Context) (jetstream.Consumer, error)
 }
 
 func (p *Publisher) handleRestore(ctx context.Context, msg jetstream.Msg) {
+	if err := p.restore.Verify(msg.Subject(), msg.Headers(), msg.Data()); err != nil {
+		p.log.Error("restore job refused: not signed by a restore key this site trusts; nothing written", "subject", msg.Subject(), "signed_by", sign.Signed(msg.Headers()), "error", err)
+		p.refuseRestore(ctx, msg, err)
+		return
+	}
 	job, err := ferry.DecodeRestoreJob(msg.Data())
 	if err != nil {
 		p.log.Error("restore job dropped", "subject", msg.Subject(), "error", err)
@@ -61,7 +68,7 @@ func (p *Publisher) handleRestore(ctx context.Context, msg jetstream.Msg) {
 	} else {
 		log.Info("restore starting")
 		stop := bus.KeepAlive(msg, 20*time.Second)
-		out = recovery.ApplyRestoreJob(ctx, recovery.JobTarget{Cluster: p.ceph, Store: p.store, Backup: p.bus.Backup}, &job)
+		out = recovery.ApplyRestoreJob(ctx, recovery.JobTarget{Cluster: p.ceph, Store: p.store, Backup: p.bus.Backup, Trust: p.restore}, &job)
 		stop()
 	}
 	if out.Error != "" {
@@ -72,8 +79,26 @@ func (p *Publisher) handleRestore(ctx context.Context, msg jetstream.Msg) {
 	// Answer even while shutting down: ferry restore is waiting for it.
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := recovery.PublishRestoreOutcome(actx, p.bus.Backup, out); err != nil {
+	if err := recovery.PublishRestoreOutcome(actx, p.bus.Backup, p.signer, out); err != nil {
 		log.Error("cannot tell the backup site how the restore ended", "error", err)
 	}
 	_ = msg.Ack()
+}
+
+// refuseRestore answers a restore job that failed its signature check, so
+// that an operator whose key is wrong learns it from ferry restore. The job
+// is read only to address the answer; nothing of it is acted on.
+func (p *Publisher) refuseRestore(ctx context.Context, msg jetstream.Msg, cause error) {
+	defer func() { _ = msg.Term() }()
+	var job ferry.RestoreJob
+	if json.Unmarshal(msg.Data(), &job) != nil || job.ID == "" {
+		return
+	}
+	out := ferry.RestoreOutcome{JobID: job.ID, Target: job.Target.AtSnap(""), Refused: true, Time: time.Now().UTC(),
+		Error: fmt.Sprintf("restore job %s refused, nothing written: %v (set publisher.restore_keys at the source site to the public key of consumer.restore_key)", job.ID, cause)}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := recovery.PublishRestoreOutcome(actx, p.bus.Backup, p.signer, out); err != nil {
+		p.log.Error("cannot tell the backup site that a restore job was refused", "job", job.ID, "error", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -22,7 +23,7 @@ import (
 func (p *Publisher) onResult(ctx context.Context, r ferry.BackupResult) ([]string, error) {
 	switch r.Kind {
 	case ferry.ResultConfirmed:
-		pruned, err := p.Prune(ctx, r.Image)
+		pruned, err := p.pruneConfirmed(ctx, r)
 		if err != nil {
 			return pruned, fmt.Errorf("backup %s confirmed, but pruning failed: %w", r.BackupID, err)
 		}
@@ -40,6 +41,26 @@ func (p *Publisher) onResult(ctx context.Context, r ferry.BackupResult) ([]strin
 		return nil, nil
 	}
 	return nil, fmt.Errorf("backup result of %s: unknown kind %q", r.BackupID, r.Kind)
+}
+
+// pruneConfirmed prunes on the strength of the (authenticated) result
+// alone: the backup site holds r's snapshot, so the Ferry snapshots before
+// it are no base any more. The state bucket, which anyone on the bus can
+// write, is not asked. A result of an older Ferry, without its manifest,
+// is pruned by the state (Prune).
+func (p *Publisher) pruneConfirmed(ctx context.Context, r ferry.BackupResult) ([]string, error) {
+	if r.Manifest == nil {
+		return p.Prune(ctx, r.Image)
+	}
+	img := r.Image.AtSnap("")
+	info, err := p.ceph.Info(img)
+	if err != nil {
+		return nil, err
+	}
+	if r.Manifest.SourceImageID != info.ID {
+		return nil, nil // another image's chain: its confirmations say nothing about this one
+	}
+	return p.pruneWhere(img, func(s string) bool { return s == r.Image.Snap })
 }
 
 // resendEvent turns the backup a result is about back into the event that
@@ -95,11 +116,16 @@ func (p *Publisher) waitResult(ctx context.Context, m *Sent) (ferry.BackupResult
 	if err != nil {
 		return ferry.BackupResult{}, err
 	}
-	// The confirmation may have come before we started listening.
-	if st, err := p.book.Get(ctx, m.Image); err != nil {
-		return ferry.BackupResult{}, err
-	} else if st != nil && st.SourceImageID == m.SourceImageID && st.HasConfirmed(m.ToSnap) {
-		return confirmed, nil
+	// The confirmation may have come before we started listening. With
+	// trusted keys, the state (which anyone on the bus can write) is not
+	// taken for a confirmation while the signed results can be read from
+	// where this try began.
+	if p.trust.Open() || m.ResultsFrom == 0 {
+		if st, err := p.book.Get(ctx, m.Image); err != nil {
+			return ferry.BackupResult{}, err
+		} else if st != nil && st.SourceImageID == m.SourceImageID && st.HasConfirmed(m.ToSnap) {
+			return confirmed, nil
+		}
 	}
 	msgs, err := results.Messages()
 	if err != nil {
@@ -107,15 +133,24 @@ func (p *Publisher) waitResult(ctx context.Context, m *Sent) (ferry.BackupResult
 	}
 	defer msgs.Stop()
 	go func() { <-ctx.Done(); msgs.Stop() }()
+	var refused error // the last result refused for its signature: the news if the wait ends
 	for {
 		msg, err := msgs.Next()
 		if err != nil {
+			if ctx.Err() != nil && refused != nil {
+				return ferry.BackupResult{}, fmt.Errorf("%w; results refused meanwhile: %w", ctx.Err(), refused)
+			}
 			if ctx.Err() != nil {
 				return ferry.BackupResult{}, ctx.Err()
 			}
 			return ferry.BackupResult{}, err
 		}
-		r, err := bus.DecodeResult(msg.Subject(), msg.Data())
+		r, err := bus.DecodeResult(msg.Subject(), msg.Headers(), msg.Data(), p.trust)
+		if errors.Is(err, sign.ErrUnauthenticated) {
+			p.log.Error("backup result refused while waiting; nothing done", "backup_id", m.BackupID, "signed_by", sign.Signed(msg.Headers()), "error", err)
+			refused = err
+			continue
+		}
 		if err != nil || r.BackupID != m.BackupID {
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -38,6 +39,9 @@ func (p *Publisher) Run(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("create consumer %s on %s: %w", bus.PrunerDurable, bus.ResultStream, err)
+	}
+	if p.trust.Open() || p.restore.Open() {
+		p.log.Warn("messages are not authenticated: no trusted backup site or restore key is configured, so anyone who can publish on the bus can have source snapshots removed or restores written into this site; set publisher.trusted_keys and publisher.restore_keys (see docs/security-messages.md)")
 	}
 	restores, err := p.restoreJobs(ctx)
 	if err != nil {
@@ -71,7 +75,7 @@ func (p *Publisher) handleEvent(ctx context.Context, msg jetstream.Msg) {
 	case errors.Is(err, ErrSnapshotGone):
 		p.log.Warn("snapshot event dropped", "image", ev.Image.AtSnap("").String(), "snapshot", ev.Image.Snap, "error", err)
 		_ = msg.Term()
-	case errors.Is(err, ErrLineage):
+	case errors.Is(err, ErrLineage), errors.Is(err, ErrNotExported):
 		p.log.Error("backup refused", "image", ev.Image.AtSnap("").String(), "snapshot", ev.Image.Snap, "error", err)
 		_ = msg.Term()
 	default:
@@ -82,9 +86,9 @@ func (p *Publisher) handleEvent(ctx context.Context, msg jetstream.Msg) {
 
 func (p *Publisher) handleResult(ctx context.Context, msg jetstream.Msg) {
 	defer func() { _ = msg.Ack() }()
-	r, err := bus.DecodeResult(msg.Subject(), msg.Data())
+	r, err := bus.DecodeResult(msg.Subject(), msg.Headers(), msg.Data(), p.trust)
 	if err != nil {
-		p.log.Error("backup result dropped", "subject", msg.Subject(), "error", err)
+		p.log.Error("backup result dropped; nothing done", "subject", msg.Subject(), "signed_by", sign.Signed(msg.Headers()), "error", err)
 		return
 	}
 	if err := bus.Refusal(msg.Subject(), r.Image, r.Image.Validate(), bus.ConfirmedSubject, bus.FailedSubject); err != nil {

@@ -54,7 +54,11 @@ A consumer must be running at the backup site (ferry consumer run).`,
 				return err
 			}
 			defer conn.Close()
-			pub, err := publisher.New(ctx, cluster, conn, po.options(log))
+			opts, err := po.options(log)
+			if err != nil {
+				return err
+			}
+			pub, err := publisher.New(ctx, cluster, conn, opts)
 			if err != nil {
 				return err
 			}

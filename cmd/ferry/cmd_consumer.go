@@ -18,6 +18,7 @@ func newConsumerCommand() *cobra.Command {
 		site     string
 		baseWait time.Duration
 		poolMap  string
+		tf       trustFlags
 	)
 	run := &cobra.Command{
 		Use:   "run",
@@ -38,6 +39,9 @@ func newConsumerCommand() *cobra.Command {
 				return err
 			}
 			opts := consumer.Options{Site: site, BaseWait: baseWait, PoolMap: pools, Log: d.log}
+			if opts.Pools, opts.Signer, opts.Trust, err = tf.load(); err != nil {
+				return err
+			}
 			if d.metrics != nil {
 				opts.Observer = d.metrics
 			}
@@ -57,6 +61,7 @@ func newConsumerCommand() *cobra.Command {
 	bindConfig(run.Flags(), "base-wait", "consumer.base_wait")
 	run.Flags().StringVar(&poolMap, "pool-map", defaults.Consumer.PoolMap, "backup pool for each source pool, SRC=DST[,SRC=DST...] (default: the same pool names)")
 	bindConfig(run.Flags(), "pool-map", "consumer.pool_map")
+	tf.register(run.Flags(), "consumer", "source site (its manifests and pages)")
 	df.register(run.Flags(), "consumer")
 	cmd.AddCommand(run)
 	return cmd

@@ -23,7 +23,10 @@ func newPublisherCommand() *cobra.Command {
 				return err
 			}
 			defer d.close()
-			opts := po.options(d.log)
+			opts, err := po.options(d.log)
+			if err != nil {
+				return err
+			}
 			if d.metrics != nil {
 				opts.Observer = d.metrics
 			}

@@ -7,6 +7,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/internal/recovery"
+	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/spf13/cobra"
 )
 
@@ -20,6 +21,8 @@ func newRestoreCommand() *cobra.Command {
 		noProgress    bool
 		noWait        bool
 		timeout       time.Duration
+		restoreKey    string
+		sourceKeys    string
 	)
 	cmd := &cobra.Command{
 		Use:   "restore POOL/IMAGE@SNAP --to [source:]POOL/TARGET [--from-snap COMMON [--force-rollback]] [--to-conf ...]",
@@ -77,8 +80,16 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 			}
 			defer fromCluster.Close()
 			if toSource {
+				signer, err := sign.LoadKey(restoreKey)
+				if err != nil {
+					return fmt.Errorf("--restore-key: %w", err)
+				}
+				trust, err := sign.ParseTrust(sourceKeys)
+				if err != nil {
+					return fmt.Errorf("--trusted-keys: %w", err)
+				}
 				return restoreToSource(cmd.Context(), cmd.OutOrStdout(), fromCluster, &nf, recovery.SendOptions{
-					Snapshot: snapSpec, Target: targetSpec, FromSnap: fromSnap, ForceRollback: forceRollback,
+					Snapshot: snapSpec, Target: targetSpec, FromSnap: fromSnap, ForceRollback: forceRollback, Signer: signer, Trust: trust,
 				}, restoreWait{noWait: noWait, timeout: timeout, noProgress: noProgress})
 			}
 			toCluster := fromCluster
@@ -125,6 +136,10 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 	f.BoolVar(&noProgress, "no-progress", false, "do not show progress")
 	f.BoolVar(&noWait, "no-wait", false, "with --to source:...: return once the restore job is queued, without waiting for the source site")
 	f.DurationVar(&timeout, "timeout", time.Hour, "with --to source:...: how long to wait for the source site's answer")
+	f.StringVar(&restoreKey, "restore-key", "", "with --to source:...: the restore identity's nkeys seed file, which signs the job (the source site trusts its public key)")
+	bindConfig(f, "restore-key", "consumer.restore_key")
+	f.StringVar(&sourceKeys, "trusted-keys", "", "with --to source:...: comma-separated public keys of the source site; its answers signed by none are ignored (default: none, every answer is believed)")
+	bindConfig(f, "trusted-keys", "consumer.trusted_keys")
 	nf.register(f)
 	return cmd
 }

@@ -100,6 +100,7 @@ func newRootCommand() *cobra.Command {
 		newAgentCommand(),
 		newHookCommand(),
 		newRestoreCommand(),
+		newKeysCommand(),
 		newVerifyCommand(),
 		newRetentionCommand(),
 		newScrubCommand(),

@@ -30,7 +30,7 @@ func FuzzResult(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		for _, prefix := range []string{ConfirmedSubject, FailedSubject} {
 			subject := Subject(prefix, img.AtSnap(""))
-			r, err := DecodeResult(subject, raw)
+			r, err := DecodeResult(subject, nil, raw, nil)
 			if err != nil {
 				if !errors.Is(err, ferry.ErrInvalid) {
 					t.Fatalf("error %v is not ErrInvalid", err)
@@ -44,7 +44,7 @@ func FuzzResult(f *testing.F) {
 			if err != nil {
 				continue // a time json cannot write (year past 9999): never sent
 			}
-			back, err := DecodeResult(subject, again)
+			back, err := DecodeResult(subject, nil, again, nil)
 			if err != nil {
 				t.Fatalf("%s, accepted once, is refused after a round trip: %v", again, err)
 			}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -23,8 +24,8 @@ func resultPrefix(k ferry.ResultKind) (string, error) {
 }
 
 // PublishResult tells the source site about a backup, on the subject of the
-// result's kind.
-func PublishResult(ctx context.Context, js jetstream.JetStream, r ferry.BackupResult) error {
+// result's kind, signed by signer (nil: unsigned).
+func PublishResult(ctx context.Context, js jetstream.JetStream, signer *sign.Signer, r ferry.BackupResult) error {
 	prefix, err := resultPrefix(r.Kind)
 	if err != nil {
 		return err
@@ -35,18 +36,26 @@ func PublishResult(ctx context.Context, js jetstream.JetStream, r ferry.BackupRe
 	}
 	msg := nats.NewMsg(Subject(prefix, r.Image.AtSnap("")))
 	msg.Data = raw
+	if err := signer.Sign(msg); err != nil {
+		return err
+	}
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
 		return fmt.Errorf("publish %s for %s: %w", prefix, r.Image, err)
 	}
 	return nil
 }
 
-// DecodeResult reads the backup result of a FERRY_RESULTS message. Its kind
-// must agree with its subject, and it must be valid (BackupResult.Validate);
-// every refusal wraps ferry.ErrInvalid. A result of an older Ferry has no kind: its
-// subject gives it (a failure that lists missing chunks asks for them).
-func DecodeResult(subject string, data []byte) (ferry.BackupResult, error) {
+// DecodeResult reads the backup result of a FERRY_RESULTS message, once
+// trust has authenticated it (wrapping sign.ErrUnauthenticated when not).
+// Its kind must agree with its subject, its image be the subject's, and it
+// must be valid (BackupResult.Validate); those refusals wrap
+// ferry.ErrInvalid. A result of an older Ferry has no kind: its subject
+// gives it (a failure that lists missing chunks asks for them).
+func DecodeResult(subject string, h nats.Header, data []byte, trust *sign.Trust) (ferry.BackupResult, error) {
 	var r ferry.BackupResult
+	if err := trust.Verify(subject, h, data); err != nil {
+		return r, fmt.Errorf("backup result refused: %w", err)
+	}
 	if err := json.Unmarshal(data, &r); err != nil {
 		return r, ferry.Invalid("backup result on %s does not parse: %v", subject, err)
 	}
@@ -70,6 +79,9 @@ func DecodeResult(subject string, data []byte) (ferry.BackupResult, error) {
 	}
 	if want != prefix {
 		return r, ferry.Invalid("backup result on %s says %q, which goes on %s.*: dropped as damaged", subject, r.Kind, want)
+	}
+	if Subject(prefix, r.Image.AtSnap("")) != subject {
+		return r, ferry.Invalid("backup result on %s names image %s, another image's: dropped as damaged", subject, r.Image.AtSnap(""))
 	}
 	return r, r.Validate()
 }

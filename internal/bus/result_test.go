@@ -38,7 +38,9 @@ func TestDecodeResult(t *testing.T) {
 		{"no image", confirmed, `{"kind":"confirmed","backup_id":"b"}`, "", "is not POOL/IMAGE@SNAP"},
 		{"missing chunk not an address", failed, `{"kind":"chunks_missing","backup_id":"b",` + imgJSON + `,"missing_chunks":[">"]}`, "", "not a chunk address"},
 	} {
-		r, err := DecodeResult(tc.subject, []byte(tc.body))
+		// Every result names its image, as the subject does.
+		body := strings.Replace(tc.body, "{", `{"image":{"Pool":"rbd","Image":"vm","Snap":"ferry-1"},`, 1)
+		r, err := DecodeResult(tc.subject, nil, []byte(body), nil)
 		switch {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("%s: err %v, want one saying %q", tc.name, err, tc.err)
@@ -64,7 +66,7 @@ func TestResultSubjects(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := DecodeResult(Subject(prefix, img.AtSnap("")), raw)
+		out, err := DecodeResult(Subject(prefix, img.AtSnap("")), nil, raw, nil)
 		if err != nil || out.Kind != k || out.Manifest == nil || out.Manifest.VolumeID != "v" {
 			t.Errorf("%s: got %+v, %v", k, out, err)
 		}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -69,15 +70,17 @@ type Writer struct {
 	attempt  string
 	seq      uint64
 	next     int
+	signer   *sign.Signer
 
 	mu      sync.Mutex // one publish at a time keeps the feed in order
 	stop    context.CancelFunc
 	stopped chan struct{}
 }
 
-// Start opens a new attempt of the backup's feed.
-func Start(ctx context.Context, js jetstream.JetStream, img ferry.ImageSpec, backupID string) (*Writer, error) {
-	w := &Writer{js: js, subject: bus.Subject(bus.PageSubject, img.AtSnap("")), backupID: backupID, attempt: newAttempt()}
+// Start opens a new attempt of the backup's feed, whose messages signer
+// signs (nil: unsigned).
+func Start(ctx context.Context, js jetstream.JetStream, img ferry.ImageSpec, backupID string, signer *sign.Signer) (*Writer, error) {
+	w := &Writer{js: js, subject: bus.Subject(bus.PageSubject, img.AtSnap("")), backupID: backupID, attempt: newAttempt(), signer: signer}
 	ack, err := w.publish(ctx, message{Kind: kindStart})
 	if err != nil {
 		return nil, err
@@ -155,6 +158,9 @@ func (w *Writer) publish(ctx context.Context, m message) (*jetstream.PubAck, err
 	}
 	msg := nats.NewMsg(w.subject)
 	msg.Data = raw
+	if err := w.signer.Sign(msg); err != nil {
+		return nil, err
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	ack, err := w.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(bus.PageStream))
@@ -182,11 +188,15 @@ type Reader struct {
 	started           bool
 	pages             []string
 	end               *End
+	trust             *sign.Trust
+	refused           error // the last message refused for its signature
 }
 
 // Follow follows the attempt of backupID whose feed starts at seq. It gives
-// up after silence without a word from the publisher.
-func Follow(ctx context.Context, js jetstream.JetStream, img ferry.ImageSpec, backupID, attempt string, seq uint64, silence time.Duration) (*Reader, error) {
+// up after silence without a word from the publisher. Messages that trust
+// does not accept are skipped, as if never sent: nobody else can stop,
+// supersede or add to the feed.
+func Follow(ctx context.Context, js jetstream.JetStream, img ferry.ImageSpec, backupID, attempt string, seq uint64, silence time.Duration, trust *sign.Trust) (*Reader, error) {
 	cons, err := js.OrderedConsumer(ctx, bus.PageStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{bus.Subject(bus.PageSubject, img.AtSnap(""))},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
@@ -199,7 +209,7 @@ func Follow(ctx context.Context, js jetstream.JetStream, img ferry.ImageSpec, ba
 	if err != nil {
 		return nil, fmt.Errorf("follow the feed of %s: %w", backupID, err)
 	}
-	r := &Reader{backupID: backupID, attempt: attempt, silence: silence, msgs: msgs, in: make(chan jetstream.Msg, 64), done: make(chan struct{})}
+	r := &Reader{backupID: backupID, attempt: attempt, silence: silence, msgs: msgs, in: make(chan jetstream.Msg, 64), done: make(chan struct{}), trust: trust}
 	go r.pump()
 	return r, nil
 }
@@ -235,11 +245,18 @@ func (r *Reader) NextPage(ctx context.Context) (string, error) {
 		case <-ctx.Done():
 			return "", ctx.Err()
 		case <-timer.C:
+			if r.refused != nil {
+				return "", fmt.Errorf("feed of %s: %w: no word for %s that this site could authenticate (last refused: %v)", r.backupID, ErrSilent, r.silence, r.refused)
+			}
 			return "", fmt.Errorf("feed of %s: %w: no word for %s (it is applied when the publisher sends it again)", r.backupID, ErrSilent, r.silence)
 		case msg, ok = <-r.in:
 			if !ok {
 				return "", fmt.Errorf("feed of %s: the subscription ended", r.backupID)
 			}
+		}
+		if err := r.trust.Verify(msg.Subject(), msg.Headers(), msg.Data()); err != nil {
+			r.refused = err
+			continue
 		}
 		m, err := decode(msg.Data())
 		if err != nil {

@@ -18,7 +18,7 @@ var img = ferry.ImageSpec{Pool: "ferry", Image: "vm"}
 
 func follow(t *testing.T, c *bus.Conn, w *Writer, silence time.Duration) *Reader {
 	t.Helper()
-	r, err := Follow(context.Background(), c.Backup, img, "backup-1", w.Attempt(), w.Seq(), silence)
+	r, err := Follow(context.Background(), c.Backup, img, "backup-1", w.Attempt(), w.Seq(), silence, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func follow(t *testing.T, c *bus.Conn, w *Writer, silence time.Duration) *Reader
 // start opens a feed; an Abort at the end of the test ends its beats.
 func start(t *testing.T, c *bus.Conn, im ferry.ImageSpec, backupID string) *Writer {
 	t.Helper()
-	w, err := Start(context.Background(), c.Backup, im, backupID)
+	w, err := Start(context.Background(), c.Backup, im, backupID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestDamagedFeed(t *testing.T) {
 	}
 
 	w2 := start(t, c, img, "backup-2")
-	r2, err := Follow(ctx, c.Backup, img, "backup-2", w2.Attempt(), w2.Seq(), 10*time.Second)
+	r2, err := Follow(ctx, c.Backup, img, "backup-2", w2.Attempt(), w2.Seq(), 10*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

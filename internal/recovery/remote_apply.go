@@ -11,6 +11,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/feed"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
+	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -23,6 +24,9 @@ type JobTarget struct {
 	// FeedSilence is how long the import waits for a word from the backup
 	// site's ferry restore before it gives up (default: 12 feed beats).
 	FeedSilence time.Duration
+	// Trust holds the restore keys: the job's feed must be signed by one
+	// (the job itself is checked by whoever takes it off the bus).
+	Trust *sign.Trust
 }
 
 // ApplyRestoreJob applies a restore job to the source site's cluster, with
@@ -91,7 +95,7 @@ func ApplyRestoreJob(ctx context.Context, a JobTarget, job *ferry.RestoreJob) fe
 
 // importJob follows the job's feed and imports the pages as they come.
 func importJob(ctx context.Context, a JobTarget, job *ferry.RestoreJob, t restoreTarget, silence time.Duration) (ceph.ImportStats, error) {
-	pages, err := feed.Follow(ctx, a.Backup, restoreFeedImage(job.Target), job.ID, job.FeedAttempt, job.FeedSeq, silence)
+	pages, err := feed.Follow(ctx, a.Backup, restoreFeedImage(job.Target), job.ID, job.FeedAttempt, job.FeedSeq, silence, a.Trust)
 	if err != nil {
 		return ceph.ImportStats{}, err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
 	"github.com/ferry-dr/ferry/internal/ship"
+	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -54,6 +55,12 @@ type SendOptions struct {
 	// chunk.DefaultLevel).
 	ChunkSize        uint64
 	CompressionLevel int
+	// Signer is the restore identity's key: the source site applies only
+	// jobs (and feeds) signed by a restore key it trusts. nil: unsigned.
+	Signer *sign.Signer
+	// Trust holds the source site's keys: outcomes signed by none of them
+	// are ignored. Empty: every outcome is believed.
+	Trust *sign.Trust
 }
 
 // SendStats sum up the backup site's side of a restore.
@@ -119,7 +126,7 @@ func SendRestore(ctx context.Context, o SendOptions, p progress.Reporter) (*Remo
 	// Listen before the job is out, so its outcome cannot slip past.
 	exportCtx, stopExport := context.WithCancel(ctx)
 	defer stopExport()
-	outcome, stopWatch, err := watchOutcome(ctx, o.Bus.Backup, job, stopExport)
+	outcome, stopWatch, err := watchOutcome(ctx, o.Bus.Backup, job, o.Trust, stopExport)
 	if err != nil {
 		return nil, err
 	}
@@ -128,10 +135,10 @@ func SendRestore(ctx context.Context, o SendOptions, p progress.Reporter) (*Remo
 	sh, err := ship.Ship(exportCtx, ship.Options{
 		Cluster: o.Backup, Export: ceph.ExportOptions{Image: o.Snapshot, FromSnap: o.FromSnap},
 		Store: store, ChunkSize: o.ChunkSize,
-		Feed: o.Bus.Backup, FeedImage: restoreFeedImage(o.Target), ID: job.ID,
+		Feed: o.Bus.Backup, FeedImage: restoreFeedImage(o.Target), ID: job.ID, Signer: o.Signer,
 		Announce: func(h rbddiff.Header, seq uint64, attempt string) error {
 			rr.Job.Size, rr.Job.Protected, rr.Job.FeedSeq, rr.Job.FeedAttempt = h.Size, h.Protected, seq, attempt
-			return publishJob(exportCtx, o.Bus.Backup, &rr.Job)
+			return publishJob(exportCtx, o.Bus.Backup, o.Signer, &rr.Job)
 		},
 		Progress: p,
 	})
@@ -188,13 +195,16 @@ func restoreFeedImage(target ferry.ImageSpec) ferry.ImageSpec {
 	return ferry.ImageSpec{Pool: target.Pool, Image: target.Image + "@restore"}
 }
 
-func publishJob(ctx context.Context, js jetstream.JetStream, job *ferry.RestoreJob) error {
+func publishJob(ctx context.Context, js jetstream.JetStream, signer *sign.Signer, job *ferry.RestoreJob) error {
 	raw, err := json.Marshal(job)
 	if err != nil {
 		return err
 	}
 	msg := nats.NewMsg(bus.Subject(bus.RestoreSubject, job.Target))
 	msg.Data = raw
+	if err := signer.Sign(msg); err != nil {
+		return err
+	}
 	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(job.ID), jetstream.WithExpectStream(bus.RestoreStream)); err != nil {
 		return fmt.Errorf("queue restore job %s for %s: %w (does the backup site's JetStream have stream %s? ferry consumer run sets it up)", job.ID, job.Target, err, bus.RestoreStream)
 	}
@@ -202,8 +212,9 @@ func publishJob(ctx context.Context, js jetstream.JetStream, job *ferry.RestoreJ
 }
 
 // watchOutcome delivers the outcome of job once the source site publishes
-// it. A failure also calls onFailure, to stop an export in vain.
-func watchOutcome(ctx context.Context, js jetstream.JetStream, job ferry.RestoreJob, onFailure func()) (<-chan ferry.RestoreOutcome, func(), error) {
+// it, signed by a key of trust. A failure also calls onFailure, to stop an
+// export in vain.
+func watchOutcome(ctx context.Context, js jetstream.JetStream, job ferry.RestoreJob, trust *sign.Trust, onFailure func()) (<-chan ferry.RestoreOutcome, func(), error) {
 	cons, err := js.OrderedConsumer(ctx, bus.ResultStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{bus.Subject(bus.RestoredSubject, job.Target)},
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
@@ -226,8 +237,8 @@ func watchOutcome(ctx context.Context, js jetstream.JetStream, job ferry.Restore
 				return // stopped
 			}
 			var o ferry.RestoreOutcome
-			if json.Unmarshal(msg.Data(), &o) != nil || o.JobID != job.ID {
-				continue
+			if trust.Verify(msg.Subject(), msg.Headers(), msg.Data()) != nil || json.Unmarshal(msg.Data(), &o) != nil || o.JobID != job.ID {
+				continue // not the source site's word on this job
 			}
 			if o.Error != "" {
 				onFailure()
@@ -246,14 +257,18 @@ func watchOutcome(ctx context.Context, js jetstream.JetStream, job ferry.Restore
 	return out, stop, nil
 }
 
-// PublishRestoreOutcome tells the backup site how a restore job ended.
-func PublishRestoreOutcome(ctx context.Context, js jetstream.JetStream, out ferry.RestoreOutcome) error {
+// PublishRestoreOutcome tells the backup site how a restore job ended,
+// signed by signer (nil: unsigned).
+func PublishRestoreOutcome(ctx context.Context, js jetstream.JetStream, signer *sign.Signer, out ferry.RestoreOutcome) error {
 	raw, err := json.Marshal(out)
 	if err != nil {
 		return err
 	}
 	msg := nats.NewMsg(bus.Subject(bus.RestoredSubject, out.Target.AtSnap("")))
 	msg.Data = raw
+	if err := signer.Sign(msg); err != nil {
+		return err
+	}
 	if _, err := js.PublishMsg(ctx, msg, jetstream.WithExpectStream(bus.ResultStream)); err != nil {
 		return fmt.Errorf("publish the outcome of restore job %s: %w", out.JobID, err)
 	}

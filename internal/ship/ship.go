@@ -22,6 +22,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
+	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -34,6 +35,7 @@ type Options struct {
 	Feed      jetstream.JetStream // the domain the feed goes to (the store's)
 	FeedImage ferry.ImageSpec     // whose feed subject carries the pages
 	ID        string              // the backup or restore job the feed is for
+	Signer    *sign.Signer        // signs the feed (nil: unsigned)
 	// Announce publishes the message that names the feed (a manifest, a
 	// restore job), once the diff's header is known and the feed has
 	// started at seq as attempt. Its receiver may start at once.
@@ -61,7 +63,7 @@ func Ship(ctx context.Context, o Options) (Stats, error) {
 		ChunkSize: o.ChunkSize,
 		OnHeader: func(h rbddiff.Header) error {
 			var err error // this closure's own: Export's result is set below
-			if pages, err = feed.Start(ctx, o.Feed, o.FeedImage, o.ID); err != nil {
+			if pages, err = feed.Start(ctx, o.Feed, o.FeedImage, o.ID, o.Signer); err != nil {
 				return err
 			}
 			return o.Announce(h, pages.Seq(), pages.Attempt())

@@ -64,7 +64,7 @@ func TestShipAbortsWhenTheEndFails(t *testing.T) {
 	if !errors.Is(err, errEndRefused) {
 		t.Fatalf("Ship with its end refused: %v, want the refusal", err)
 	}
-	pages, err := feed.Follow(ctx, conn.Backup, img, "backup-1", attempt, seq, time.Hour)
+	pages, err := feed.Follow(ctx, conn.Backup, img, "backup-1", attempt, seq, time.Hour, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

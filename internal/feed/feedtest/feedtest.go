@@ -13,11 +13,12 @@ import (
 
 // Feed publishes a whole feed of backupID on img's subject, as a
 // publisher does: its start, pages and an end counting extents. It returns
-// the ended writer, whose Seq and Attempt a follower needs.
+// the ended writer, whose Seq and Attempt a follower needs. The feed is
+// unsigned, as a peer without the publisher's key would send it.
 func Feed(t testing.TB, js jetstream.JetStream, img ferry.ImageSpec, backupID string, extents int, pages ...string) *feed.Writer {
 	t.Helper()
 	ctx := context.Background()
-	w, err := feed.Start(ctx, js, img, backupID)
+	w, err := feed.Start(ctx, js, img, backupID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
