@@ -50,6 +50,10 @@ type Options struct {
 	Log         *slog.Logger
 	// Observer is told each attempt's outcome (metrics); nil: nobody.
 	Observer Observer
+
+	// ChunkKey opens the chunks (nil: plain SHA-256 and gzip); the
+	// publisher must hold the same key.
+	ChunkKey chunk.Sealer
 }
 
 func (o *Options) defaults() {
@@ -92,6 +96,7 @@ func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) 
 	if err != nil {
 		return nil, err
 	}
+	store.SetSealer(o.ChunkKey)
 	book, err := state.Open(ctx, conn.Backup)
 	if err != nil {
 		return nil, err
@@ -262,7 +267,10 @@ func (c *Consumer) apply(ctx context.Context, m *ferry.Manifest) (ferry.BackupEn
 	start := time.Now()
 	end, applied, err := c.importBackup(ctx, target, m)
 	if err != nil {
-		if ce, ok := chunkError(err); ok {
+		if errors.Is(err, chunk.ErrKey) {
+			// Sending it again cannot help: the key files differ.
+			err = permanentError{err}
+		} else if ce, ok := chunkError(err); ok {
 			c.reportBadChunk(ctx, m, ce)
 		}
 		c.fail(ctx, m, err, false)

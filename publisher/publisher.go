@@ -52,6 +52,10 @@ type Options struct {
 	CompressionLevel int    // gzip level 1-9, default chunk.DefaultLevel
 	Log              *slog.Logger
 	Observer         Observer // told each backup's outcome (metrics); nil: nobody
+
+	// ChunkKey addresses and encrypts the chunks (nil: plain SHA-256 and
+	// gzip); the backup site's consumer must hold the same key.
+	ChunkKey chunk.Sealer
 }
 
 // New opens the chunk store and state bucket of the backup site.
@@ -77,6 +81,7 @@ func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) 
 	if err != nil {
 		return nil, err
 	}
+	store.SetSealer(o.ChunkKey)
 	book, err := state.Open(ctx, conn.Backup)
 	if err != nil {
 		return nil, err

@@ -54,6 +54,8 @@ type SendOptions struct {
 	// chunk.DefaultLevel).
 	ChunkSize        uint64
 	CompressionLevel int
+	// ChunkKey as the sites' publisher and consumer hold it (nil: none).
+	ChunkKey chunk.Sealer
 }
 
 // SendStats sum up the backup site's side of a restore.
@@ -109,6 +111,7 @@ func SendRestore(ctx context.Context, o SendOptions, p progress.Reporter) (*Remo
 	if err != nil {
 		return nil, err
 	}
+	store.SetSealer(o.ChunkKey)
 	job := ferry.RestoreJob{
 		ID:       newJobID(),
 		Snapshot: o.Snapshot, Target: o.Target, Size: src.Size,
