@@ -13,6 +13,8 @@ import (
 	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/chunk"
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/recovery"
+	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/ferry-dr/ferry/publisher"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -62,9 +64,11 @@ func markedImage(t *testing.T, prefix string, size uint64, marker []byte) (ferry
 // incremental backup are byte-identical to their source; the chunk stream
 // holds no plaintext and no subject names a plain SHA-256 of a chunk; a
 // second image of the same data sends no data chunk (dedup works under the
-// key).
+// key). Scrub checks the backups with the key, and refuses without it or
+// with another (every chunk would look corrupt).
 func TestChunkKeyBackups(t *testing.T) {
-	p := keyedPipeline(t, "chunk-key", chunkKey(t, 1))
+	key := chunkKey(t, 1)
+	p := keyedPipeline(t, "chunk-key", key)
 	p.startConsumer()
 	marker := []byte("FERRY-CHUNK-KEY-TEST-MARKER")
 	img, sums := markedImage(t, "vm", 12*mib, marker)
@@ -76,6 +80,21 @@ func TestChunkKeyBackups(t *testing.T) {
 	}
 	scribble(t, img, 12*mib, rand.New(rand.NewPCG(42, 42)), 8)
 	p.backupNow(img) // incremental
+
+	_, backup := cephtest.Sites(t)
+	records, err := state.OpenScrubRecords(context.Background(), p.consConn.Backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, k := range map[string]chunk.Sealer{"the key": key, "no key": nil, "another key": chunkKey(t, 2)} {
+		rep, err := recovery.Scrub(context.Background(), recovery.ScrubOptions{Backup: backup, Records: records, Image: img, ChunkKey: k}, nil)
+		if k == key && (err != nil || !rep.Clean() || len(rep.Checked) != 2) {
+			t.Fatalf("scrub with %s: %+v, %v; want 2 snapshots checked, clean", name, rep, err)
+		}
+		if k != key && (err == nil || !strings.Contains(err.Error(), "chunk key "+key.KeyID())) {
+			t.Fatalf("scrub with %s: %v, want a refusal naming key %s", name, err, key.KeyID())
+		}
+	}
 
 	msgs := 0
 	eachMessage(t, chunkStream(t, p), func(m jetstream.Msg) {
