@@ -18,6 +18,7 @@ func newConsumerCommand() *cobra.Command {
 		site     string
 		baseWait time.Duration
 		poolMap  string
+		kf       chunkKeyFlags
 	)
 	run := &cobra.Command{
 		Use:   "run",
@@ -38,6 +39,9 @@ func newConsumerCommand() *cobra.Command {
 				return err
 			}
 			opts := consumer.Options{Site: site, BaseWait: baseWait, PoolMap: pools, Log: d.log}
+			if opts.ChunkKey, err = kf.sealer(); err != nil {
+				return err
+			}
 			if d.metrics != nil {
 				opts.Observer = d.metrics
 			}
@@ -58,6 +62,7 @@ func newConsumerCommand() *cobra.Command {
 	run.Flags().StringVar(&poolMap, "pool-map", defaults.Consumer.PoolMap, "backup pool for each source pool, SRC=DST[,SRC=DST...] (default: the same pool names)")
 	bindConfig(run.Flags(), "pool-map", "consumer.pool_map")
 	df.register(run.Flags(), "consumer")
+	kf.register(run.Flags())
 	cmd.AddCommand(run)
 	return cmd
 }

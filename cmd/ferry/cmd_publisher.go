@@ -12,6 +12,7 @@ func newPublisherCommand() *cobra.Command {
 		nf natsFlags
 		po publisherFlags
 		df daemonFlags
+		kf chunkKeyFlags
 	)
 	run := &cobra.Command{
 		Use:   "run",
@@ -24,6 +25,9 @@ func newPublisherCommand() *cobra.Command {
 			}
 			defer d.close()
 			opts := po.options(d.log)
+			if opts.ChunkKey, err = kf.sealer(); err != nil {
+				return err
+			}
 			if d.metrics != nil {
 				opts.Observer = d.metrics
 			}
@@ -38,6 +42,7 @@ func newPublisherCommand() *cobra.Command {
 	cf.register(run.Flags())
 	nf.register(run.Flags())
 	po.register(run.Flags())
+	kf.register(run.Flags())
 	df.register(run.Flags(), "publisher")
 	cmd.AddCommand(run)
 	return cmd

@@ -20,6 +20,7 @@ func newRestoreCommand() *cobra.Command {
 		noProgress    bool
 		noWait        bool
 		timeout       time.Duration
+		kf            chunkKeyFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "restore POOL/IMAGE@SNAP --to [source:]POOL/TARGET [--from-snap COMMON [--force-rollback]] [--to-conf ...]",
@@ -77,8 +78,12 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 			}
 			defer fromCluster.Close()
 			if toSource {
+				key, err := kf.sealer()
+				if err != nil {
+					return err
+				}
 				return restoreToSource(cmd.Context(), cmd.OutOrStdout(), fromCluster, &nf, recovery.SendOptions{
-					Snapshot: snapSpec, Target: targetSpec, FromSnap: fromSnap, ForceRollback: forceRollback,
+					Snapshot: snapSpec, Target: targetSpec, FromSnap: fromSnap, ForceRollback: forceRollback, ChunkKey: key,
 				}, restoreWait{noWait: noWait, timeout: timeout, noProgress: noProgress})
 			}
 			toCluster := fromCluster
@@ -126,5 +131,6 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 	f.BoolVar(&noWait, "no-wait", false, "with --to source:...: return once the restore job is queued, without waiting for the source site")
 	f.DurationVar(&timeout, "timeout", time.Hour, "with --to source:...: how long to wait for the source site's answer")
 	nf.register(f)
+	kf.register(f)
 	return cmd
 }

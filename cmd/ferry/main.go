@@ -104,6 +104,7 @@ func newRootCommand() *cobra.Command {
 		newRetentionCommand(),
 		newScrubCommand(),
 		newConfigCommand(),
+		newChunkKeyCommand(),
 	)
 	return root
 }

@@ -31,6 +31,7 @@ type Config struct {
 	NATS      NATS      `yaml:"nats"`
 	Publisher Publisher `yaml:"publisher"`
 	Consumer  Consumer  `yaml:"consumer"`
+	Chunk     Chunk     `yaml:"chunk"`
 	Log       Log       `yaml:"log"`
 }
 
@@ -72,6 +73,12 @@ type Consumer struct {
 	BaseWait      time.Duration `yaml:"base_wait"`
 	PoolMap       string        `yaml:"pool_map"`       // SRC=DST,...; empty: same pool names
 	MetricsListen string        `yaml:"metrics_listen"` // empty: no /metrics
+}
+
+// Chunk configures the chunk store at rest; every process of both sites
+// that stores or reads chunks must agree on it.
+type Chunk struct {
+	KeyFile string `yaml:"key_file"` // empty: chunks are stored unencrypted
 }
 
 // Log configures the daemons' structured logs.
