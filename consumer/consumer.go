@@ -58,6 +58,9 @@ type Options struct {
 	Trust *sign.Trust
 	// Signer signs the results this site sends the source site; nil: unsigned.
 	Signer *sign.Signer
+	// ChunkKey opens the chunks (nil: plain SHA-256 and gzip); the
+	// publisher must hold the same key.
+	ChunkKey chunk.Sealer
 }
 
 func (o *Options) defaults() {
@@ -100,6 +103,7 @@ func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) 
 	if err != nil {
 		return nil, err
 	}
+	store.SetSealer(o.ChunkKey)
 	book, err := state.Open(ctx, conn.Backup)
 	if err != nil {
 		return nil, err
@@ -298,7 +302,10 @@ func (c *Consumer) apply(ctx context.Context, m *ferry.Manifest) (ferry.BackupEn
 	start := time.Now()
 	end, applied, err := c.importBackup(ctx, target, m)
 	if err != nil {
-		if ce, ok := chunkError(err); ok {
+		if errors.Is(err, chunk.ErrKey) {
+			// Sending it again cannot help: the key files differ.
+			err = permanentError{err}
+		} else if ce, ok := chunkError(err); ok {
 			c.reportBadChunk(ctx, m, ce)
 		}
 		c.fail(ctx, m, err, false)

@@ -47,7 +47,7 @@ var (
 
 // pipeline is one publisher and one consumer around a JetStream server.
 type pipeline struct {
-	t        *testing.T
+	t        testing.TB
 	pubConn  *bus.Conn
 	consConn *bus.Conn
 	pub      *publisher.Publisher
@@ -63,13 +63,13 @@ func fastConsumerOptions(t testing.TB) consumer.Options {
 }
 
 // newPipeline sets up both sites on srv (single domain).
-func newPipeline(t *testing.T, srv *server.Server) *pipeline {
+func newPipeline(t testing.TB, srv *server.Server) *pipeline {
 	return newPipelineConns(t,
 		connect(t, bus.ConnOptions{URL: srv.ClientURL(), Name: "test publisher"}),
 		connect(t, bus.ConnOptions{URL: srv.ClientURL(), Name: "test consumer"}))
 }
 
-func newPipelineConns(t *testing.T, pubConn, consConn *bus.Conn) *pipeline {
+func newPipelineConns(t testing.TB, pubConn, consConn *bus.Conn) *pipeline {
 	t.Helper()
 	source, _ := cephtest.Sites(t)
 	ctx := context.Background()

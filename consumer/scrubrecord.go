@@ -25,7 +25,8 @@ func (c *Consumer) writeScrubRecord(ctx context.Context, target ferry.ImageSpec,
 	if err != nil {
 		return err
 	}
-	r := &state.ScrubRecord{Image: target.AtSnap(m.ToSnap), BackupID: m.BackupID, Created: time.Now().UTC()}
+	r := &state.ScrubRecord{Image: target.AtSnap(m.ToSnap), BackupID: m.BackupID, Created: time.Now().UTC(),
+		ChunkKey: c.store.Sealer().KeyID()}
 	for _, page := range pages {
 		extents, err := c.store.GetPage(ctx, page)
 		if err != nil {

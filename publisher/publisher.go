@@ -67,6 +67,9 @@ type Options struct {
 	// them are refused. Empty: everything is accepted (a setup without
 	// keys, which Run warns of).
 	Trust, RestoreTrust *sign.Trust
+	// ChunkKey addresses and encrypts the chunks (nil: plain SHA-256 and
+	// gzip); the backup site's consumer must hold the same key.
+	ChunkKey chunk.Sealer
 }
 
 // New opens the chunk store and state bucket of the backup site.
@@ -92,6 +95,7 @@ func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) 
 	if err != nil {
 		return nil, err
 	}
+	store.SetSealer(o.ChunkKey)
 	book, err := state.Open(ctx, conn.Backup)
 	if err != nil {
 		return nil, err

@@ -18,6 +18,7 @@ func newBackupCommand() *cobra.Command {
 		cf         cephFlags
 		nf         natsFlags
 		po         publisherFlags
+		kf         chunkKeyFlags
 		resync     bool
 		rollback   bool
 		noWait     bool
@@ -58,6 +59,9 @@ A consumer must be running at the backup site (ferry consumer run).`,
 			if err != nil {
 				return err
 			}
+			if opts.ChunkKey, err = kf.sealer(); err != nil {
+				return err
+			}
 			pub, err := publisher.New(ctx, cluster, conn, opts)
 			if err != nil {
 				return err
@@ -84,6 +88,7 @@ A consumer must be running at the backup site (ferry consumer run).`,
 	cf.register(cmd.Flags())
 	nf.register(cmd.Flags())
 	po.register(cmd.Flags())
+	kf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&resync, "resync", false, "send a full backup and start a new chain at the backup site (the old backup image is kept)")
 	cmd.Flags().BoolVar(&rollback, "force-rollback", false, "let the backup site discard writes made to the backup image outside Ferry (it refuses to apply on top of them otherwise)")
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the backup is queued, without waiting for the backup site")

@@ -19,6 +19,7 @@ func newConsumerCommand() *cobra.Command {
 		baseWait time.Duration
 		poolMap  string
 		tf       trustFlags
+		kf       chunkKeyFlags
 	)
 	run := &cobra.Command{
 		Use:   "run",
@@ -42,6 +43,9 @@ func newConsumerCommand() *cobra.Command {
 			if opts.Pools, opts.Signer, opts.Trust, err = tf.load(); err != nil {
 				return err
 			}
+			if opts.ChunkKey, err = kf.sealer(); err != nil {
+				return err
+			}
 			if d.metrics != nil {
 				opts.Observer = d.metrics
 			}
@@ -63,6 +67,7 @@ func newConsumerCommand() *cobra.Command {
 	bindConfig(run.Flags(), "pool-map", "consumer.pool_map")
 	tf.register(run.Flags(), "consumer", "source site (its manifests and pages)")
 	df.register(run.Flags(), "consumer")
+	kf.register(run.Flags())
 	cmd.AddCommand(run)
 	return cmd
 }

@@ -12,6 +12,7 @@ func newPublisherCommand() *cobra.Command {
 		nf natsFlags
 		po publisherFlags
 		df daemonFlags
+		kf chunkKeyFlags
 	)
 	run := &cobra.Command{
 		Use:   "run",
@@ -25,6 +26,9 @@ func newPublisherCommand() *cobra.Command {
 			defer d.close()
 			opts, err := po.options(d.log)
 			if err != nil {
+				return err
+			}
+			if opts.ChunkKey, err = kf.sealer(); err != nil {
 				return err
 			}
 			if d.metrics != nil {
@@ -41,6 +45,7 @@ func newPublisherCommand() *cobra.Command {
 	cf.register(run.Flags())
 	nf.register(run.Flags())
 	po.register(run.Flags())
+	kf.register(run.Flags())
 	df.register(run.Flags(), "publisher")
 	cmd.AddCommand(run)
 	return cmd

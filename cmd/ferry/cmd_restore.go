@@ -23,6 +23,7 @@ func newRestoreCommand() *cobra.Command {
 		timeout       time.Duration
 		restoreKey    string
 		sourceKeys    string
+		kf            chunkKeyFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "restore POOL/IMAGE@SNAP --to [source:]POOL/TARGET [--from-snap COMMON [--force-rollback]] [--to-conf ...]",
@@ -88,8 +89,12 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 				if err != nil {
 					return fmt.Errorf("--trusted-keys: %w", err)
 				}
+				key, err := kf.sealer()
+				if err != nil {
+					return err
+				}
 				return restoreToSource(cmd.Context(), cmd.OutOrStdout(), fromCluster, &nf, recovery.SendOptions{
-					Snapshot: snapSpec, Target: targetSpec, FromSnap: fromSnap, ForceRollback: forceRollback, Signer: signer, Trust: trust,
+					Snapshot: snapSpec, Target: targetSpec, FromSnap: fromSnap, ForceRollback: forceRollback, Signer: signer, Trust: trust, ChunkKey: key,
 				}, restoreWait{noWait: noWait, timeout: timeout, noProgress: noProgress})
 			}
 			toCluster := fromCluster
@@ -141,5 +146,6 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 	f.StringVar(&sourceKeys, "trusted-keys", "", "with --to source:...: comma-separated public keys of the source site; its answers signed by none are ignored (default: none, every answer is believed)")
 	bindConfig(f, "trusted-keys", "consumer.trusted_keys")
 	nf.register(f)
+	kf.register(f)
 	return cmd
 }

@@ -16,6 +16,7 @@ func newScrubCommand() *cobra.Command {
 		cf         cephFlags
 		nf         natsFlags
 		noProgress bool
+		kf         chunkKeyFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "scrub POOL/IMAGE[@SNAP]",
@@ -25,7 +26,8 @@ extents its backup wrote, join them into the chunks they came from and compare e
 SHA-256 with the hash recorded when the backup was applied (object store ferry-scrub at the
 backup site's JetStream). The source site is not involved. Every chunk that no longer
 matches is printed with its snapshot, offset and length; the exit status is non-zero if
-there is any. Records of snapshots that are gone are removed.`,
+there is any. Records of snapshots that are gone are removed. With a chunk key
+(chunk.key_file, --chunk-key), the hashes are keyed: give scrub the consumer's key file.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec, err := ferry.ParseImageSpec(args[0])
@@ -41,6 +43,10 @@ there is any. Records of snapshots that are gone are removed.`,
 			if err != nil {
 				return err
 			}
+			key, err := kf.sealer()
+			if err != nil {
+				return err
+			}
 			cluster, err := cf.connect()
 			if err != nil {
 				return err
@@ -48,7 +54,7 @@ there is any. Records of snapshots that are gone are removed.`,
 			defer cluster.Close()
 
 			meter := progress.NewMeter("Scrubbing "+spec.String(), progress.StderrIfTerminal(noProgress), 200*time.Millisecond)
-			rep, err := recovery.Scrub(cmd.Context(), recovery.ScrubOptions{Backup: cluster, Records: records, Image: spec}, meter)
+			rep, err := recovery.Scrub(cmd.Context(), recovery.ScrubOptions{Backup: cluster, Records: records, Image: spec, ChunkKey: key}, meter)
 			meter.Finish()
 			if err != nil {
 				return err
@@ -77,6 +83,7 @@ there is any. Records of snapshots that are gone are removed.`,
 	cf.site = "backup"
 	cf.register(cmd.Flags())
 	nf.register(cmd.Flags())
+	kf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "do not show progress")
 	return cmd
 }

@@ -105,6 +105,7 @@ func newRootCommand() *cobra.Command {
 		newRetentionCommand(),
 		newScrubCommand(),
 		newConfigCommand(),
+		newChunkKeyCommand(),
 	)
 	return root
 }

@@ -42,7 +42,7 @@ func TestCompressIsStandardGzip(t *testing.T) {
 		if shrank := buf.Len() < len(tc.raw)*9/10; shrank != tc.shrink {
 			t.Errorf("%s: %d -> %d bytes", name, len(tc.raw), buf.Len())
 		}
-		if got, err := decode(Hash(tc.raw), buf.Bytes(), itoa(len(tc.raw)), nil); err != nil || !bytes.Equal(got, tc.raw) {
+		if got, err := decode(Plain, Hash(tc.raw), buf.Bytes(), itoa(len(tc.raw)), nil); err != nil || !bytes.Equal(got, tc.raw) {
 			t.Errorf("%s: decode: %v", name, err)
 		}
 	}
@@ -67,7 +67,7 @@ func TestDecodeRejectsCorruption(t *testing.T) {
 		"size too small": {good, itoa(len(raw) - 1)},
 		"bad size":       {good, "x"},
 	} {
-		_, err := decode(Hash(raw), tc.data, tc.size, nil)
+		_, err := decode(Plain, Hash(raw), tc.data, tc.size, nil)
 		if ce, ok := err.(*Error); !ok || ce.Hash != Hash(raw) {
 			t.Errorf("%s: err = %v, want a chunk.Error naming the chunk", name, err)
 		}

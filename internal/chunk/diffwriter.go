@@ -119,7 +119,7 @@ func (w *DiffWriter) WriteZero(off, n uint64) error {
 // hands the chunk to the sender and moves the extents into the page.
 func (w *DiffWriter) finishWindow() error {
 	if len(w.buf) > 0 {
-		hash := Hash(w.buf)
+		hash := w.send.store.Address(w.buf) // chunk key: seal.go
 		for i := range w.pending {
 			if !w.pending[i].Zero {
 				w.pending[i].Chunk = hash
@@ -151,7 +151,7 @@ func (w *DiffWriter) finishPage() error {
 	if len(w.page) == 0 {
 		return nil
 	}
-	raw, hash, err := EncodePage(w.page)
+	raw, hash, err := w.send.store.EncodePage(w.page)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package chunk
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"reflect"
@@ -24,7 +25,7 @@ func FuzzPage(f *testing.F) {
 		{{Offset: math.MaxUint64 - 4095, Length: 4096, Chunk: hash}},
 		{{Offset: 1, Length: math.MaxUint64, Zero: true}},
 	} {
-		raw, _, err := EncodePage(extents)
+		raw, err := json.Marshal(extents)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -40,7 +41,7 @@ func FuzzPage(f *testing.F) {
 		if len(extents) == 0 || len(extents) > PageSize {
 			t.Fatalf("accepted a page of %d extents", len(extents))
 		}
-		back, _, err := EncodePage(extents)
+		back, err := json.Marshal(extents)
 		if err != nil {
 			t.Fatal(err)
 		}

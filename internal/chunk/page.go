@@ -22,12 +22,12 @@ const PageSize = 16384
 const PageChunks = 8
 
 // EncodePage returns the raw bytes of a page of extents and their address.
-func EncodePage(extents []ferry.Extent) ([]byte, string, error) {
+func (s *Store) EncodePage(extents []ferry.Extent) ([]byte, string, error) {
 	raw, err := json.Marshal(extents)
 	if err != nil {
 		return nil, "", err
 	}
-	return raw, Hash(raw), nil
+	return raw, s.Address(raw), nil
 }
 
 // GetPage fetches and verifies a page of extents.

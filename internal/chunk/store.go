@@ -60,6 +60,7 @@ type Store struct {
 	stream jetstream.Stream
 	index  jetstream.KeyValue
 	level  int
+	seal   Sealer // chunk key: seal.go
 }
 
 // DefaultLevel is the gzip level of new chunks unless SetLevel says otherwise.
@@ -76,7 +77,7 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open chunk index %s: %w", bus.ChunkIndexBucket, err)
 	}
-	return &Store{js: js, stream: st, index: index, level: DefaultLevel}, nil
+	return &Store{js: js, stream: st, index: index, level: DefaultLevel, seal: Plain}, nil
 }
 
 // SetLevel sets the gzip level of new chunks (1-9; pgzip, standard gzip
@@ -107,7 +108,7 @@ func (s *Store) Has(ctx context.Context, hash string) (bool, error) {
 	return true, nil
 }
 
-// Put compresses raw and stores it under hash (which must be Hash(raw)). It
+// Put compresses raw and stores it under hash (which must be Address(raw)). It
 // returns the compressed size. Storing a chunk twice is harmless: the
 // stream keeps one message per subject. (No Nats-Msg-Id: it would make
 // JetStream drop the resend of a chunk that was removed as corrupt.)
@@ -118,7 +119,9 @@ func (s *Store) Put(ctx context.Context, hash string, raw []byte) (int, error) {
 		return 0, fmt.Errorf("compress chunk %s: %w", hash, err)
 	}
 	msg := nats.NewMsg(subject(hash))
-	msg.Data = buf.Bytes()
+	stored, release := s.sealed(hash, buf.Bytes()) // chunk key: seal.go
+	defer release()
+	msg.Data = stored
 	msg.Header.Set(rawSizeHeader, strconv.Itoa(len(raw)))
 	// A store that has begun runs to its end even if the caller is being
 	// cancelled: a cancelled wait for the ack could leave the chunk stored
@@ -213,10 +216,14 @@ func (s *Store) Get(ctx context.Context, hash string, dst []byte) ([]byte, error
 	if err != nil {
 		return nil, fmt.Errorf("fetch chunk %s: %w", hash, err)
 	}
-	return decode(hash, m.Data, m.Header.Get(rawSizeHeader), dst)
+	body, err := s.open(hash, m.Data) // chunk key: seal.go
+	if err != nil {
+		return nil, err
+	}
+	return decode(s.seal, hash, body, m.Header.Get(rawSizeHeader), dst)
 }
 
-func decode(hash string, data []byte, rawSize string, dst []byte) ([]byte, error) {
+func decode(seal Sealer, hash string, data []byte, rawSize string, dst []byte) ([]byte, error) {
 	corrupt := func(format string, args ...any) error {
 		return &Error{Hash: hash, Err: fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)}
 	}
@@ -246,7 +253,7 @@ func decode(hash string, data []byte, rawSize string, dst []byte) ([]byte, error
 	if extra != 0 {
 		return nil, corrupt("more than the %d bytes its header announces", size)
 	}
-	if got := Hash(dst); got != hash {
+	if got := seal.Address(dst); got != hash {
 		return nil, corrupt("content hashes to %s", got)
 	}
 	return dst, nil

@@ -31,6 +31,7 @@ type Config struct {
 	NATS      NATS      `yaml:"nats"`
 	Publisher Publisher `yaml:"publisher"`
 	Consumer  Consumer  `yaml:"consumer"`
+	Chunk     Chunk     `yaml:"chunk"`
 	Log       Log       `yaml:"log"`
 }
 
@@ -82,6 +83,12 @@ type Consumer struct {
 	SigningKey  string `yaml:"signing_key"`  // nkeys seed file that signs results
 	TrustedKeys string `yaml:"trusted_keys"` // the source site's public keys (manifests, pages)
 	RestoreKey  string `yaml:"restore_key"`  // seed file ferry restore --to source: signs jobs with
+}
+
+// Chunk configures the chunk store at rest; every process of both sites
+// that stores or reads chunks must agree on it.
+type Chunk struct {
+	KeyFile string `yaml:"key_file"` // empty: chunks are stored unencrypted
 }
 
 // Log configures the daemons' structured logs.

@@ -32,11 +32,38 @@ func problems(t *testing.T, err error) Problems {
 	return ps
 }
 
-// The example shipped in the package loads, sets every key, and documents
-// each one with a comment (the line above it or the comment block of its group).
+// The example shipped in the package sets nothing as installed (every key
+// is commented out); uncommented as it says (the first '#' of each line
+// below its header), it loads, sets every key, and documents each one with
+// a comment (the line above it or the comment block of its group).
 func TestExampleFileCoversEveryKey(t *testing.T) {
-	path := filepath.Join("..", "..", "packaging", "ferry.yaml")
-	l, err := Load(path, nil)
+	installed := filepath.Join("..", "..", "packaging", "ferry.yaml")
+	l, err := Load(installed, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range Keys() {
+		if o := l.Origin(k.Name); o != "" {
+			t.Errorf("the installed example sets %s (%s): every key must be commented out", k.Name, o)
+		}
+	}
+	text, err := os.ReadFile(installed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Split(string(text), "\n")
+	for i, header := 0, true; i < len(all); i++ {
+		if header {
+			header = all[i] != ""
+			continue
+		}
+		all[i] = strings.TrimPrefix(all[i], "#")
+	}
+	path := filepath.Join(t.TempDir(), "ferry.yaml")
+	if err := os.WriteFile(path, []byte(strings.Join(all, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err = Load(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

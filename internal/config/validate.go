@@ -109,7 +109,7 @@ func Check(path string, lookupEnv func(string) (string, bool)) (*Loaded, error) 
 		return l, err
 	}
 	var ps Problems
-	for _, key := range []string{"ceph.source.conf", "ceph.source.keyring", "ceph.backup.conf", "ceph.backup.keyring", "nats.creds", "nats.ca", "nats.cert", "nats.key"} {
+	for _, key := range []string{"ceph.source.conf", "ceph.source.keyring", "ceph.backup.conf", "ceph.backup.keyring", "nats.creds", "nats.ca", "nats.cert", "nats.key", "chunk.key_file"} {
 		file, _ := l.Value(key)
 		if file == "" {
 			continue

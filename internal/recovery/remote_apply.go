@@ -73,7 +73,7 @@ func ApplyRestoreJob(ctx context.Context, a JobTarget, job *ferry.RestoreJob) fe
 	out.DataBytes, out.ZeroBytes = imp.DataBytes, imp.ZeroBytes
 	if err != nil {
 		var ce *chunk.Error
-		if errors.As(err, &ce) {
+		if errors.As(err, &ce) && !errors.Is(err, chunk.ErrKey) {
 			// Drop it from the index too, so the next ferry restore stores it
 			// again instead of trusting a chunk that is not there.
 			_ = a.Store.Remove(context.WithoutCancel(ctx), ce.Hash)

@@ -61,6 +61,8 @@ type SendOptions struct {
 	// Trust holds the source site's keys: outcomes signed by none of them
 	// are ignored. Empty: every outcome is believed.
 	Trust *sign.Trust
+	// ChunkKey as the sites' publisher and consumer hold it (nil: none).
+	ChunkKey chunk.Sealer
 }
 
 // SendStats sum up the backup site's side of a restore.
@@ -116,6 +118,7 @@ func SendRestore(ctx context.Context, o SendOptions, p progress.Reporter) (*Remo
 	if err != nil {
 		return nil, err
 	}
+	store.SetSealer(o.ChunkKey)
 	job := ferry.RestoreJob{
 		ID:       newJobID(),
 		Snapshot: o.Snapshot, Target: o.Target, Size: src.Size,

@@ -3,13 +3,12 @@ package recovery
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/chunk"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
@@ -22,6 +21,9 @@ type ScrubOptions struct {
 	Records *state.ScrubRecords
 	// Image is the backup image; with Snap set, only that snapshot is scrubbed.
 	Image ferry.ImageSpec
+	// ChunkKey as the consumer holds it (nil: none): with a key, the
+	// recorded addresses are keyed hashes.
+	ChunkKey chunk.Sealer
 }
 
 // ScrubMismatch is a recorded chunk whose bytes, read back from a backup
@@ -105,13 +107,16 @@ func Scrub(ctx context.Context, o ScrubOptions, p progress.Reporter) (ScrubRepor
 			rep.Unrecorded = append(rep.Unrecorded, name)
 			continue
 		}
+		if err := checkRecordKey(rec, o.ChunkKey); err != nil {
+			return rep, fmt.Errorf("scrub %s: %w", snap, err)
+		}
 		total += rec.DataBytes()
 		p.SetTotal(total)
 		base := ""
 		if i := slices.Index(names, name); i > 0 {
 			base = names[i-1]
 		}
-		bad, err := scrubSnapshot(ctx, o.Backup, snap, base, rec.Chunks, p)
+		bad, err := scrubSnapshot(ctx, o.Backup, snap, base, rec.Chunks, addresser(o.ChunkKey), p)
 		if err != nil {
 			return rep, fmt.Errorf("scrub %s: %w", snap, err)
 		}
@@ -126,10 +131,10 @@ func Scrub(ctx context.Context, o ScrubOptions, p progress.Reporter) (ScrubRepor
 
 // scrubSnapshot checks chunks (ascending) against snap, reading the diff
 // from base first when there is one.
-func scrubSnapshot(ctx context.Context, c *ceph.Cluster, snap ferry.ImageSpec, base string, chunks []state.ScrubChunk, p progress.Reporter) ([]ScrubMismatch, error) {
+func scrubSnapshot(ctx context.Context, c *ceph.Cluster, snap ferry.ImageSpec, base string, chunks []state.ScrubChunk, address func([]byte) string, p progress.Reporter) ([]ScrubMismatch, error) {
 	var bad []ScrubMismatch
 	check := func(from string, chunks []state.ScrubChunk) ([]state.ScrubChunk, error) {
-		sink := &scrubSink{chunks: chunks, holesAreZero: from == "", snap: snap, bad: &bad, p: p}
+		sink := &scrubSink{chunks: chunks, holesAreZero: from == "", snap: snap, bad: &bad, p: p, address: address}
 		if _, err := c.Export(ctx, ceph.ExportOptions{Image: snap, FromSnap: from}, sink, nil); err != nil {
 			return nil, err
 		}
@@ -163,9 +168,10 @@ type scrubSink struct {
 	holesAreZero bool
 	uncovered    []state.ScrubChunk
 
-	snap ferry.ImageSpec
-	bad  *[]ScrubMismatch
-	p    progress.Reporter
+	snap    ferry.ImageSpec
+	bad     *[]ScrubMismatch
+	p       progress.Reporter
+	address func([]byte) string // the chunk address of raw bytes; nil: SHA-256
 }
 
 type joining struct {
@@ -240,11 +246,41 @@ func (s *scrubSink) finish(j *joining) {
 		s.uncovered = append(s.uncovered, j.c)
 		return
 	}
-	sum := sha256.Sum256(j.raw)
-	if got := hex.EncodeToString(sum[:]); got != j.c.Hash {
+	address := s.address
+	if address == nil {
+		address = chunk.Hash
+	}
+	if got := address(j.raw); got != j.c.Hash {
 		lo, hi := j.c.Span()
 		*s.bad = append(*s.bad, ScrubMismatch{Snapshot: s.snap, Chunk: j.c.Hash, Got: got,
 			Offset: lo, Length: hi - lo, Extents: len(j.c.Extents)})
 	}
 	s.p.Add(uint64(len(j.raw)))
+}
+
+// addresser is the chunk address function of key (SHA-256 without one).
+func addresser(key chunk.Sealer) func([]byte) string {
+	if key == nil {
+		key = chunk.Plain
+	}
+	return key.Address
+}
+
+// checkRecordKey refuses to check a record against another chunk key than
+// the one its addresses were made with: every chunk would look corrupt.
+func checkRecordKey(rec *state.ScrubRecord, key chunk.Sealer) error {
+	have := ""
+	if key != nil {
+		have = key.KeyID()
+	}
+	switch {
+	case rec.ChunkKey == have:
+		return nil
+	case rec.ChunkKey == "":
+		return fmt.Errorf("its scrub record was made without a chunk key, and scrub has key %s: run ferry scrub without --chunk-key (chunk.key_file)", have)
+	case have == "":
+		return fmt.Errorf("its scrub record was made with chunk key %s: run ferry scrub with that key file (--chunk-key, chunk.key_file)", rec.ChunkKey)
+	default:
+		return fmt.Errorf("its scrub record was made with chunk key %s, and scrub has key %s: run ferry scrub with the consumer's key file (--chunk-key, chunk.key_file)", rec.ChunkKey, have)
+	}
 }

@@ -26,6 +26,9 @@ type ScrubRecord struct {
 	BackupID string          `json:"backup_id"`
 	Created  time.Time       `json:"created"`
 	Chunks   []ScrubChunk    `json:"chunks"` // ascending image offsets
+	// ChunkKey is the id of the chunk key the addresses are keyed with
+	// ("" for plain SHA-256): scrub needs the same key.
+	ChunkKey string `json:"chunk_key,omitempty"`
 }
 
 // ScrubChunk is one chunk of a backup and its extents, in chunk order

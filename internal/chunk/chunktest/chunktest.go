@@ -57,7 +57,7 @@ func Chunk(t testing.TB, s *chunk.Store) string {
 // Page stores extents as one extent page in s and returns its address.
 func Page(t testing.TB, s *chunk.Store, extents []ferry.Extent) string {
 	t.Helper()
-	raw, page, err := chunk.EncodePage(extents)
+	raw, page, err := s.EncodePage(extents)
 	if err != nil {
 		t.Fatal(err)
 	}
