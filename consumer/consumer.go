@@ -176,7 +176,7 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
-	if err := bus.Refusal(msg.Subject(), m.Image, m.ValidateNames(), bus.ManifestSubject); err != nil {
+	if err := bus.Refusal(msg.Subject(), m.Image, m.Validate(), bus.ManifestSubject); err != nil {
 		c.refuse(ctx, msg, &m, err)
 		return
 	}

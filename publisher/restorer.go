@@ -54,7 +54,7 @@ func (p *Publisher) handleRestore(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
-	if err := bus.Refusal(msg.Subject(), job.Target, job.ValidateNames(), bus.RestoreSubject); err != nil {
+	if err := bus.Refusal(msg.Subject(), job.Target, job.Validate(), bus.RestoreSubject); err != nil {
 		p.log.Error("restore job refused; dropping it", "subject", msg.Subject(), "job", job.ID, "error", err)
 		_ = msg.Term()
 		return

@@ -91,10 +91,6 @@ func (p *Publisher) handleResult(ctx context.Context, msg jetstream.Msg) {
 		p.log.Error("backup result dropped; nothing done", "subject", msg.Subject(), "signed_by", sign.Signed(msg.Headers()), "error", err)
 		return
 	}
-	if err := bus.Refusal(msg.Subject(), r.Image, r.Image.Validate(), bus.ConfirmedSubject, bus.FailedSubject); err != nil {
-		p.log.Error("backup result refused; ignoring it", "subject", msg.Subject(), "error", err)
-		return
-	}
 	if _, err := p.onResult(ctx, r); err != nil {
 		p.log.Error("cannot act on the backup site's result", "image", r.Image.AtSnap("").String(), "snapshot", r.Image.Snap,
 			"backup_id", r.BackupID, "result", r.Kind, "error", err)

@@ -47,9 +47,9 @@ func PublishResult(ctx context.Context, js jetstream.JetStream, signer *sign.Sig
 
 // DecodeResult reads the backup result of a FERRY_RESULTS message, once
 // trust has authenticated it (wrapping sign.ErrUnauthenticated when not).
-// Its kind must agree with its subject, its image be the subject's, and it
-// must be valid (BackupResult.Validate); those refusals wrap
-// ferry.ErrInvalid. A result of an older Ferry has no kind: its subject
+// Its kind must agree with its subject, its image be valid and the
+// subject's (Refusal: ferry.ErrRefused), and it must be valid
+// (BackupResult.Validate); the other refusals wrap ferry.ErrInvalid. A result of an older Ferry has no kind: its subject
 // gives it (a failure that lists missing chunks asks for them).
 func DecodeResult(subject string, h nats.Header, data []byte, trust *sign.Trust) (ferry.BackupResult, error) {
 	var r ferry.BackupResult
@@ -80,8 +80,8 @@ func DecodeResult(subject string, h nats.Header, data []byte, trust *sign.Trust)
 	if want != prefix {
 		return r, ferry.Invalid("backup result on %s says %q, which goes on %s.*: dropped as damaged", subject, r.Kind, want)
 	}
-	if Subject(prefix, r.Image.AtSnap("")) != subject {
-		return r, ferry.Invalid("backup result on %s names image %s, another image's: dropped as damaged", subject, r.Image.AtSnap(""))
+	if err := Refusal(subject, r.Image, r.Image.Validate(), prefix); err != nil {
+		return r, fmt.Errorf("backup result refused: %w", err)
 	}
 	return r, r.Validate()
 }

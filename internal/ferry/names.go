@@ -125,6 +125,35 @@ func (m *Manifest) ValidateNames() error {
 	return nil
 }
 
+// MaxImageSize is the largest image Ferry backs up or restores: librbd's
+// object map holds at most 256 Mi objects, 1 PiB of 4 MiB objects. A size
+// above it in a message is refused before anything is created.
+const MaxImageSize = 1 << 50
+
+// Validate checks what a manifest promises before anything acts on it: its
+// names (ValidateNames) and an image size Ferry can create.
+func (m *Manifest) Validate() error {
+	if err := m.ValidateNames(); err != nil {
+		return err
+	}
+	return checkImageSize("the manifest's image", m.Size)
+}
+
+// Validate checks a restore job's names (ValidateNames) and sizes.
+func (j *RestoreJob) Validate() error {
+	if err := j.ValidateNames(); err != nil {
+		return err
+	}
+	return errors.Join(checkImageSize("the restore job's image", j.Size), checkImageSize("the restore job's base", j.FromSnapSize))
+}
+
+func checkImageSize(what string, size uint64) error {
+	if size > MaxImageSize {
+		return fmt.Errorf("%s size %d is above %d, the largest image Ferry creates (librbd's object map holds 256 Mi objects)", what, size, uint64(MaxImageSize))
+	}
+	return nil
+}
+
 // ValidateNames checks every name j carries: the backup snapshot, the
 // target image and the from-snapshot.
 func (j *RestoreJob) ValidateNames() error {

@@ -88,6 +88,31 @@ func TestManifestValidateNames(t *testing.T) {
 	}
 }
 
+// TestValidateSizes: a manifest or restore job whose image is larger than
+// any image Ferry creates is refused before anything is created (a 15 EiB
+// image without an object map was created, and could not be removed).
+func TestValidateSizes(t *testing.T) {
+	m := Manifest{Image: ImageSpec{Pool: "p", Image: "i", Snap: "s"}, ToSnap: "s", Size: MaxImageSize}
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	m.Size = 15 << 60
+	if err := m.Validate(); err == nil || !strings.Contains(err.Error(), "largest image Ferry creates") {
+		t.Errorf("15 EiB manifest: %v", err)
+	}
+	j := RestoreJob{Snapshot: ImageSpec{Pool: "p", Image: "i", Snap: "s"}, Target: ImageSpec{Pool: "p", Image: "t"}, Size: MaxImageSize}
+	if err := j.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, change := range []func(*RestoreJob){func(j *RestoreJob) { j.Size = MaxImageSize + 1 }, func(j *RestoreJob) { j.FromSnapSize = 1 << 63 }} {
+		bad := j
+		change(&bad)
+		if err := bad.Validate(); err == nil {
+			t.Errorf("restore job %+v taken", bad)
+		}
+	}
+}
+
 func TestPrintable(t *testing.T) {
 	for in, want := range map[string]string{
 		"plain text, ünïcödé 快照":  "plain text, ünïcödé 快照",
