@@ -171,8 +171,8 @@ func (o *Options) trustConfig(r bus.Role, public map[bus.Role]string) string {
 # The source site signs its manifests, pages and restore outcomes with
 # signing_key, and acts only on results signed by the backup site's
 # consumer (trusted_keys) and restore jobs signed by the restore identity
-# (restore_keys). pools: the source pools it backs up and restores into,
-# comma separated; unset, every pool.
+# (restore_keys). pools: the source pools it backs up, comma separated;
+# unset, every pool.
 publisher:
   signing_key: %s
   trusted_keys: %s
