@@ -138,7 +138,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.opts.Log.Info("taking over: this consumer now applies the site's backups")
 	}
 	if c.opts.Trust.Open() {
-		c.opts.Log.Warn("messages are not authenticated: no trusted source site key is configured, so anyone who can publish on the bus can have backup images written; set consumer.trusted_keys (see docs/security-messages.md)")
+		c.opts.Log.Warn("messages are not authenticated: no trusted source site key is configured, so anyone who can publish on the bus can have backup images written; set consumer.trusted_keys (see docs/security.md)")
 	}
 	err = c.run(held)
 	if cause := context.Cause(held); errors.Is(cause, bus.ErrLockLost) {

@@ -4,12 +4,13 @@
 # Starts two independent Ceph clusters (a source site and a backup site) and,
 # from the setup `ferry init` writes, each site's NATS JetStream server, joined
 # by a TLS leafnode, and a Ferry consumer; every Ferry process connects with
-# its own role's certificate and may use only its role's subjects
-# (docs/security.md). Writes data into a demo image; runs a full backup and
-# two incrementals with `ferry backup`; checks that every backup snapshot
-# reads back byte for byte like its source snapshot; shows the pruned source
-# snapshots and the status. Everything it started is stopped at the end; its
-# files stay in .demo/ for a look.
+# its own role's certificate and may use only its role's subjects, and the
+# sites sign their messages with the keys ferry init wrote and act only on
+# the other site's (docs/security.md). Writes data into a demo image; runs a
+# full backup and two incrementals with `ferry backup`; checks that every
+# backup snapshot reads back byte for byte like its source snapshot; shows
+# the pruned source snapshots and the status. Everything it started is
+# stopped at the end; its files stay in .demo/ for a look.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FERRY=${FERRY:-bin/ferry}
@@ -70,7 +71,7 @@ wait "$s1"
 wait "$s2"
 echo "source: $DIR/source/ceph.conf   backup: $DIR/backup/ceph.conf"
 
-say "Writing a secure two-site setup with ferry init (CA, certificates, servers' and roles' configuration)"
+say "Writing a secure two-site setup with ferry init (CA, certificates, signing keys, servers' and roles' configuration)"
 "$FERRY" init --out "$TLS" --source-host 127.0.0.1 --backup-host 127.0.0.1 --listen-host 127.0.0.1 \
 	--source-port "$NATS_PORT" --backup-port $((NATS_PORT + 1)) --leafnode-port $((NATS_PORT + 2)) | tr '\n' ' '
 echo
@@ -177,5 +178,9 @@ if grep -h Violation "$DIR"/nats-*.log; then
 	echo "demo: a Ferry process was refused something its role needs (above)" >&2
 	exit 1
 fi
+if grep -h "messages are not authenticated" "$DIR/consumer.log"; then
+	echo "demo: the consumer trusts no source site key: consumer.yaml of ferry init should name it" >&2
+	exit 1
+fi
 
-say "Demo complete: 1 full + 2 incremental backups between two TLS sites, each verified byte for byte"
+say "Demo complete: 1 full + 2 incremental backups between two TLS sites, signed, each verified byte for byte"

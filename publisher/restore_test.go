@@ -66,6 +66,13 @@ func startSites(t *testing.T) *sites {
 // publisher.
 func runSites(t *testing.T, bakConn, srcConn, consConn *bus.Conn) *sites {
 	t.Helper()
+	return runSitesWith(t, bakConn, srcConn, consConn, publisher.Options{}, consumer.Options{})
+}
+
+// runSitesWith is runSites with the publisher's and the consumer's keys
+// and trust from pubOpts and consOpts.
+func runSitesWith(t *testing.T, bakConn, srcConn, consConn *bus.Conn, pubOpts publisher.Options, consOpts consumer.Options) *sites {
+	t.Helper()
 	source, backup := cephtest.Sites(t)
 	ctx := context.Background()
 	s := &sites{t: t, bakConn: bakConn, srcConn: srcConn}
@@ -75,11 +82,13 @@ func runSites(t *testing.T, bakConn, srcConn, consConn *bus.Conn) *sites {
 	if err := bus.SetupSource(ctx, s.srcConn.Source, bus.DefaultRetention); err != nil {
 		t.Fatal(err)
 	}
-	cons, err := consumer.New(ctx, backup, consConn, consumer.Options{Site: "test", BaseRetry: 200 * time.Millisecond, RetryDelay: 200 * time.Millisecond, Log: testLogger(t, "consumer")})
+	consOpts.Site, consOpts.BaseRetry, consOpts.RetryDelay, consOpts.Log = "test", 200*time.Millisecond, 200*time.Millisecond, testLogger(t, "consumer")
+	cons, err := consumer.New(ctx, backup, consConn, consOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.pub, err = publisher.New(ctx, source, s.srcConn, publisher.Options{Log: testLogger(t, "publisher")})
+	pubOpts.Log = testLogger(t, "publisher")
+	s.pub, err = publisher.New(ctx, source, s.srcConn, pubOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

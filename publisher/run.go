@@ -41,7 +41,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 		return fmt.Errorf("create consumer %s on %s: %w", bus.PrunerDurable, bus.ResultStream, err)
 	}
 	if p.trust.Open() || p.restore.Open() {
-		p.log.Warn("messages are not authenticated: no trusted backup site or restore key is configured, so anyone who can publish on the bus can have source snapshots removed or restores written into this site; set publisher.trusted_keys and publisher.restore_keys (see docs/security-messages.md)")
+		p.log.Warn("messages are not authenticated: no trusted backup site or restore key is configured, so anyone who can publish on the bus can have source snapshots removed or restores written into this site; set publisher.trusted_keys and publisher.restore_keys (see docs/security.md)")
 	}
 	restores, err := p.restoreJobs(ctx)
 	if err != nil {

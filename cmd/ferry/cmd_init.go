@@ -11,15 +11,18 @@ func newInitCommand() *cobra.Command {
 	var o siteinit.Options
 	cmd := &cobra.Command{
 		Use:   "init --out DIR --source-host HOST --backup-host HOST",
-		Short: "Write a secure two-site setup: CA, certificates, both NATS servers' and each role's configuration",
+		Short: "Write a secure two-site setup: CA, certificates, signing keys, both NATS servers' and each role's configuration",
 		Long: `Write into --out everything two sites need to run Ferry over TLS with one
-identity per role: a private CA (ca.key: keep it offline), a certificate
-for each site's NATS server (names: the given host, localhost, 127.0.0.1),
-a client certificate per role (agent, publisher, consumer, operator,
-restore) whose subject is its user at the servers, both sites'
-nats-server configuration files (TLS for clients and the leafnode, each
-role allowed only its own subjects) and a Ferry configuration file per
-role. Private keys are written 0600; an existing file is never replaced.
+identity per role and signed messages: a private CA (ca.key: keep it
+offline), a certificate for each site's NATS server (names: the given host,
+localhost, 127.0.0.1), a client certificate per role (agent, publisher,
+consumer, operator, restore) whose subject is its user at the servers, the
+signing keys of the publisher, the consumer and the restore identity
+(<role>-signing.key), both sites' nats-server configuration files (TLS for
+clients and the leafnode, each role allowed only its own subjects) and a
+Ferry configuration file per role, which names its own private keys and
+trusts the other site's public signing keys. Private keys are written
+0600; an existing file is never replaced.
 
 Run the sites' servers with
   ferry nats-server --server-config DIR/backup-nats.conf    (backup site)

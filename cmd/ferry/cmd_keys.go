@@ -16,7 +16,7 @@ func newKeysCommand() *cobra.Command {
 and print its public key. FILE must not exist. Give FILE to the site's daemon
 (publisher.signing_key or consumer.signing_key; consumer.restore_key for ferry restore),
 and the public key to the other site (consumer.trusted_keys, publisher.trusted_keys,
-publisher.restore_keys). See docs/security-messages.md.`,
+publisher.restore_keys). See docs/security.md.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			public, err := sign.WriteKeyFile(args[0])

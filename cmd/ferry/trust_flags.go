@@ -10,7 +10,7 @@ import (
 
 // trustFlags are what a site may do on a message's word: the pools it
 // works on, the key it signs with, and the other site's keys it trusts
-// (docs/security-messages.md).
+// (docs/security.md).
 type trustFlags struct {
 	pools, signingKey, trustedKeys string
 }

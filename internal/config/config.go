@@ -65,7 +65,7 @@ type Publisher struct {
 	ChunkSize        Size   `yaml:"chunk_size"`
 	CompressionLevel int    `yaml:"compression_level"`
 	MetricsListen    string `yaml:"metrics_listen"` // empty: no /metrics
-	// What the source site may do on a message's word (docs/security-messages.md).
+	// What the source site may do on a message's word (docs/security.md).
 	Pools       string `yaml:"pools"`        // comma separated pools it exports; empty: every pool
 	SigningKey  string `yaml:"signing_key"`  // nkeys seed file that signs manifests and pages
 	TrustedKeys string `yaml:"trusted_keys"` // the backup site's public keys (results), comma separated
@@ -78,7 +78,7 @@ type Consumer struct {
 	BaseWait      time.Duration `yaml:"base_wait"`
 	PoolMap       string        `yaml:"pool_map"`       // SRC=DST,...; empty: same pool names
 	MetricsListen string        `yaml:"metrics_listen"` // empty: no /metrics
-	// What the backup site may do on a message's word (docs/security-messages.md).
+	// What the backup site may do on a message's word (docs/security.md).
 	Pools       string `yaml:"pools"`        // comma separated backup pools it writes; empty: every pool
 	SigningKey  string `yaml:"signing_key"`  // nkeys seed file that signs results
 	TrustedKeys string `yaml:"trusted_keys"` // the source site's public keys (manifests, pages)

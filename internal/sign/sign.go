@@ -3,7 +3,7 @@
 // file), and the receiving site acts on it only when the signature checks
 // against a key it trusts. The transport (TLS, NATS credentials) keeps
 // strangers off the bus; signatures keep a peer that is on it, or a
-// compromised leafnode, from speaking for a site. docs/security-messages.md
+// compromised leafnode, from speaking for a site. docs/security.md
 // says which site signs what.
 //
 // The signature covers the subject too, so a signed message cannot be

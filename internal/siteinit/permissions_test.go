@@ -2,6 +2,7 @@ package siteinit_test
 
 import (
 	"context"
+	"encoding/json"
 	"regexp"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/chunk"
+	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/siteinit/siteinittest"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/nats-io/nats.go"
@@ -80,6 +82,9 @@ var consumerPurges = []string{bus.PageStream, bus.ChunkStream, "OBJ_" + bus.Scru
 // setUpStreams creates both sites' streams as the daemons do, with the
 // roles that own them, and puts a message into each stream a role may
 // write, so that a purge would show.
+// testChunk is the address of the chunk setUpStreams stores.
+var testChunk = strings.Repeat("ab", 32)
+
 func setUpStreams(t *testing.T, sites *siteinittest.Sites) (pub, cons *bus.Conn) {
 	t.Helper()
 	ctx := context.Background()
@@ -95,7 +100,7 @@ func setUpStreams(t *testing.T, sites *siteinittest.Sites) (pub, cons *bus.Conn)
 		subject string
 	}{
 		{pub.Source, bus.SnapshotSubject + ".rbd.vm"}, {pub.Backup, bus.ManifestSubject + ".rbd.vm"},
-		{pub.Backup, bus.ChunkSubject + ".abc"}, {pub.Backup, bus.PageSubject + ".rbd.vm"},
+		{pub.Backup, bus.ChunkSubject + "." + testChunk}, {pub.Backup, bus.PageSubject + ".rbd.vm"},
 		{cons.Backup, bus.ConfirmedSubject + ".rbd.vm"},
 	} {
 		if _, err := m.js.Publish(ctx, m.subject, []byte("x")); err != nil {
@@ -106,7 +111,11 @@ func setUpStreams(t *testing.T, sites *siteinittest.Sites) (pub, cons *bus.Conn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(ctx, "rbd.vm", []byte("{}")); err != nil {
+	st, err := json.Marshal(ferry.ImageState{Image: ferry.ImageSpec{Pool: "rbd", Image: "vm"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "rbd.vm", st); err != nil {
 		t.Fatal(err)
 	}
 	return pub, cons
@@ -328,7 +337,7 @@ func TestConsumerAdministersBackupSite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.Remove(ctx, "abc"); err != nil {
+	if err := store.Remove(ctx, testChunk); err != nil {
 		t.Fatal(err)
 	}
 	if v := sites.Violations(); len(v) > 0 {

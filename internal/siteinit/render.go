@@ -159,3 +159,45 @@ nats:
 `, r, roleUse[r], q("tls://"+hostPort(host, port)), q(o.path(caCert)), q(o.path(string(r)+".crt")), q(o.path(string(r)+".key")),
 		o.SourceDomain, o.BackupDomain)
 }
+
+// trustConfig is role's part of the signed messages (docs/security.md):
+// its own signing key, if it signs, and the public keys of the roles it
+// takes orders from. public holds the signers' public keys.
+func (o *Options) trustConfig(r bus.Role, public map[bus.Role]string) string {
+	key := q(o.path(SigningKey(r)))
+	switch r {
+	case bus.RolePublisher:
+		return fmt.Sprintf(`
+# The source site signs its manifests, pages and restore outcomes with
+# signing_key, and acts only on results signed by the backup site's
+# consumer (trusted_keys) and restore jobs signed by the restore identity
+# (restore_keys). pools: the source pools it backs up, comma separated;
+# unset, every pool.
+publisher:
+  signing_key: %s
+  trusted_keys: %s
+  restore_keys: %s
+  # pools: ""
+`, key, q(public[bus.RoleConsumer]), q(public[bus.RoleRestore]))
+	case bus.RoleConsumer:
+		return fmt.Sprintf(`
+# The backup site signs its results with signing_key and writes only what
+# the source site's publisher signed (trusted_keys). pools: the backup
+# pools it writes, comma separated; unset, every pool.
+consumer:
+  signing_key: %s
+  trusted_keys: %s
+  # pools: ""
+`, key, q(public[bus.RolePublisher]))
+	case bus.RoleRestore:
+		return fmt.Sprintf(`
+# ferry restore --to source: signs its restore jobs with restore_key and
+# believes only answers signed by the source site's publisher
+# (trusted_keys).
+consumer:
+  restore_key: %s
+  trusted_keys: %s
+`, key, q(public[bus.RolePublisher]))
+	}
+	return "" // the agent's snapshot events are not signed; the operator only reads
+}

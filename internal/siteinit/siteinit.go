@@ -1,9 +1,11 @@
 // Package siteinit writes a secure two-site setup that an operator can use
 // as it is: a private CA, a TLS certificate for each site's NATS server,
-// one client certificate per role (internal/bus's roles), both sites'
-// nats-server configuration files (TLS for clients and the leafnode, a
-// user with least-privilege permissions per role) and a Ferry
-// configuration file per role. docs/security.md explains the result.
+// one client certificate per role (internal/bus's roles), the signing keys
+// of the publisher, the consumer and the restore identity (internal/sign),
+// both sites' nats-server configuration files (TLS for clients and the
+// leafnode, a user with least-privilege permissions per role) and a Ferry
+// configuration file per role, which names only its own role's private
+// keys. docs/security.md explains the result.
 package siteinit
 
 import (
@@ -18,6 +20,7 @@ import (
 	"strings"
 
 	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/sign"
 )
 
 // Options describe the two sites.
@@ -90,6 +93,14 @@ const (
 // RoleConfig is the Ferry configuration file of role in the output.
 func RoleConfig(role bus.Role) string { return string(role) + ".yaml" }
 
+// SigningKey is the signing key file (an nkeys seed) of role in the
+// output: the publisher, the consumer and the restore identity sign.
+func SigningKey(role bus.Role) string { return string(role) + "-signing.key" }
+
+// signers are the roles that sign their messages; snapshot events (the
+// agent's) are not signed, and the operator only reads.
+var signers = []bus.Role{bus.RolePublisher, bus.RoleConsumer, bus.RoleRestore}
+
 // SiteConfig is the nats-server configuration file of a site ("source" or "backup").
 func SiteConfig(site string) string { return site + "-nats.conf" }
 
@@ -120,13 +131,21 @@ func Generate(o Options) ([]string, error) {
 		return nil, err
 	}
 	files[sourceLeafPfx+".crt"], files[sourceLeafPfx+".key"] = leaf.cert, leaf.key
+	public := map[bus.Role]string{}
+	for _, r := range signers {
+		seed, pub, err := sign.Generate()
+		if err != nil {
+			return nil, err
+		}
+		files[SigningKey(r)], public[r] = append(seed, '\n'), pub
+	}
 	for _, r := range bus.Roles() {
 		kp, err := ca.issue(r.CommonName(), nil)
 		if err != nil {
 			return nil, err
 		}
 		files[string(r)+".crt"], files[string(r)+".key"] = kp.cert, kp.key
-		files[RoleConfig(r)] = []byte(o.ferryConfig(r))
+		files[RoleConfig(r)] = []byte(o.ferryConfig(r) + o.trustConfig(r, public))
 	}
 	files[sourceSiteConf] = []byte(o.sourceServerConfig())
 	files[backupSiteConf] = []byte(o.backupServerConfig())

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/config"
+	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/ferry-dr/ferry/internal/siteinit"
 	"github.com/ferry-dr/ferry/internal/siteinit/siteinittest"
 )
@@ -34,8 +35,10 @@ func TestGenerateKeepsKeysPrivateAndFilesIntact(t *testing.T) {
 			}
 		}
 	}
-	if keys != 4+len(bus.Roles()) { // CA, two servers, the leafnode, each role
-		t.Errorf("%d private keys written, want %d: %v", keys, 4+len(bus.Roles()), names)
+	// CA, two servers, the leafnode, each role's certificate, and the
+	// signing keys of the publisher, the consumer and the restore identity.
+	if want := 4 + len(bus.Roles()) + 3; keys != want {
+		t.Errorf("%d private keys written, want %d: %v", keys, want, names)
 	}
 	before, _ := os.ReadFile(filepath.Join(dir, "ca.key"))
 	if err := os.Remove(filepath.Join(dir, "agent.yaml")); err != nil {
@@ -104,7 +107,9 @@ func TestUntrustedConnectionsRefused(t *testing.T) {
 
 // TestGeneratedFilesAsTheHostsSeeThem: with --paths, every file names the
 // others where they will be on the hosts, and each role's file is a valid
-// Ferry configuration for its site.
+// Ferry configuration for its site that names its own signing key and no
+// other role's, and trusts exactly the public keys of the roles it takes
+// orders from.
 func TestGeneratedFilesAsTheHostsSeeThem(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := siteinit.Generate(siteinit.Options{Out: dir, Paths: "/etc/ferry/tls", SourceHost: "src.example", BackupHost: "dr.example", BackupPort: 4333}); err != nil {
@@ -119,6 +124,24 @@ func TestGeneratedFilesAsTheHostsSeeThem(t *testing.T) {
 			t.Errorf("%s names its files outside /etc/ferry/tls:\n%s", siteinit.SiteConfig(site), raw)
 		}
 	}
+	seeds, public := map[bus.Role]string{}, map[bus.Role]string{}
+	for _, r := range []bus.Role{bus.RolePublisher, bus.RoleConsumer, bus.RoleRestore} {
+		raw, err := os.ReadFile(filepath.Join(dir, siteinit.SigningKey(r)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seeds[r] = strings.TrimSpace(string(raw))
+		k, err := sign.ParseSeed(seeds[r])
+		if err != nil {
+			t.Fatalf("%s: %v", siteinit.SigningKey(r), err)
+		}
+		public[r] = k.Public()
+	}
+	wantKeys := map[bus.Role]roleKeys{
+		bus.RolePublisher: {pubSigning: "/etc/ferry/tls/publisher-signing.key", pubTrusted: public[bus.RoleConsumer], pubRestore: public[bus.RoleRestore]},
+		bus.RoleConsumer:  {consSigning: "/etc/ferry/tls/consumer-signing.key", consTrusted: public[bus.RolePublisher]},
+		bus.RoleRestore:   {consRestore: "/etc/ferry/tls/restore-signing.key", consTrusted: public[bus.RolePublisher]},
+	}
 	for _, r := range bus.Roles() {
 		l, err := config.Load(filepath.Join(dir, siteinit.RoleConfig(r)), nil)
 		if err != nil {
@@ -132,5 +155,24 @@ func TestGeneratedFilesAsTheHostsSeeThem(t *testing.T) {
 			l.NATS.CA != "/etc/ferry/tls/ca.crt" || l.NATS.SourceDomain != "source" || l.NATS.BackupDomain != "backup" {
 			t.Errorf("%s: %+v", siteinit.RoleConfig(r), l.NATS)
 		}
+		got := roleKeys{l.Publisher.SigningKey, l.Publisher.TrustedKeys, l.Publisher.RestoreKeys,
+			l.Consumer.SigningKey, l.Consumer.TrustedKeys, l.Consumer.RestoreKey}
+		if got != wantKeys[r] { // the agent and the operator: none
+			t.Errorf("%s: signing keys and trust %+v, want %+v", siteinit.RoleConfig(r), got, wantKeys[r])
+		}
+		raw, err := os.ReadFile(filepath.Join(dir, siteinit.RoleConfig(r)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for signer, seed := range seeds {
+			if strings.Contains(string(raw), seed) || signer != r && strings.Contains(string(raw), siteinit.SigningKey(signer)) {
+				t.Errorf("%s names %s's private signing key", siteinit.RoleConfig(r), signer)
+			}
+		}
 	}
+}
+
+// roleKeys are the signing keys and trusted keys of a Ferry configuration.
+type roleKeys struct {
+	pubSigning, pubTrusted, pubRestore, consSigning, consTrusted, consRestore string
 }

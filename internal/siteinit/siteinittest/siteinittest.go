@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/config"
+	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/ferry-dr/ferry/internal/siteinit"
 	"github.com/ferry-dr/ferry/internal/testutil"
 	"github.com/nats-io/nats-server/v2/server"
@@ -121,6 +124,43 @@ func (s *Sites) Connect(t testing.TB, role bus.Role) *bus.Conn {
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// Keys are what role's configuration file says about signed messages, read
+// as its commands read them: the key it signs with and the keys it trusts.
+type Keys struct {
+	Signer *sign.Signer // publisher.signing_key, consumer.signing_key; restore: consumer.restore_key
+	Trust  *sign.Trust  // publisher.trusted_keys, consumer.trusted_keys
+	// Restore is the publisher's restore_keys: whose restore jobs it applies.
+	Restore *sign.Trust
+}
+
+// Keys loads role's configuration file and the signing key it names.
+func (s *Sites) Keys(t testing.TB, role bus.Role) Keys {
+	t.Helper()
+	l, err := config.Load(filepath.Join(s.Dir, siteinit.RoleConfig(role)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var signing, trusted, restore string
+	switch role {
+	case bus.RolePublisher:
+		signing, trusted, restore = l.Publisher.SigningKey, l.Publisher.TrustedKeys, l.Publisher.RestoreKeys
+	case bus.RoleConsumer:
+		signing, trusted = l.Consumer.SigningKey, l.Consumer.TrustedKeys
+	case bus.RoleRestore:
+		signing, trusted = l.Consumer.RestoreKey, l.Consumer.TrustedKeys
+	}
+	var k Keys
+	if k.Signer, err = sign.LoadKey(signing); err == nil {
+		if k.Trust, err = sign.ParseTrust(trusted); err == nil {
+			k.Restore, err = sign.ParseTrust(restore)
+		}
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", siteinit.RoleConfig(role), err)
+	}
+	return k
 }
 
 // freePorts returns n distinct ports that were free a moment ago: all n
