@@ -216,6 +216,7 @@ func applyRecords(ctx context.Context, w *aioImage, src rbddiff.Source, blank bo
 				return co.flush()
 			}
 			if err != nil {
+				co.drop() // a source cut off mid-window leaves its bytes pending
 				return err
 			}
 			switch rec.Kind {
