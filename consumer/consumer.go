@@ -144,6 +144,11 @@ func (c *Consumer) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create consumer %s on %s: %w", bus.ConsumerDurable, bus.ManifestStream, err)
 	}
+	// Waited for: the caller closes the Ceph connection next.
+	gctx, stop := context.WithCancel(ctx)
+	guarded := make(chan struct{})
+	go func() { defer close(guarded); c.guardStates(gctx) }()
+	defer func() { stop(); <-guarded }()
 	return bus.Dispatch(ctx, cons, c.handle)
 }
 
@@ -236,6 +241,9 @@ func (c *Consumer) apply(ctx context.Context, m *ferry.Manifest) (ferry.BackupEn
 	if err != nil {
 		return end, err
 	}
+	if st, err = c.reconcile(ctx, m, st); err != nil {
+		return end, err
+	}
 	if st == nil {
 		st = &ferry.ImageState{Image: source, SourceImageID: m.SourceImageID}
 	}
@@ -252,6 +260,9 @@ func (c *Consumer) apply(ctx context.Context, m *ferry.Manifest) (ferry.BackupEn
 		log.Info("backup already applied; confirming again")
 		if m.Complete != nil {
 			end = *m.Complete
+		}
+		if st.Importing == m.BackupID {
+			st.Importing = "" // its import ended: the snapshot is made
 		}
 		return end, c.confirm(ctx, st, m, end, snaps)
 	}
@@ -398,12 +409,7 @@ func (c *Consumer) purgeFeeds(ctx context.Context, m *ferry.Manifest) {
 // fail records a failed attempt in the state (and, when final, tells the source).
 func (c *Consumer) fail(ctx context.Context, m *ferry.Manifest, cause error, final bool) {
 	source := m.Image.AtSnap("")
-	st, err := c.book.Get(ctx, source)
-	if err != nil || st == nil {
-		st = &ferry.ImageState{Image: source, SourceImageID: m.SourceImageID, BackupImage: c.opts.PoolMap.Backup(source)}
-	}
-	st.Status, st.LastError, st.LastAttempt = ferry.StatusFailed, cause.Error(), time.Now().UTC()
-	if err := c.book.Put(ctx, st); err != nil {
+	if err := c.recordFailure(ctx, m, cause); err != nil {
 		c.opts.Log.Error("cannot record failure", "image", source.String(), "snapshot", m.ToSnap, "backup_id", m.BackupID, "error", err)
 	}
 	if final {
