@@ -80,7 +80,7 @@ func openDaemon(name string, cf *cephFlags, nf *natsFlags, df *daemonFlags) (_ *
 		return nil, err
 	}
 	d.closers = append(d.closers, d.cluster.Close)
-	if d.conn, err = nf.connect(name); err != nil {
+	if d.conn, err = nf.connectDaemon(name, d.log); err != nil {
 		return nil, err
 	}
 	d.closers = append(d.closers, d.conn.Close)
