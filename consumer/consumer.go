@@ -110,11 +110,33 @@ const ackWait = 60 * time.Second
 // attempt delivered to one while the other still imports the old), and a
 // rollback by one under the other's writes would make a backup that differs
 // from its source.
+//
+// An outage of NATS is ridden out (see runHeld): the consumer tries again
+// until it is back, and stops only when ctx ends, when the connection is
+// closed for good, or when another consumer took its lock.
 func (c *Consumer) Run(ctx context.Context) error {
+	out := bus.NewOutage(c.opts.Log, "NATS at the backup site")
+	for {
+		err := c.runHeld(ctx, out)
+		if err == nil || ctx.Err() != nil || c.bus.NC.IsClosed() || errors.Is(err, errTakenOver) {
+			return err
+		}
+		if !out.Wait(ctx, err) {
+			return nil
+		}
+	}
+}
+
+// errTakenOver: another consumer took this one's lock.
+var errTakenOver = errors.New("a standby may have taken over; restart this consumer to stand by")
+
+// runHeld takes the site's consumer lock and applies backups while it holds it.
+func (c *Consumer) runHeld(ctx context.Context, out *bus.Outage) error {
 	host, _ := os.Hostname()
 	holder := fmt.Sprintf("consumer of site %s on %s, pid %d", c.opts.Site, host, os.Getpid())
 	stoodBy := false
 	held, release, err := bus.HoldLock(ctx, c.bus.Backup, bus.ConsumerLock, holder, func(active string) {
+		out.Over()
 		c.opts.Log.Info("standby: another consumer applies this site's backups; this one takes over when it stops", "active", active)
 		stoodBy = true
 	})
@@ -125,14 +147,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if stoodBy {
 		c.opts.Log.Info("taking over: this consumer now applies the site's backups")
 	}
-	err = c.run(held)
-	if cause := context.Cause(held); errors.Is(cause, bus.ErrLockLost) {
-		return fmt.Errorf("stopped applying backups: %w (a standby may have taken over; restart this consumer to stand by)", cause)
+	err = c.run(held, out)
+	cause := context.Cause(held)
+	switch {
+	case errors.Is(cause, bus.ErrLockNotRenewed):
+		return fmt.Errorf("stopped applying backups until NATS is back: %w", cause)
+	case errors.Is(cause, bus.ErrLockLost):
+		return fmt.Errorf("stopped applying backups: %w (%w)", cause, errTakenOver)
 	}
 	return err
 }
 
-func (c *Consumer) run(ctx context.Context) error {
+func (c *Consumer) run(ctx context.Context, out *bus.Outage) error {
 	cons, err := c.bus.Backup.CreateOrUpdateConsumer(ctx, bus.ManifestStream, jetstream.ConsumerConfig{
 		Durable:       bus.ConsumerDurable,
 		Description:   "Ferry consumer: applies manifests to backup images",
@@ -144,6 +170,7 @@ func (c *Consumer) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create consumer %s on %s: %w", bus.ConsumerDurable, bus.ManifestStream, err)
 	}
+	out.Over()
 	// Waited for: the caller closes the Ceph connection next.
 	gctx, stop := context.WithCancel(ctx)
 	guarded := make(chan struct{})
