@@ -9,8 +9,9 @@ import (
 )
 
 // rideTries bounds the sends of one `ferry backup` while the backup site
-// does not answer: about three minutes of pauses (bus.Outage), enough for a
-// restart of NATS; a longer outage fails the command, and says why.
+// does not answer: about two and a half minutes of pauses (bus.Outage),
+// enough for a restart of NATS; a longer outage fails the command, and
+// says why.
 const rideTries = 10
 
 // backupRiding is Backup, sent again while NATS or the backup site does not
