@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/ferry"
@@ -59,7 +60,16 @@ func (c *Consumer) reconcile(ctx context.Context, m *ferry.Manifest, st *ferry.I
 		return st, err
 	}
 	c.logRepair(source, st, fixed)
-	return fixed, c.book.Put(ctx, fixed)
+	if err := c.book.Put(ctx, fixed); err != nil {
+		return st, err
+	}
+	if m.FromSnap == "" && !m.Resync {
+		// Sent as a full backup only because the state was lost: the
+		// image refuses it (two chains), but the next one is incremental.
+		return fixed, permanentError{fmt.Errorf("backup %s is a full one, sent because the state of %s at the backup site had lost its snapshots; the state is rebuilt from the backup image %s (%s), and the image's next backup is an incremental: run the backup again (no --resync needed)",
+			m.BackupID, source, fixed.BackupImage, strings.Join(fixed.Confirmed, ", "))}
+	}
+	return fixed, nil
 }
 
 // guardStates repairs, until ctx ends, the states that are behind their

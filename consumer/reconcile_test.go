@@ -42,6 +42,40 @@ func TestStateDeletedStaysIncremental(t *testing.T) {
 	}
 }
 
+// TestStatePurgedRefusedOnce: an image's state purged with its history
+// cannot be rebuilt until a backup names the image: the publisher sends a
+// full backup, which the backup image refuses (two chains), but the state
+// is rebuilt from the image and the refusal says that a plain rerun will
+// do; the next backup is an incremental again, without --resync.
+func TestStatePurgedRefusedOnce(t *testing.T) {
+	source, _ := cephtest.Sites(t)
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "state-purged"}))
+	p.startConsumer()
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, []byte("one"))
+	first, _ := p.backupNow(img)
+
+	kv, err := p.consConn.Backup.KeyValue(context.Background(), bus.StateBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Purge(context.Background(), bus.ImageKey(img)); err != nil {
+		t.Fatal(err)
+	}
+	cephtest.Write(t, source, img, mib, []byte("two"))
+	full := p.send(snapshot(t, img))
+	if full.FromSnap != "" {
+		t.Fatalf("with the state purged the publisher sent an incremental from %s; the test wants the full backup it used to send", full.FromSnap)
+	}
+	requireContains(t, p.waitRefused(full).Error(), "no --resync needed")
+
+	cephtest.Write(t, source, img, 2*mib, []byte("three"))
+	next, _ := p.backupNow(img)
+	if next.FromSnap != first.ToSnap {
+		t.Fatalf("the backup after the refused full one started from %q, want the incremental from %s", next.FromSnap, first.ToSnap)
+	}
+}
+
 // TestAlreadyAppliedClearsMarker: a consumer killed after the import made
 // its snapshot but before it confirmed leaves the import marker set; the
 // redelivered manifest ("already applied; confirming again") clears it, so
