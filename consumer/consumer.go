@@ -122,11 +122,33 @@ const ackWait = 60 * time.Second
 // attempt delivered to one while the other still imports the old), and a
 // rollback by one under the other's writes would make a backup that differs
 // from its source.
+//
+// An outage of NATS is ridden out (see runHeld): the consumer tries again
+// until it is back, and stops only when ctx ends, when the connection is
+// closed for good, or when another consumer took its lock.
 func (c *Consumer) Run(ctx context.Context) error {
+	out := bus.NewOutage(c.opts.Log, "NATS at the backup site")
+	for {
+		err := c.runHeld(ctx, out)
+		if err == nil || ctx.Err() != nil || c.bus.NC.IsClosed() || errors.Is(err, errTakenOver) {
+			return err
+		}
+		if !out.Wait(ctx, err) {
+			return nil
+		}
+	}
+}
+
+// errTakenOver: another consumer took this one's lock.
+var errTakenOver = errors.New("a standby may have taken over; restart this consumer to stand by")
+
+// runHeld takes the site's consumer lock and applies backups while it holds it.
+func (c *Consumer) runHeld(ctx context.Context, out *bus.Outage) error {
 	host, _ := os.Hostname()
 	holder := fmt.Sprintf("consumer of site %s on %s, pid %d", c.opts.Site, host, os.Getpid())
 	stoodBy := false
 	held, release, err := bus.HoldLock(ctx, c.bus.Backup, bus.ConsumerLock, holder, func(active string) {
+		out.Over()
 		c.opts.Log.Info("standby: another consumer applies this site's backups; this one takes over when it stops", "active", active)
 		stoodBy = true
 	})
@@ -140,14 +162,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if c.opts.Trust.Open() {
 		c.opts.Log.Warn("messages are not authenticated: no trusted source site key is configured, so anyone who can publish on the bus can have backup images written; set consumer.trusted_keys (see docs/security.md)")
 	}
-	err = c.run(held)
-	if cause := context.Cause(held); errors.Is(cause, bus.ErrLockLost) {
-		return fmt.Errorf("stopped applying backups: %w (a standby may have taken over; restart this consumer to stand by)", cause)
+	err = c.run(held, out)
+	cause := context.Cause(held)
+	switch {
+	case errors.Is(cause, bus.ErrLockNotRenewed):
+		return fmt.Errorf("stopped applying backups until NATS is back: %w", cause)
+	case errors.Is(cause, bus.ErrLockLost):
+		return fmt.Errorf("stopped applying backups: %w (%w)", cause, errTakenOver)
 	}
 	return err
 }
 
-func (c *Consumer) run(ctx context.Context) error {
+func (c *Consumer) run(ctx context.Context, out *bus.Outage) error {
 	cons, err := c.bus.Backup.CreateOrUpdateConsumer(ctx, bus.ManifestStream, jetstream.ConsumerConfig{
 		Durable:       bus.ConsumerDurable,
 		Description:   "Ferry consumer: applies manifests to backup images",
@@ -159,6 +185,12 @@ func (c *Consumer) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create consumer %s on %s: %w", bus.ConsumerDurable, bus.ManifestStream, err)
 	}
+	out.Over()
+	// Waited for: the caller closes the Ceph connection next.
+	gctx, stop := context.WithCancel(ctx)
+	guarded := make(chan struct{})
+	go func() { defer close(guarded); c.guardStates(gctx) }()
+	defer func() { stop(); <-guarded }()
 	return bus.Dispatch(ctx, cons, c.handle)
 }
 
@@ -280,6 +312,12 @@ func (c *Consumer) apply(ctx context.Context, m *ferry.Manifest) (ferry.BackupEn
 	}
 	// Whether an import was cut off is the image's word, not the bucket's.
 	st.Importing = marks.importing
+	// The image's snapshots are the truth of what this site holds: a state
+	// that lost some (a fault, a deleted entry) is repaired first. Only for
+	// an image this site owns: checkOwned said so.
+	if st, err = c.reconcile(ctx, m, st); err != nil {
+		return end, err
+	}
 	if contains(snaps, m.ToSnap) {
 		log.Info("backup already applied; confirming again")
 		if m.Complete != nil {
@@ -289,6 +327,7 @@ func (c *Consumer) apply(ctx context.Context, m *ferry.Manifest) (ferry.BackupEn
 			if err := c.unmarkImport(target); err != nil {
 				return end, err
 			}
+			st.Importing = "" // its import ended: the snapshot is made
 		}
 		return end, c.confirm(ctx, st, m, end, snaps)
 	}
@@ -444,12 +483,7 @@ func (c *Consumer) purgeFeeds(ctx context.Context, m *ferry.Manifest) {
 // fail records a failed attempt in the state (and, when final, tells the source).
 func (c *Consumer) fail(ctx context.Context, m *ferry.Manifest, cause error, final bool) {
 	source := m.Image.AtSnap("")
-	st, err := c.book.Get(ctx, source)
-	if err != nil || st == nil {
-		st = &ferry.ImageState{Image: source, SourceImageID: m.SourceImageID, BackupImage: c.opts.PoolMap.Backup(source)}
-	}
-	st.Status, st.LastError, st.LastAttempt = ferry.StatusFailed, cause.Error(), time.Now().UTC()
-	if err := c.book.Put(ctx, st); err != nil {
+	if err := c.recordFailure(ctx, m, cause); err != nil {
 		c.opts.Log.Error("cannot record failure", "image", source.String(), "snapshot", m.ToSnap, "backup_id", m.BackupID, "error", err)
 	}
 	if final {

@@ -292,15 +292,7 @@ func TestPublisherKilledMidSend(t *testing.T) {
 // is being sent; the clients reconnect and a retry completes it.
 func TestNATSRestartMidTransfer(t *testing.T) {
 	source, backup := cephtest.Sites(t)
-	store := t.TempDir()
-	opts := bus.ServerOptions{Name: "restart", StoreDir: store, Port: testutil.FreePort(t)}
-	srv := startServer(t, opts)
-	p := newPipeline(t, srv)
-	p.startConsumer()
-	r := rand.New(rand.NewPCG(15, 15))
-	const size = 96 * mib
-	img := cephtest.Image(t, source, "vm", size)
-	cephtest.Write(t, source, img, 0, randomBytes(r, size))
+	p, srv, opts, img := restartable(t, "restart", 15)
 	ev := snapshot(t, img)
 
 	// The server restarts while the export is held a third of the way in:
@@ -329,14 +321,8 @@ func TestNATSRestartMidTransfer(t *testing.T) {
 // JetStream domain; the source site's server joins the backup site's as a
 // leafnode, and the publisher reaches the backup domain across it.
 func TestLeafnodeTwoDomains(t *testing.T) {
-	leafPort := testutil.FreePort(t)
-	backupSrv := startServer(t, bus.ServerOptions{Name: "backup-site", Domain: "backup", LeafPort: leafPort})
-	sourceSrv := startServer(t, bus.ServerOptions{Name: "source-site", Domain: "source",
-		LeafRemotes: []string{"nats-leaf://127.0.0.1:" + itoa(leafPort)}})
-	waitLeaf(t, sourceSrv)
-	pubConn := connect(t, bus.ConnOptions{URL: sourceSrv.ClientURL(), Name: "publisher", SourceDomain: "source", BackupDomain: "backup"})
-	consConn := connect(t, bus.ConnOptions{URL: backupSrv.ClientURL(), Name: "consumer", SourceDomain: "source", BackupDomain: "backup"})
-	p := newPipelineConns(t, pubConn, consConn)
+	_, _, p := twoDomains(t, &bus.ServerOptions{Name: "backup-site"})
+	pubConn := p.pubConn
 	p.startConsumer()
 
 	fullThenIncremental(t, p, "vm", rand.New(rand.NewPCG(16, 16)))

@@ -58,7 +58,7 @@ func (p *Publisher) BackupOnce(ctx context.Context, img ferry.ImageSpec, o OnceO
 	if o.UI != nil {
 		rep, sendDone = o.UI.Sending(ev.Image)
 	}
-	m, err := p.Backup(ctx, ev, rep)
+	m, err := p.backupRiding(ctx, ev, rep)
 	sendDone()
 	if err != nil {
 		if rmErr := p.ceph.RemoveSnapshot(ev.Image); rmErr != nil {

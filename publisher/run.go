@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,8 +18,25 @@ import (
 // Run is the publisher daemon: it backs up every snapshot event, prunes
 // source snapshots when the backup site confirms, resends chunks the
 // backup site reports missing, and applies restore jobs from the backup
-// site (restorer.go). It returns when ctx ends.
+// site (restorer.go). It returns when ctx ends, or when its NATS
+// connection is closed for good. An outage of the backup site or of NATS
+// is ridden out: snapshot events queue at the source meanwhile, the log
+// says what is unreachable and since when, and the daemon carries on by
+// itself when it is back.
 func (p *Publisher) Run(ctx context.Context) error {
+	out := bus.NewOutage(p.log, "the backup site or NATS")
+	for {
+		err := p.run(ctx, out)
+		if err == nil || ctx.Err() != nil || p.bus.NC.IsClosed() {
+			return err
+		}
+		if !out.Wait(ctx, err) {
+			return nil
+		}
+	}
+}
+
+func (p *Publisher) run(ctx context.Context, out *bus.Outage) error {
 	if err := bus.SetupSource(ctx, p.bus.Source, bus.DefaultRetention); err != nil {
 		return err
 	}
@@ -47,6 +66,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	out.Over()
 	ds := []bus.Dispatcher{{Consumer: events, Handle: p.handleEvent}, {Consumer: results, Handle: p.handleResult}}
 	if restores != nil {
 		ds = append(ds, bus.Dispatcher{Consumer: restores, Handle: p.handleRestore})
@@ -94,5 +114,25 @@ func (p *Publisher) handleResult(ctx context.Context, msg jetstream.Msg) {
 	if _, err := p.onResult(ctx, r); err != nil {
 		p.log.Error("cannot act on the backup site's result", "image", r.Image.AtSnap("").String(), "snapshot", r.Image.Snap,
 			"backup_id", r.BackupID, "result", r.Kind, "error", err)
+	}
+}
+
+// Open is New for the daemon: while the backup site cannot be reached, it
+// says so and tries again, instead of failing at once (under systemd, a
+// restart loop). It fails only for other errors, or when ctx ends.
+func Open(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) (*Publisher, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	out := bus.NewOutage(o.Log, "the backup site")
+	for {
+		p, err := New(ctx, cluster, conn, o)
+		if err == nil || !bus.Unreachable(err) || conn.NC.IsClosed() {
+			out.Over()
+			return p, err
+		}
+		if !out.Wait(ctx, err) {
+			return nil, ctx.Err()
+		}
 	}
 }

@@ -34,7 +34,7 @@ func newPublisherCommand() *cobra.Command {
 			if d.metrics != nil {
 				opts.Observer = d.metrics
 			}
-			pub, err := publisher.New(cmd.Context(), d.cluster, d.conn, opts)
+			pub, err := publisher.Open(cmd.Context(), d.cluster, d.conn, opts)
 			if err != nil {
 				return err
 			}

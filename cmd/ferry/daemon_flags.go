@@ -92,7 +92,7 @@ func openDaemon(name string, cf *cephFlags, nf *natsFlags, df *daemonFlags) (_ *
 		return nil, err
 	}
 	d.closers = append(d.closers, closer{"the Ceph connection", d.cluster.Close})
-	if d.conn, err = nf.connect(name); err != nil {
+	if d.conn, err = nf.connectDaemon(name, d.log); err != nil {
 		return nil, err
 	}
 	d.closers = append(d.closers, closer{"the NATS connection", d.conn.Close})

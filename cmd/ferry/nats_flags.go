@@ -1,6 +1,8 @@
 package main
 
 import (
+	"log/slog"
+
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/spf13/pflag"
 )
@@ -35,4 +37,11 @@ func (f *natsFlags) options(name string) bus.ConnOptions {
 
 func (f *natsFlags) connect(name string) (*bus.Conn, error) {
 	return bus.Connect(f.options(name))
+}
+
+// connectDaemon is connect for a daemon, whose log says when NATS drops.
+func (f *natsFlags) connectDaemon(name string, log *slog.Logger) (*bus.Conn, error) {
+	o := f.options(name)
+	o.Log = log
+	return bus.Connect(o)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -28,6 +29,8 @@ type ConnOptions struct {
 	// SourceDomain and BackupDomain name the JetStream domains of the two
 	// sites; both empty on a single server.
 	SourceDomain, BackupDomain string
+	// Log, if set, is told when the connection drops and comes back.
+	Log *slog.Logger
 }
 
 // Conn is a NATS connection with a JetStream context for each site.
@@ -48,6 +51,7 @@ func Connect(o ConnOptions) (*Conn, error) {
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.Timeout(10 * time.Second),
 	}
+	opts = append(opts, o.logHandlers()...)
 	sec, err := o.Security()
 	if err != nil {
 		return nil, err

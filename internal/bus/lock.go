@@ -14,10 +14,18 @@ import (
 // holder could not renew it, or somebody removed it).
 var ErrLockLost = errors.New("lock lost")
 
+// ErrLockNotRenewed: a lock was given up because NATS could not be reached
+// to renew it; nobody else need have taken it.
+var ErrLockNotRenewed = errors.New("NATS unreachable")
+
 // lockHolder is a lock's value: who holds it, for the standbys' logs.
 type lockHolder struct {
 	Holder string    `json:"holder"`
 	Since  time.Time `json:"since"`
+	// Host and PID name the holder's process, so that a holder restarted
+	// on the same host takes over from its dead predecessor at once.
+	Host string `json:"host,omitempty"`
+	PID  int    `json:"pid,omitempty"`
 }
 
 // HoldLock takes key in the lock bucket (which SetupBackup creates) for
@@ -46,7 +54,7 @@ func HoldLock(ctx context.Context, js jetstream.JetStream, key, holder string, s
 	var rev uint64
 	var told string
 	for {
-		if value, err = json.Marshal(lockHolder{Holder: holder, Since: time.Now().UTC()}); err != nil {
+		if value, err = json.Marshal(thisProcess(holder)); err != nil {
 			return nil, nil, err
 		}
 		rev, err = kv.Create(ctx, key, value)
@@ -55,6 +63,9 @@ func HoldLock(ctx context.Context, js jetstream.JetStream, key, holder string, s
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return nil, nil, fmt.Errorf("take lock %s: %w", key, err)
+		}
+		if rev, err = takeOverDead(ctx, kv, key, value); err == nil {
+			break
 		}
 		if other := currentHolder(ctx, kv, key); other != "" && other != told {
 			standby(other)
@@ -88,7 +99,7 @@ func HoldLock(ctx context.Context, js jetstream.JetStream, key, holder string, s
 					return
 				case time.Since(renewed) > ttl/2:
 					// A standby may take it over soon: stop before that.
-					lose(fmt.Errorf("%w: could not renew lock %s for %s: %v", ErrLockLost, key, time.Since(renewed).Round(time.Second), err))
+					lose(fmt.Errorf("%w: %w: could not renew lock %s for %s: %v", ErrLockLost, ErrLockNotRenewed, key, time.Since(renewed).Round(time.Second), err))
 					return
 				}
 			}

@@ -216,7 +216,7 @@ func applyRecords(ctx context.Context, w *aioImage, src rbddiff.Source, blank bo
 				return co.flush()
 			}
 			if err != nil {
-				co.drop()
+				co.drop() // a source cut off mid-window leaves its bytes pending
 				return err
 			}
 			// The sources check this already; librbd must never see a

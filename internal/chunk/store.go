@@ -71,7 +71,11 @@ const DefaultLevel = 6
 func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	st, err := js.Stream(ctx, bus.ChunkStream)
 	if err != nil {
-		return nil, fmt.Errorf("open chunk stream %s: %w (is the backup site's consumer set up? it creates the streams)", bus.ChunkStream, err)
+		hint := "is the backup site's consumer set up? it creates the streams"
+		if bus.Unreachable(err) {
+			hint = "the backup site's NATS server did not answer: is it up, and the link between the sites?"
+		}
+		return nil, fmt.Errorf("open chunk stream %s: %w (%s)", bus.ChunkStream, err, hint)
 	}
 	index, err := js.KeyValue(ctx, bus.ChunkIndexBucket)
 	if err != nil {
