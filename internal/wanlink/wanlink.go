@@ -13,6 +13,7 @@
 package wanlink
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -287,10 +288,18 @@ func (l *Link) admit(data []byte, n *atomic.Int64) ([]byte, bool) {
 // ends or fails, and returns why it ended.
 func (l *Link) read(src net.Conn, q chan<- segment) error {
 	var clock time.Time // the paced sender's virtual time
+	buf := make([]byte, segmentSize)
 	for {
-		buf := make([]byte, segmentSize)
 		k, err := src.Read(buf)
 		if k > 0 {
+			data := buf[:k]
+			if k < segmentSize/4 {
+				// A small read (a ping, an ack) gets its own small copy,
+				// so a queue of them does not hold 64 KiB each.
+				data = bytes.Clone(data)
+			} else {
+				buf = make([]byte, segmentSize)
+			}
 			l.mu.Lock()
 			oneWay, rate := l.oneWay, l.rate
 			l.mu.Unlock()
@@ -305,7 +314,7 @@ func (l *Link) read(src net.Conn, q chan<- segment) error {
 				}
 				sent = later(clock, now)
 			}
-			q <- segment{data: buf[:k], due: sent.Add(oneWay)}
+			q <- segment{data: data, due: sent.Add(oneWay)}
 		}
 		if err != nil {
 			return err
