@@ -115,6 +115,7 @@ func TestWANLinkCutDaemon(t *testing.T) {
 func requireAcross(t *testing.T, link *wanlink.Link, n int64) {
 	t.Helper()
 	to, from := link.Bytes()
+	t.Logf("%d bytes to the backup site, %d back, over %d connections", to, from, link.Accepted())
 	if to < n || link.Accepted() < 2 {
 		t.Fatalf("%d bytes to the backup site (%d back) over %d connections through the link, want at least %d over 2 or more",
 			to, from, link.Accepted(), n)
