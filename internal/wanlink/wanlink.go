@@ -235,25 +235,32 @@ func (l *Link) pipe(r *relay, src, dst net.Conn, n *atomic.Int64) {
 		readErr = l.read(src, q)
 		close(q)
 	}()
+	failed := false // ended before q closed: readErr is not set yet
 	for s := range q {
 		if d := time.Until(s.due); d > 0 {
 			time.Sleep(d)
 		}
-		data, last := l.admit(s.data, n)
+		data, cut, down := l.admit(s.data, n)
+		if down {
+			failed = true
+			break
+		}
 		k, err := dst.Write(data)
 		n.Add(int64(k - len(data))) // admit counted all of it
-		if last {
-			l.Down()
+		if cut {
+			l.Cut() // admit has taken the link down
 		}
-		if err != nil || last {
-			r.reset()
-			for range q { // let the reader end
-			}
-			return
+		if err != nil || cut {
+			failed = true
+			break
 		}
 	}
-	if readErr != io.EOF {
-		r.reset() // a reset or a cut, not an orderly end: pass it on
+	if failed || readErr != io.EOF {
+		// A reset, a cut or a failed write, not an orderly end: pass it
+		// on, and let the reader end.
+		r.reset()
+		for range q {
+		}
 		return
 	}
 	// src ended in order: pass the half close on.
@@ -262,26 +269,25 @@ func (l *Link) pipe(r *relay, src, dst net.Conn, n *atomic.Int64) {
 	}
 }
 
-// admit counts data into n as delivered, clipped to a pending CutAfter, and
-// reports whether it is the last piece through. Once the link is down
-// nothing more is delivered.
-func (l *Link) admit(data []byte, n *atomic.Int64) ([]byte, bool) {
+// admit counts data into n as delivered, clipped to a pending CutAfter. cut
+// reports that data is the last piece through (the link is now down); down
+// that the link was down already and nothing may be delivered.
+func (l *Link) admit(data []byte, n *atomic.Int64) (_ []byte, cut, down bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.down {
-		return nil, true
+		return nil, false, true
 	}
-	last := false
 	if l.cutAt != 0 {
 		to, from := l.Bytes()
 		if left := l.cutAt - to - from; left <= int64(len(data)) {
-			data, last = data[:max(0, left)], true
+			data, cut = data[:max(0, left)], true
 			l.cutAt, l.down = 0, true
 			close(l.cutCh)
 		}
 	}
 	n.Add(int64(len(data)))
-	return data, last
+	return data, cut, false
 }
 
 // read fills the delay line from src, paced to the link's rate, until src
