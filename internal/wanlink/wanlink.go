@@ -45,6 +45,8 @@ type Link struct {
 	conns  map[*relay]struct{}
 	cutAt  int64 // total bytes after which the link goes down; 0: never
 	cutCh  chan struct{}
+	// When each direction's bytes so far have left, for pacing.
+	toClock, fromClock time.Time
 
 	toTarget, fromTarget atomic.Int64 // bytes delivered, per direction
 	accepted             atomic.Int64
@@ -74,7 +76,8 @@ func (l *Link) SetRTT(rtt time.Duration) {
 	l.mu.Unlock()
 }
 
-// SetBandwidth limits each direction to bitsPerSecond (0: no limit).
+// SetBandwidth limits each direction to bitsPerSecond (0: no limit), shared
+// by all the link's connections as on one wire.
 func (l *Link) SetBandwidth(bitsPerSecond int64) {
 	l.mu.Lock()
 	l.rate = float64(bitsPerSecond) / 8
@@ -190,8 +193,8 @@ func (l *Link) serve(client net.Conn) {
 
 	var dirs sync.WaitGroup
 	dirs.Add(2)
-	go func() { defer dirs.Done(); l.pipe(r, client, server, &l.toTarget) }()
-	go func() { defer dirs.Done(); l.pipe(r, server, client, &l.fromTarget) }()
+	go func() { defer dirs.Done(); l.pipe(r, client, server, &l.toTarget, &l.toClock) }()
+	go func() { defer dirs.Done(); l.pipe(r, server, client, &l.fromTarget, &l.fromClock) }()
 	dirs.Wait()
 	l.mu.Lock()
 	delete(l.conns, r)
@@ -227,12 +230,13 @@ type segment struct {
 	due  time.Time
 }
 
-// pipe relays src to dst through a delay line and counts into n.
-func (l *Link) pipe(r *relay, src, dst net.Conn, n *atomic.Int64) {
+// pipe relays src to dst through a delay line paced on clock and counts
+// into n.
+func (l *Link) pipe(r *relay, src, dst net.Conn, n *atomic.Int64, clock *time.Time) {
 	q := make(chan segment, maxQueued/segmentSize)
 	var readErr error // set before q closes
 	go func() {
-		readErr = l.read(src, q)
+		readErr = l.read(src, q, clock)
 		close(q)
 	}()
 	failed := false // ended before q closed: readErr is not set yet
@@ -290,10 +294,10 @@ func (l *Link) admit(data []byte, n *atomic.Int64) (_ []byte, cut, down bool) {
 	return data, cut, false
 }
 
-// read fills the delay line from src, paced to the link's rate, until src
+// read fills the delay line from src, paced to the link's rate on clock
+// (its direction's, shared by all connections; l.mu guards it), until src
 // ends or fails, and returns why it ended.
-func (l *Link) read(src net.Conn, q chan<- segment) error {
-	var clock time.Time // the paced sender's virtual time
+func (l *Link) read(src net.Conn, q chan<- segment, clock *time.Time) error {
 	buf := make([]byte, segmentSize)
 	for {
 		k, err := src.Read(buf)
@@ -307,20 +311,21 @@ func (l *Link) read(src net.Conn, q chan<- segment) error {
 				buf = make([]byte, segmentSize)
 			}
 			l.mu.Lock()
-			oneWay, rate := l.oneWay, l.rate
-			l.mu.Unlock()
 			now := time.Now()
-			sent := now
-			if rate > 0 {
+			sent, wait := now, time.Duration(0)
+			if l.rate > 0 {
 				// Token bucket: the bytes leave when the link has had the
-				// time to carry them, at most burst ahead of now.
-				clock = later(clock, now.Add(-burst)).Add(time.Duration(float64(k) / rate * float64(time.Second)))
-				if ahead := clock.Sub(now) - burst; ahead > 0 {
-					time.Sleep(ahead)
-				}
-				sent = later(clock, now)
+				// time to carry them and all before them, at most burst
+				// ahead of now.
+				*clock = later(*clock, now.Add(-burst)).Add(time.Duration(float64(k) / l.rate * float64(time.Second)))
+				wait, sent = clock.Sub(now)-burst, later(*clock, now)
 			}
-			q <- segment{data: data, due: sent.Add(oneWay)}
+			due := sent.Add(l.oneWay)
+			l.mu.Unlock()
+			if wait > 0 {
+				time.Sleep(wait)
+			}
+			q <- segment{data: data, due: due}
 		}
 		if err != nil {
 			return err
