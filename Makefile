@@ -8,7 +8,7 @@ BIN       := bin/ferry
 DEVENV    ?= .devenv
 BENCH_OUT ?= bench.md
 
-.PHONY: all build deps test test-short fuzz fuzz-long bench demo devenv devenv-down vet lint clean package
+.PHONY: all build deps test test-short fuzz fuzz-long bench bench-wan demo devenv devenv-down vet lint clean package
 
 all: build
 
@@ -74,6 +74,16 @@ bench: build
 	$(GO) test $(GOFLAGS_T) -count=1 -run '^$$' -bench '^BenchmarkFrozenTime$$' -benchtime 7x -v -timeout 20m \
 		./hooks/ > $(CURDIR)/$(BENCH_FROZEN_OUT) 2>&1 || { cat $(CURDIR)/$(BENCH_FROZEN_OUT); exit 1; }
 	grep -E 'Benchmark|frozen' $(CURDIR)/$(BENCH_FROZEN_OUT)
+	$(MAKE) --no-print-directory bench-wan
+
+# Section W alone: ferry backup beside the seed pipeline across an emulated WAN link
+# (0, 20, 100 ms RTT; 20 ms at 100 Mbit/s), in $(BENCH_WAN_OUT): 9 min at 1 GiB.
+# BENCH_WAN_SIZE=67108864 makes it a quick run (1 min).
+BENCH_WAN_OUT  ?= bench-wan.md
+BENCH_WAN_SIZE ?= 1073741824
+bench-wan: build
+	$(GO) test $(GOFLAGS_T) -count=1 -run '^$$' -bench '^BenchmarkWAN$$' -benchtime 1x -timeout 60m \
+		./internal/bench/ -args -ferry-bin $(CURDIR)/$(BIN) -bench-size $(BENCH_WAN_SIZE) -bench-out $(CURDIR)/$(BENCH_WAN_OUT)
 
 # The .deb (bin/ferry_VERSION_amd64.deb): binary, man pages, completions,
 # systemd units, example config, docs. Its files are staged in $(DEB_STAGE):

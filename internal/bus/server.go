@@ -37,6 +37,10 @@ type ServerOptions struct {
 	ConfigFile string
 	// Log writes the server's log to stderr (or the file's log_file).
 	Log bool
+	// LeafNoAdvertise keeps this server's own leafnode URLs from the sites
+	// that join it: behind a relay or NAT they must keep the address they
+	// were given, or they reconnect around it.
+	LeafNoAdvertise bool
 }
 
 // StartServer starts an embedded NATS server with JetStream and waits until
@@ -109,6 +113,7 @@ func serverOptions(o ServerOptions) (*server.Options, error) {
 			opts.LeafNode.Host = opts.Host
 		}
 		opts.LeafNode.Port = o.LeafPort
+		opts.LeafNode.NoAdvertise = o.LeafNoAdvertise
 	}
 	for _, r := range o.LeafRemotes {
 		u, err := url.Parse(r)
