@@ -8,7 +8,7 @@ BIN       := bin/ferry
 DEVENV    ?= .devenv
 BENCH_OUT ?= bench.md
 
-.PHONY: all build deps test test-short fuzz bench demo devenv devenv-down vet lint clean package
+.PHONY: all build deps test test-short fuzz bench bench-wan demo devenv devenv-down vet lint clean package
 
 all: build
 
@@ -56,6 +56,16 @@ bench: build
 	$(GO) test $(GOFLAGS_T) -count=1 -run '^$$' -bench '^BenchmarkFrozenTime$$' -benchtime 7x -v -timeout 20m \
 		./hooks/ > $(CURDIR)/$(BENCH_FROZEN_OUT) 2>&1 || { cat $(CURDIR)/$(BENCH_FROZEN_OUT); exit 1; }
 	grep -E 'Benchmark|frozen' $(CURDIR)/$(BENCH_FROZEN_OUT)
+	$(MAKE) --no-print-directory bench-wan
+
+# Section W alone (~15 min at 1 GiB): ferry backup beside the seed pipeline across an
+# emulated WAN link (0, 20, 100 ms RTT; 20 ms at 100 Mbit/s), in $(BENCH_WAN_OUT).
+# BENCH_WAN_SIZE=67108864 for a quick trial run.
+BENCH_WAN_OUT  ?= bench-wan.md
+BENCH_WAN_SIZE ?= 1073741824
+bench-wan: build
+	$(GO) test $(GOFLAGS_T) -count=1 -run '^$$' -bench '^BenchmarkWAN$$' -benchtime 1x -timeout 60m \
+		./internal/bench/ -args -ferry-bin $(CURDIR)/$(BIN) -bench-size $(BENCH_WAN_SIZE) -bench-out $(CURDIR)/$(BENCH_WAN_OUT)
 
 # The .deb (bin/ferry_VERSION_amd64.deb): binary, systemd units, example
 # config, docs. nfpm runs as a library from its own module in packaging/nfpm.

@@ -27,13 +27,20 @@ const (
 type dataKind int
 
 const (
-	randomData dataKind = iota // every byte random
-	halfZero                   // every other 64 KiB block zero (rbd import-diff leaves them holes; every object exists)
+	randomData   dataKind = iota // every byte random
+	halfZero                     // every other 64 KiB block zero (rbd import-diff leaves them holes; every object exists)
+	compressible                 // each 512-byte sector: 128 random bytes, then zeros (gzip -6 keeps about 26%; no holes)
 )
 
+// sectorData is how many bytes of each sector of compressible data are random.
+const sectorData = 128
+
 func (k dataKind) String() string {
-	if k == halfZero {
+	switch k {
+	case halfZero:
 		return "half-zero"
+	case compressible:
+		return "compressible"
 	}
 	return "random"
 }
@@ -110,9 +117,16 @@ func fill(site *testbed.Site, image string, size int64, kind dataKind, seed uint
 		}
 		n := min(int64(len(buf)), size-off)
 		b := buf[:n]
-		if kind == randomData {
+		switch kind {
+		case randomData:
 			rng.Read(b)
-		} else {
+		case compressible:
+			for i := int64(0); i < n; i += 512 {
+				sec := b[i:min(i+512, n)]
+				rng.Read(sec[:min(sectorData, len(sec))])
+				clear(sec[min(sectorData, len(sec)):])
+			}
+		default:
 			for i := int64(0); i < n; i += blockSize {
 				blk := b[i:min(i+blockSize, n)]
 				if ((off+i)/blockSize)%2 == 0 {

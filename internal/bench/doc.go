@@ -11,4 +11,9 @@
 // starts the test bed only when benchmarks were asked for, so `go test ./...`
 // stays fast. The report states the targets next to the figures; it does not
 // assert them. It fails only when a backup or an import differs from its source.
+//
+// BenchmarkWAN (make bench-wan, also part of make bench) puts an emulated WAN
+// link (internal/wanlink) between the two sites and runs a full backup and
+// two incrementals through it at several round-trip times and a bandwidth
+// limit, Ferry beside the seed pipeline, with the bytes counted at the link.
 package bench

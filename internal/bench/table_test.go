@@ -120,13 +120,7 @@ func (e *env) verify(what string, srcSpec, bakSpec, want string) {
 // and prints a Markdown report. Run it once: -benchtime 1x (see make bench).
 func BenchmarkTable(b *testing.B) {
 	t0 := time.Now()
-	e := &env{b: b, bed: testbed.Shared(), dir: b.TempDir(), size: *flagSize, runs: max(1, *flagRuns)}
-	e.ferry = *flagFerryBin
-	if e.ferry == "" {
-		e.ferry = buildFerry(b, e.dir)
-	} else if abs, err := filepath.Abs(e.ferry); err == nil {
-		e.ferry = abs
-	}
+	e := newEnv(b)
 
 	var datasets []*dataset
 	for i, kind := range []dataKind{randomData, halfZero} {
@@ -201,6 +195,19 @@ func BenchmarkTable(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// newEnv sets up a benchmark on the shared test bed with the ferry binary
+// of -ferry-bin, or one built from this module.
+func newEnv(b *testing.B) *env {
+	e := &env{b: b, bed: testbed.Shared(), dir: b.TempDir(), size: *flagSize, runs: max(1, *flagRuns)}
+	e.ferry = *flagFerryBin
+	if e.ferry == "" {
+		e.ferry = buildFerry(b, e.dir)
+	} else if abs, err := filepath.Abs(e.ferry); err == nil {
+		e.ferry = abs
+	}
+	return e
 }
 
 // buildFerry builds ./cmd/ferry of this module into dir.
@@ -409,10 +416,7 @@ func (e *env) restoreRow(s *section, d *dataset) {
 // BenchmarkRestoreRow runs only the restore row (BenchmarkTable has it too),
 // for a quick look: -bench '^BenchmarkRestoreRow$' -benchtime 1x.
 func BenchmarkRestoreRow(b *testing.B) {
-	e := &env{b: b, bed: testbed.Shared(), dir: b.TempDir(), size: *flagSize, runs: max(1, *flagRuns)}
-	if e.ferry = *flagFerryBin; e.ferry == "" {
-		e.ferry = buildFerry(b, e.dir)
-	}
+	e := newEnv(b)
 	d := &dataset{kind: randomData, image: e.newImage(e.bed.Source, "rst-data", e.size)}
 	if err := fill(e.bed.Source, d.image, e.size, randomData, 100); err != nil {
 		b.Fatal(err)
@@ -494,7 +498,7 @@ type imageState struct {
 // pipeline is a running nats-server and consumer.
 type pipeline struct {
 	e        *env
-	url      string
+	natsArgs []string // how ferry commands reach the servers: --nats URL and domains
 	nats     *daemon
 	consumer *daemon
 	consPeak int64 // the consumer's highest peak RSS of any backup
@@ -511,18 +515,27 @@ func freePort() (int, error) {
 
 func (e *env) startPipeline() *pipeline {
 	e.b.Helper()
+	nats, url := e.startNATS("nats")
+	p := &pipeline{e: e, natsArgs: []string{"--nats", url}, nats: nats}
+	p.startConsumer(p.natsArgs)
+	return p
+}
+
+// startNATS starts `ferry nats-server` on a free port (its log and store
+// named after name) and waits until it accepts connections.
+func (e *env) startNATS(name string, args ...string) (*daemon, string) {
+	e.b.Helper()
 	port, err := freePort()
 	if err != nil {
 		e.fatalf("%v", err)
 	}
-	p := &pipeline{e: e, url: fmt.Sprintf("nats://127.0.0.1:%d", port)}
-	store := filepath.Join(e.dir, "jetstream")
-	p.nats, err = startDaemon(filepath.Join(e.dir, "nats.log"), e.ferry, "nats-server", "--store", store,
-		"--listen", "127.0.0.1:"+strconv.Itoa(port))
+	store := filepath.Join(e.dir, name+"-jetstream")
+	d, err := startDaemon(filepath.Join(e.dir, name+".log"), e.ferry, append([]string{"nats-server", "--store", store,
+		"--listen", "127.0.0.1:" + strconv.Itoa(port)}, args...)...)
 	if err != nil {
 		e.fatalf("%v", err)
 	}
-	e.b.Cleanup(func() { p.nats.stop() })
+	e.b.Cleanup(func() { d.stop() })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp4", "127.0.0.1:"+strconv.Itoa(port), time.Second)
@@ -530,18 +543,28 @@ func (e *env) startPipeline() *pipeline {
 			c.Close()
 			break
 		}
-		if done, _ := p.nats.exited(); done || time.Now().After(deadline) {
-			e.fatalf("ferry nats-server did not start: %s", p.nats.logTail())
+		if done, _ := d.exited(); done || time.Now().After(deadline) {
+			e.fatalf("ferry nats-server did not start: %s", d.logTail())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	return d, fmt.Sprintf("nats://127.0.0.1:%d", port)
+}
+
+// startConsumer starts `ferry consumer run` with natsArgs and waits until
+// `ferry status` with p.natsArgs answers.
+func (p *pipeline) startConsumer(natsArgs []string) {
+	e := p.e
+	e.b.Helper()
+	var err error
 	p.consumer, err = startDaemon(filepath.Join(e.dir, "consumer.log"), e.ferry,
-		e.ferryCmd(e.bed.Backup, "consumer", "run", "--nats", p.url)[1:]...)
+		e.ferryCmd(e.bed.Backup, append([]string{"consumer", "run"}, natsArgs...)...)[1:]...)
 	if err != nil {
 		e.fatalf("%v", err)
 	}
 	e.b.Cleanup(func() { p.consumer.stop() })
 	// The consumer creates the backup site's streams and bucket; status reads them.
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := p.status(); err == nil {
 			break
@@ -550,11 +573,10 @@ func (e *env) startPipeline() *pipeline {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return p
 }
 
 func (p *pipeline) status() ([]imageState, error) {
-	out, err := runOutput(p.e.ferry, "status", "--json", "--nats", p.url)
+	out, err := runOutput(p.e.ferry, append([]string{"status", "--json"}, p.natsArgs...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -596,7 +618,7 @@ func (p *pipeline) backup(image, want string) backupResult {
 	if err := p.consumer.resetPeak(); err != nil {
 		e.b.Logf("reset the consumer's peak RSS: %v", err)
 	}
-	m := e.do(nil, nil, e.ferryCmd(e.bed.Source, "backup", "--no-progress", "--nats", p.url, e.bed.Source.Spec(image)))
+	m := e.do(nil, nil, e.ferryCmd(e.bed.Source, append(append([]string{"backup", "--no-progress"}, p.natsArgs...), e.bed.Source.Spec(image))...))
 	r := backupResult{m: m, consKiB: p.consumer.peakKiB(), st: p.imageStatus(image)}
 	p.consPeak = max(p.consPeak, r.consKiB)
 	if done, err := p.consumer.exited(); done {
@@ -802,6 +824,18 @@ func (e *env) thinPipelineRow(s *section, p *pipeline, thin string) {
 
 // header writes the machine and the command that made the report.
 func (e *env) header(out *strings.Builder, took time.Duration) {
+	fmt.Fprintf(out, "## Ferry benchmark\n\n")
+	fmt.Fprintf(out, "- Machine: %s\n", machine())
+	fmt.Fprintf(out, "- Command: `%s` (`make bench`), %s, took %s.\n", goTestLine("BenchmarkTable"),
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), took.Round(time.Second))
+	fmt.Fprintf(out, "- Data: \"random\" = %s of random bytes; \"half-zero\" = %s where every other 64 KiB block is zero (written through `rbd import-diff`, which skips zero blocks: every object exists, with 64 KiB holes, and rbd's diff covers each object whole up to its last data). Incrementals rewrite 10%% of the 64 KiB blocks, chosen at random, with new random data.\n",
+		size(e.size), size(e.size))
+	fmt.Fprintf(out, "- Figures: MB = 10^6 bytes over the whole process's wall time (connect included); diff-engine rows and no-change rows are the median of %d runs, interleaved ferry/rbd; other rows one run. Speed ratios > 1 mean Ferry is faster. Peak RSS = ru_maxrss of the process (for the seed, of its largest process); consumer RSS = its VmHWM during that backup. Targets are reported, not asserted. Shared 2-core machine: compare ratios within this run, not absolute figures.\n\n",
+		e.runs)
+}
+
+// machine describes the machine, Ceph and Go.
+func machine() string {
 	model := "unknown CPU"
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
@@ -824,7 +858,13 @@ func (e *env) header(out *strings.Builder, took time.Duration) {
 	if v, err := runOutput("nproc"); err == nil {
 		nproc = strings.TrimSpace(v)
 	}
-	args := []string{"go test -tags pacific -run '^$' -bench '^BenchmarkTable$' -benchtime 1x -timeout 60m ./internal/bench/ -args"}
+	return fmt.Sprintf("%s cores (nproc), %s; Ceph %s: two single-host clusters (1 mon, 1 bluestore OSD on a sparse file, size 1) on this machine; %s.",
+		nproc, model, ceph, runtime.Version())
+}
+
+// goTestLine is the go test command line of benchmark bench with this run's flags.
+func goTestLine(bench string) string {
+	args := []string{"go test -tags pacific -run '^$' -bench '^" + bench + "$' -benchtime 1x -timeout 60m ./internal/bench/ -args"}
 	root := ""
 	if mod, err := runOutput("go", "env", "GOMOD"); err == nil && strings.TrimSpace(mod) != "" {
 		root = filepath.Dir(strings.TrimSpace(mod))
@@ -843,13 +883,5 @@ func (e *env) header(out *strings.Builder, took time.Duration) {
 		}
 		args = append(args, "-"+f.Name+" "+v)
 	})
-	fmt.Fprintf(out, "## Ferry benchmark\n\n")
-	fmt.Fprintf(out, "- Machine: %s cores (nproc), %s; Ceph %s: two single-host clusters (1 mon, 1 bluestore OSD on a sparse file, size 1) on this machine; %s.\n",
-		nproc, model, ceph, runtime.Version())
-	fmt.Fprintf(out, "- Command: `%s` (`make bench`), %s, took %s.\n", strings.Join(args, " "),
-		time.Now().UTC().Format("2006-01-02 15:04 MST"), took.Round(time.Second))
-	fmt.Fprintf(out, "- Data: \"random\" = %s of random bytes; \"half-zero\" = %s where every other 64 KiB block is zero (written through `rbd import-diff`, which skips zero blocks: every object exists, with 64 KiB holes, and rbd's diff covers each object whole up to its last data). Incrementals rewrite 10%% of the 64 KiB blocks, chosen at random, with new random data.\n",
-		size(e.size), size(e.size))
-	fmt.Fprintf(out, "- Figures: MB = 10^6 bytes over the whole process's wall time (connect included); diff-engine rows and no-change rows are the median of %d runs, interleaved ferry/rbd; other rows one run. Speed ratios > 1 mean Ferry is faster. Peak RSS = ru_maxrss of the process (for the seed, of its largest process); consumer RSS = its VmHWM during that backup. Targets are reported, not asserted. Shared 2-core machine: compare ratios within this run, not absolute figures.\n\n",
-		e.runs)
+	return strings.Join(args, " ")
 }

@@ -26,6 +26,10 @@ type ServerOptions struct {
 	LeafPort int
 	// LeafRemotes are URLs of other sites' leafnode ports to join.
 	LeafRemotes []string
+	// LeafNoAdvertise keeps this server's own leafnode URLs from the sites
+	// that join it: behind a relay or NAT they must keep the address they
+	// were given, or they reconnect around it.
+	LeafNoAdvertise bool
 }
 
 // StartServer starts an embedded NATS server with JetStream and waits until
@@ -49,6 +53,7 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 	if o.LeafPort != 0 {
 		opts.LeafNode.Host = opts.Host
 		opts.LeafNode.Port = o.LeafPort
+		opts.LeafNode.NoAdvertise = o.LeafNoAdvertise
 	}
 	for _, r := range o.LeafRemotes {
 		u, err := url.Parse(r)
