@@ -58,9 +58,9 @@ bench: build
 	grep -E 'Benchmark|frozen' $(CURDIR)/$(BENCH_FROZEN_OUT)
 	$(MAKE) --no-print-directory bench-wan
 
-# Section W alone (~15 min at 1 GiB): ferry backup beside the seed pipeline across an
-# emulated WAN link (0, 20, 100 ms RTT; 20 ms at 100 Mbit/s), in $(BENCH_WAN_OUT).
-# BENCH_WAN_SIZE=67108864 for a quick trial run.
+# Section W alone: ferry backup beside the seed pipeline across an emulated WAN link
+# (0, 20, 100 ms RTT; 20 ms at 100 Mbit/s), in $(BENCH_WAN_OUT). BENCH_WAN_SIZE=67108864
+# makes it a quick run (1 min).
 BENCH_WAN_OUT  ?= bench-wan.md
 BENCH_WAN_SIZE ?= 1073741824
 bench-wan: build

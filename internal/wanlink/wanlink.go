@@ -45,6 +45,8 @@ type Link struct {
 	conns  map[*relay]struct{}
 	cutAt  int64 // total bytes after which the link goes down; 0: never
 	cutCh  chan struct{}
+	// When each direction's bytes so far have left, for pacing.
+	toClock, fromClock time.Time
 
 	toTarget, fromTarget atomic.Int64 // bytes delivered, per direction
 	accepted             atomic.Int64
@@ -74,7 +76,8 @@ func (l *Link) SetRTT(rtt time.Duration) {
 	l.mu.Unlock()
 }
 
-// SetBandwidth limits each direction to bitsPerSecond (0: no limit).
+// SetBandwidth limits each direction to bitsPerSecond (0: no limit), shared
+// by all the link's connections as on one wire.
 func (l *Link) SetBandwidth(bitsPerSecond int64) {
 	l.mu.Lock()
 	l.rate = float64(bitsPerSecond) / 8
@@ -190,8 +193,8 @@ func (l *Link) serve(client net.Conn) {
 
 	var dirs sync.WaitGroup
 	dirs.Add(2)
-	go func() { defer dirs.Done(); l.pipe(r, client, server, &l.toTarget) }()
-	go func() { defer dirs.Done(); l.pipe(r, server, client, &l.fromTarget) }()
+	go func() { defer dirs.Done(); l.pipe(r, client, server, &l.toTarget, &l.toClock) }()
+	go func() { defer dirs.Done(); l.pipe(r, server, client, &l.fromTarget, &l.fromClock) }()
 	dirs.Wait()
 	l.mu.Lock()
 	delete(l.conns, r)
@@ -227,33 +230,41 @@ type segment struct {
 	due  time.Time
 }
 
-// pipe relays src to dst through a delay line and counts into n.
-func (l *Link) pipe(r *relay, src, dst net.Conn, n *atomic.Int64) {
+// pipe relays src to dst through a delay line paced on clock and counts
+// into n.
+func (l *Link) pipe(r *relay, src, dst net.Conn, n *atomic.Int64, clock *time.Time) {
 	q := make(chan segment, maxQueued/segmentSize)
 	var readErr error // set before q closes
 	go func() {
-		readErr = l.read(src, q)
+		readErr = l.read(src, q, clock)
 		close(q)
 	}()
+	failed := false // ended before q closed: readErr is not set yet
 	for s := range q {
 		if d := time.Until(s.due); d > 0 {
 			time.Sleep(d)
 		}
-		data, last := l.admit(s.data, n)
+		data, cut, down := l.admit(s.data, n)
+		if down {
+			failed = true
+			break
+		}
 		k, err := dst.Write(data)
 		n.Add(int64(k - len(data))) // admit counted all of it
-		if last {
-			l.Down()
+		if cut {
+			l.Cut() // admit has taken the link down
 		}
-		if err != nil || last {
-			r.reset()
-			for range q { // let the reader end
-			}
-			return
+		if err != nil || cut {
+			failed = true
+			break
 		}
 	}
-	if readErr != io.EOF {
-		r.reset() // a reset or a cut, not an orderly end: pass it on
+	if failed || readErr != io.EOF {
+		// A reset, a cut or a failed write, not an orderly end: pass it
+		// on, and let the reader end.
+		r.reset()
+		for range q {
+		}
 		return
 	}
 	// src ended in order: pass the half close on.
@@ -262,32 +273,31 @@ func (l *Link) pipe(r *relay, src, dst net.Conn, n *atomic.Int64) {
 	}
 }
 
-// admit counts data into n as delivered, clipped to a pending CutAfter, and
-// reports whether it is the last piece through. Once the link is down
-// nothing more is delivered.
-func (l *Link) admit(data []byte, n *atomic.Int64) ([]byte, bool) {
+// admit counts data into n as delivered, clipped to a pending CutAfter. cut
+// reports that data is the last piece through (the link is now down); down
+// that the link was down already and nothing may be delivered.
+func (l *Link) admit(data []byte, n *atomic.Int64) (_ []byte, cut, down bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.down {
-		return nil, true
+		return nil, false, true
 	}
-	last := false
 	if l.cutAt != 0 {
 		to, from := l.Bytes()
 		if left := l.cutAt - to - from; left <= int64(len(data)) {
-			data, last = data[:max(0, left)], true
+			data, cut = data[:max(0, left)], true
 			l.cutAt, l.down = 0, true
 			close(l.cutCh)
 		}
 	}
 	n.Add(int64(len(data)))
-	return data, last
+	return data, cut, false
 }
 
-// read fills the delay line from src, paced to the link's rate, until src
+// read fills the delay line from src, paced to the link's rate on clock
+// (its direction's, shared by all connections; l.mu guards it), until src
 // ends or fails, and returns why it ended.
-func (l *Link) read(src net.Conn, q chan<- segment) error {
-	var clock time.Time // the paced sender's virtual time
+func (l *Link) read(src net.Conn, q chan<- segment, clock *time.Time) error {
 	buf := make([]byte, segmentSize)
 	for {
 		k, err := src.Read(buf)
@@ -301,20 +311,21 @@ func (l *Link) read(src net.Conn, q chan<- segment) error {
 				buf = make([]byte, segmentSize)
 			}
 			l.mu.Lock()
-			oneWay, rate := l.oneWay, l.rate
-			l.mu.Unlock()
 			now := time.Now()
-			sent := now
-			if rate > 0 {
+			sent, wait := now, time.Duration(0)
+			if l.rate > 0 {
 				// Token bucket: the bytes leave when the link has had the
-				// time to carry them, at most burst ahead of now.
-				clock = later(clock, now.Add(-burst)).Add(time.Duration(float64(k) / rate * float64(time.Second)))
-				if ahead := clock.Sub(now) - burst; ahead > 0 {
-					time.Sleep(ahead)
-				}
-				sent = later(clock, now)
+				// time to carry them and all before them, at most burst
+				// ahead of now.
+				*clock = later(*clock, now.Add(-burst)).Add(time.Duration(float64(k) / l.rate * float64(time.Second)))
+				wait, sent = clock.Sub(now)-burst, later(*clock, now)
 			}
-			q <- segment{data: data, due: sent.Add(oneWay)}
+			due := sent.Add(l.oneWay)
+			l.mu.Unlock()
+			if wait > 0 {
+				time.Sleep(wait)
+			}
+			q <- segment{data: data, due: due}
 		}
 		if err != nil {
 			return err

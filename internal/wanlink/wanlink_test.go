@@ -145,27 +145,35 @@ func TestManyBytesInFlight(t *testing.T) {
 	}
 }
 
-// TestBandwidthLimit: a paced transfer never beats the limit and gets near it.
+// TestBandwidthLimit: two connections at once share the limit; the transfer
+// never beats it and gets near it.
 func TestBandwidthLimit(t *testing.T) {
-	done := make(chan time.Time, 1)
+	done := make(chan time.Time, 2)
 	l := newLink(t, serve(t, func(c net.Conn) {
 		io.Copy(io.Discard, c)
 		done <- time.Now()
 	}))
 	const bits = 40e6 // 5 MB/s
 	l.SetBandwidth(bits)
-	c := dial(t, l)
-	const n = 4 << 20
+	const n = 2 << 20 // per connection
+	conns := []*net.TCPConn{dial(t, l), dial(t, l)}
+	data := randomBytes(t, n)
 	t0 := time.Now()
-	if _, err := c.Write(randomBytes(t, n)); err != nil {
-		t.Fatal(err)
+	for _, c := range conns {
+		go func() {
+			c.Write(data)
+			c.CloseWrite()
+		}()
 	}
-	c.CloseWrite()
+	<-done
 	took := (<-done).Sub(t0)
-	want := time.Duration(float64(n) * 8 / bits * float64(time.Second))
+	want := time.Duration(float64(2*n) * 8 / bits * float64(time.Second))
 	// The bucket's burst lets the first 10 ms through at once.
 	if ratio := took.Seconds() / want.Seconds(); ratio < 0.95 || ratio > 3 {
-		t.Fatalf("%d bytes at %.0f Mbit/s took %v, want %v (ratio %.2f, want 0.95..3)", n, bits/1e6, took, want, ratio)
+		t.Fatalf("2 × %d bytes at %.0f Mbit/s took %v, want %v (ratio %.2f, want 0.95..3)", n, bits/1e6, took, want, ratio)
+	}
+	if to, _ := l.Bytes(); to != 2*n {
+		t.Fatalf("%d bytes counted, want %d", to, 2*n)
 	}
 }
 
