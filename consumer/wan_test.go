@@ -99,7 +99,7 @@ func TestWANLinkCutDaemon(t *testing.T) {
 	ev := wanCutImage(t, 2)
 	p.startPublisherDaemon()
 	cutMidTransfer(t, p, link, ev.Image, 3*time.Second, func() {
-		if err := publisher.PublishSnapshotEvent(context.Background(), p.pubConn, ev); err != nil {
+		if err := bus.PublishSnapshotEvent(context.Background(), p.pubConn, ev); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -131,7 +131,7 @@ func TestWANLinkCutBackupRerun(t *testing.T) {
 	p, link := wanPipeline(t, 20*time.Millisecond)
 	ev := wanCutImage(t, 3)
 	type result struct {
-		m   *ferry.Manifest
+		m   *publisher.Sent
 		err error
 	}
 	done := make(chan result, 1)
