@@ -200,23 +200,30 @@ func (s *sender) store1(j sendJob) error {
 	return nil
 }
 
-// compress compresses raw on one core. Its level adapts to what the chunks
-// wait for: the store's level while the link is the bottleneck (its bytes
-// are what takes time), the fastest level when every core is busy
-// compressing and less than half the window waits on the link (the CPU is
-// the bottleneck, and a lighter level ships sooner).
+// compress compresses raw on one core, at the level adaptLevel picks.
 func (s *sender) compress(buf *bytes.Buffer, raw []byte) error {
 	level := s.store.level
 	select {
 	case s.cores <- struct{}{}:
 	default:
-		if s.acking.Load() < int64(cap(s.window)/2) {
-			level = min(level, gzip.BestSpeed)
-		}
+		level = adaptLevel(level, s.acking.Load(), int64(cap(s.window)))
 		s.cores <- struct{}{}
 	}
 	defer func() { <-s.cores }()
 	return compress(buf, raw, level)
+}
+
+// adaptLevel is the gzip level of a chunk that found every core busy
+// compressing, with acking of the window's tokens waiting on the link:
+// while that is less than half the window, the CPU is the bottleneck, not
+// the link, and the fastest level ships sooner; else the link is, and the
+// store's level keeps the bytes on it few. (A chunk that finds a core free
+// is compressed at the store's level.)
+func adaptLevel(level int, acking, window int64) int {
+	if acking < window/2 {
+		return min(level, gzip.BestSpeed)
+	}
+	return level
 }
 
 // announce calls onPage for each page once it and everything cut before it
