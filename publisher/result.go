@@ -91,15 +91,21 @@ func (p *Publisher) waitResult(ctx context.Context, m *Sent) (ferry.BackupResult
 	if m.ResultsFrom > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, m.ResultsFrom
 	}
+	// The confirmation may have come before we started listening. Results
+	// from ResultsFrom on are read anyway, so then the state is read beside
+	// the listener's creation, a round trip less across a WAN.
+	type stateErr struct {
+		st  *ferry.ImageState
+		err error
+	}
+	got := make(chan stateErr, 1)
+	readState := func() { st, err := p.book.Get(ctx, m.Image); got <- stateErr{st, err} }
+	if m.ResultsFrom > 0 {
+		go readState()
+	}
 	results, err := p.bus.Backup.OrderedConsumer(ctx, bus.ResultStream, cfg)
 	if err != nil {
 		return ferry.BackupResult{}, err
-	}
-	// The confirmation may have come before we started listening.
-	if st, err := p.book.Get(ctx, m.Image); err != nil {
-		return ferry.BackupResult{}, err
-	} else if st != nil && st.SourceImageID == m.SourceImageID && st.HasConfirmed(m.ToSnap) {
-		return confirmed, nil
 	}
 	msgs, err := results.Messages()
 	if err != nil {
@@ -107,6 +113,14 @@ func (p *Publisher) waitResult(ctx context.Context, m *Sent) (ferry.BackupResult
 	}
 	defer msgs.Stop()
 	go func() { <-ctx.Done(); msgs.Stop() }()
+	if m.ResultsFrom == 0 {
+		readState()
+	}
+	if s := <-got; s.err != nil {
+		return ferry.BackupResult{}, s.err
+	} else if s.st != nil && s.st.SourceImageID == m.SourceImageID && s.st.HasConfirmed(m.ToSnap) {
+		return confirmed, nil
+	}
 	for {
 		msg, err := msgs.Next()
 		if err != nil {
