@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-
 )
 
 // sender stores the chunks of a diff that the store does not hold yet, and
@@ -86,7 +85,7 @@ func newSender(ctx context.Context, store *Store, onPage func(string) error) *se
 	return s
 }
 
-// put stores a copy of raw, the chunk hash.
+// put stores a copy of raw, the chunk whose address is hash.
 func (s *sender) put(hash string, raw []byte) {
 	buf := getBuffer(len(raw))
 	s.submit(sendJob{hash: hash, raw: append(buf, raw...)})

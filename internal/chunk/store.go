@@ -137,8 +137,7 @@ func (s *Store) compress(buf *bytes.Buffer, raw []byte) error { return compress(
 // compress gzips raw: at level when a quick look says it will shrink, else
 // as stored blocks, which is still standard gzip but costs no CPU on data
 // that is already compressed or encrypted. One stream per chunk on one core:
-// the sender compresses as many chunks at once as there are cores, and one
-// stream per chunk keeps more of gzip's ratio than independent blocks.
+// the sender compresses as many chunks at once as there are cores.
 func compress(buf *bytes.Buffer, raw []byte, level int) error {
 	buf.Reset()
 	buf.Grow(len(raw) + len(raw)/64 + 1024)
@@ -160,6 +159,9 @@ func compress(buf *bytes.Buffer, raw []byte, level int) error {
 	return zw.Close()
 }
 
+// gzipWriters holds a pool per level: a deflate state is about 1 MiB.
+var gzipWriters [gzip.BestCompression + 1]sync.Pool
+
 // gzipWriter returns a reused gzip writer at level (1-9), writing to w.
 func gzipWriter(level int, w io.Writer) *gzip.Writer {
 	if zw, ok := gzipWriters[level].Get().(*gzip.Writer); ok {
@@ -175,8 +177,6 @@ func gzipWriter(level int, w io.Writer) *gzip.Writer {
 // were most of what the garbage collector had to clear during a backup.
 var (
 	outBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-	// gzipWriters holds a pool per level: a deflate state is ~1 MiB.
-	gzipWriters [gzip.BestCompression + 1]sync.Pool
 	samplers   = sync.Pool{New: func() any {
 		fw, _ := flate.NewWriter(io.Discard, flate.BestSpeed) // cannot fail at a valid level
 		return fw
