@@ -52,9 +52,10 @@ type sender struct {
 
 type sendJob struct {
 	hash   string
-	raw    []byte
-	page   bool // an extent page: raw is not from the buffer pools
-	tokens int  // of the window
+	raw    []byte // the chunk's bytes; once compressed, its gzip
+	page   bool   // an extent page
+	pooled bool   // raw is from the buffer pools
+	tokens int    // of the window
 	done   chan struct{}
 }
 
@@ -63,9 +64,11 @@ type orderEntry struct {
 	page string // set for pages
 }
 
-// The window: 32 MiB of chunk data. At 100 ms RTT that is ahead of a
-// 1 Gbit/s link's bandwidth-delay product even counting the lookup's
-// round trip, and it keeps a backup's memory far below 256 MiB.
+// The window: 32 MiB of chunk data, counted raw until a chunk is
+// compressed and compressed from then on, so that it bounds the memory of
+// the chunks in flight and, on the link, their bytes on the wire. At 100 ms
+// RTT that is ahead of a 1 Gbit/s link's bandwidth-delay product even
+// counting the lookup's round trip.
 const (
 	windowUnit  = 64 << 10
 	windowBytes = 32 << 20
@@ -88,7 +91,7 @@ func newSender(ctx context.Context, store *Store, onPage func(string) error) *se
 // put stores a copy of raw, the chunk whose address is hash.
 func (s *sender) put(hash string, raw []byte) {
 	buf := getBuffer(len(raw))
-	s.submit(sendJob{hash: hash, raw: append(buf, raw...)})
+	s.submit(sendJob{hash: hash, raw: append(buf, raw...), pooled: true})
 }
 
 // putPage stores an extent page; raw is the sender's from now on.
@@ -136,8 +139,7 @@ func (s *sender) submit(j sendJob) {
 // acquire takes the window's tokens for j's bytes (all of the window at
 // most), waiting while it is full. False once the context is done.
 func (s *sender) acquire(j *sendJob) bool {
-	n := min(cap(j.raw), windowBytes)
-	for j.tokens*windowUnit < n {
+	for j.tokens < tokens(cap(j.raw)) {
 		select {
 		case s.window <- struct{}{}:
 			j.tokens++
@@ -149,12 +151,19 @@ func (s *sender) acquire(j *sendJob) bool {
 	return true
 }
 
+// tokens is the window's tokens for n bytes: all of the window at most.
+func tokens(n int) int { return (min(n, windowBytes) + windowUnit - 1) / windowUnit }
+
 // release gives j's buffer and tokens back.
 func (s *sender) release(j sendJob) {
-	if !j.page {
+	if j.pooled {
 		putBuffer(j.raw)
 	}
-	for range j.tokens {
+	s.giveBack(j.tokens)
+}
+
+func (s *sender) giveBack(n int) {
+	for range n {
 		<-s.window
 	}
 }
@@ -162,7 +171,7 @@ func (s *sender) release(j sendJob) {
 func (s *sender) run(j sendJob) {
 	defer s.wg.Done()
 	if s.err() == nil {
-		if err := s.store1(j); err != nil {
+		if err := s.store1(&j); err != nil {
 			s.fail(err)
 		}
 	}
@@ -171,35 +180,36 @@ func (s *sender) run(j sendJob) {
 }
 
 // store1 is the dedup: a chunk already in the store is not sent.
-func (s *sender) store1(j sendJob) error {
+func (s *sender) store1(j *sendJob) error {
 	has, err := s.store.Has(s.ctx, j.hash)
 	if err != nil || has {
 		return err
 	}
-	buf := outBuffers.Get().(*bytes.Buffer)
-	defer outBuffers.Put(buf)
-	if err := s.compress(buf, j.raw); err != nil {
+	rawSize := len(j.raw)
+	if err := s.compress(j); err != nil {
 		return fmt.Errorf("compress chunk %s: %w", j.hash, err)
 	}
 	s.acking.Add(int64(j.tokens))
-	err = s.store.publish(s.ctx, j.hash, buf.Bytes(), len(j.raw))
+	err = s.store.publish(s.ctx, j.hash, j.raw, rawSize)
 	s.acking.Add(-int64(j.tokens))
 	if err != nil {
 		return err
 	}
-	n := uint64(buf.Len())
+	n := uint64(len(j.raw))
 	if j.page {
 		s.pageSent.Add(n)
 		return nil
 	}
 	s.sent.Add(1)
-	s.rawSent.Add(uint64(len(j.raw)))
+	s.rawSent.Add(uint64(rawSize))
 	s.netSent.Add(n)
 	return nil
 }
 
-// compress compresses raw on one core, at the level adaptLevel picks.
-func (s *sender) compress(buf *bytes.Buffer, raw []byte) error {
+// compress replaces j's bytes by their gzip, compressed on one core at the
+// level adaptLevel picks, and gives back the window's tokens the gzip does
+// not need.
+func (s *sender) compress(j *sendJob) error {
 	level := s.store.level
 	select {
 	case s.cores <- struct{}{}:
@@ -208,7 +218,26 @@ func (s *sender) compress(buf *bytes.Buffer, raw []byte) error {
 		s.cores <- struct{}{}
 	}
 	defer func() { <-s.cores }()
-	return compress(buf, raw, level)
+	buf := outBuffers.Get().(*bytes.Buffer)
+	defer outBuffers.Put(buf)
+	if err := compress(buf, j.raw, level); err != nil {
+		return err
+	}
+	var out []byte
+	if sizeClass(buf.Len()) <= sizeClass(cap(j.raw)) {
+		out = append(getBuffer(buf.Len()), buf.Bytes()...)
+	} else {
+		out = bytes.Clone(buf.Bytes()) // grown past its class: rare, not pooled
+	}
+	if j.pooled {
+		putBuffer(j.raw)
+	}
+	j.raw, j.pooled = out, true
+	if need := tokens(cap(out)); need < j.tokens {
+		s.giveBack(j.tokens - need)
+		j.tokens = need
+	}
+	return nil
 }
 
 // adaptLevel is the gzip level of a chunk that found every core busy
