@@ -49,7 +49,7 @@ func (e *Error) Unwrap() error { return e.Err }
 
 const rawSizeHeader = "Ferry-Raw-Size"
 
-// storeTimeout bounds one chunk's store.
+// storeTimeout bounds one chunk's lookup and store.
 const storeTimeout = 30 * time.Second
 
 // Store is the chunk stream seen from either site.
@@ -94,6 +94,10 @@ func subject(hash string) string { return bus.ChunkSubject + "." + hash }
 // stored just before a crash.
 func (s *Store) Has(ctx context.Context, hash string) (bool, error) {
 	subj := subject(hash)
+	// As long as a store: across a slow link the lookup waits behind the
+	// chunks in flight (JetStream's default would give up after 5 s).
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
 	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(subj))
 	if err != nil {
 		return false, fmt.Errorf("look up chunk %s: %w", hash, err)
