@@ -17,7 +17,7 @@ import (
 // trips of many chunks overlap. What bounds them is a window of bytes in
 // flight, not a count of chunks: an incremental's many small chunks fill a
 // long link as well as a full backup's big ones, and memory stays at about
-// twice the window whatever the diff.
+// the window (and a compression buffer per core) whatever the diff.
 type sender struct {
 	ctx   context.Context
 	store *Store
