@@ -89,15 +89,22 @@ func (p *Publisher) BackupOnce(ctx context.Context, img ferry.ImageSpec, o OnceO
 	if err != nil {
 		return nil, err
 	}
+	// The verdict's state lookup crosses the WAN: beside the pruning.
+	verdict := make(chan error, 1)
+	go func() {
+		var err error
+		once.State, err = p.verdict(ctx, r)
+		verdict <- err
+	}()
 	once.Pruned, err = p.onResult(ctx, r)
+	vErr := <-verdict
 	if r.Kind == ferry.ResultGivenUp && err != nil {
 		p.log.Warn("could not remove the snapshot of the backup the backup site gave up", "snapshot", ev.Image.String(), "error", err)
 	} else if err != nil {
 		return nil, err
 	}
-	once.State, err = p.verdict(ctx, r)
-	if err != nil {
-		return nil, err
+	if vErr != nil {
+		return nil, vErr
 	}
 	return once, nil
 }

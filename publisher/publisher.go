@@ -88,18 +88,23 @@ func New(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) 
 		return nil, fmt.Errorf("the NATS server accepts messages of at most %d bytes, but %d-byte chunks need %d: raise max_payload on the server (ferry nats-server sets %d) or lower --chunk-size",
 			conn.NC.MaxPayload(), o.ChunkSize, need, bus.MaxPayload)
 	}
+	// Both lookups cross the WAN: side by side, they cost one round trip.
+	var book *state.Book
+	var bookErr error
+	opened := make(chan struct{})
+	go func() { book, bookErr = state.Open(ctx, conn.Backup); close(opened) }()
 	store, err := chunk.Open(ctx, conn.Backup)
 	if err == nil {
 		err = store.SetLevel(o.CompressionLevel)
+	}
+	<-opened
+	if err == nil {
+		err = bookErr
 	}
 	if err != nil {
 		return nil, err
 	}
 	store.SetSealer(o.ChunkKey)
-	book, err := state.Open(ctx, conn.Backup)
-	if err != nil {
-		return nil, err
-	}
 	return &Publisher{ceph: cluster, bus: conn, store: store, book: book, chunkSize: o.ChunkSize, log: o.Log, observer: o.Observer,
 		pools: o.Pools, signer: o.Signer, trust: o.Trust, restore: o.RestoreTrust}, nil
 }
@@ -177,7 +182,15 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 	}}
 	// The manifest goes out as soon as the diff's header is known, and the
 	// pages follow on the feed as they are stored: the backup site imports
-	// while we still send.
+	// while we still send. The backup site may answer as soon as it has the
+	// manifest: where its results stand is looked up beside the feed's
+	// start, a round trip less across a WAN.
+	type seqErr struct {
+		seq uint64
+		err error
+	}
+	resultsFrom := make(chan seqErr, 1)
+	go func() { seq, err := p.nextResult(ctx); resultsFrom <- seqErr{seq, err} }()
 	sh, err := ship.Ship(ctx, ship.Options{
 		Cluster: p.ceph,
 		// Compressing and sending, not reading, sets the pace here: fewer
@@ -187,11 +200,11 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 		Feed: p.bus.Backup, FeedImage: img, ID: backupID, Signer: p.signer,
 		Announce: func(h rbddiff.Header, seq uint64, attempt string) error {
 			s.Size, s.FeedSeq, s.FeedAttempt = h.Size, seq, attempt
-			var err error // this closure's own: Ship's result is set below
-			// The backup site may answer as soon as it has the manifest.
-			if s.ResultsFrom, err = p.nextResult(ctx); err != nil {
-				return err
+			r := <-resultsFrom
+			if r.err != nil {
+				return r.err
 			}
+			s.ResultsFrom = r.seq
 			return p.publishManifest(ctx, &s.Manifest)
 		},
 		Progress: rep,

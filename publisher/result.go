@@ -112,20 +112,25 @@ func (p *Publisher) waitResult(ctx context.Context, m *Sent) (ferry.BackupResult
 	if m.ResultsFrom > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, m.ResultsFrom
 	}
+	// The confirmation may have come before we started listening. Results
+	// from ResultsFrom on are read anyway, so then the state is read beside
+	// the listener's creation, a round trip less across a WAN. With trusted
+	// keys, the state (which anyone on the bus can write) is not taken for
+	// a confirmation while the signed results can be read from where this
+	// try began.
+	useState := p.trust.Open() || m.ResultsFrom == 0
+	type stateErr struct {
+		st  *ferry.ImageState
+		err error
+	}
+	got := make(chan stateErr, 1)
+	readState := func() { st, err := p.book.Get(ctx, m.Image); got <- stateErr{st, err} }
+	if useState && m.ResultsFrom > 0 {
+		go readState()
+	}
 	results, err := p.bus.Backup.OrderedConsumer(ctx, bus.ResultStream, cfg)
 	if err != nil {
 		return ferry.BackupResult{}, err
-	}
-	// The confirmation may have come before we started listening. With
-	// trusted keys, the state (which anyone on the bus can write) is not
-	// taken for a confirmation while the signed results can be read from
-	// where this try began.
-	if p.trust.Open() || m.ResultsFrom == 0 {
-		if st, err := p.book.Get(ctx, m.Image); err != nil {
-			return ferry.BackupResult{}, err
-		} else if st != nil && st.SourceImageID == m.SourceImageID && st.HasConfirmed(m.ToSnap) {
-			return confirmed, nil
-		}
 	}
 	msgs, err := results.Messages()
 	if err != nil {
@@ -134,6 +139,16 @@ func (p *Publisher) waitResult(ctx context.Context, m *Sent) (ferry.BackupResult
 	defer msgs.Stop()
 	go func() { <-ctx.Done(); msgs.Stop() }()
 	var refused error // the last result refused for its signature: the news if the wait ends
+	if useState {
+		if m.ResultsFrom == 0 {
+			readState()
+		}
+		if s := <-got; s.err != nil {
+			return ferry.BackupResult{}, s.err
+		} else if s.st != nil && s.st.SourceImageID == m.SourceImageID && s.st.HasConfirmed(m.ToSnap) {
+			return confirmed, nil
+		}
+	}
 	for {
 		msg, err := msgs.Next()
 		if err != nil {

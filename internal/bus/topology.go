@@ -64,10 +64,9 @@ const (
 	RestorerDurable = "restorer"
 	// ferry-state: per image, what the backup site holds (ImageState).
 	StateBucket = "ferry-state"
-	// ferry-chunk-index: one tiny key per stored chunk, so that "does the
-	// backup site hold this chunk?" is one small direct get, whatever the
-	// size of the chunk stream. It ages out with the chunks; a key that
-	// outlives its chunk only costs a re-send when the consumer reports it.
+	// ferry-chunk-index: no longer read or written (the chunk stream itself
+	// answers whether it holds a chunk: chunk.Store.Has); still created, as
+	// deployments' permissions may name it.
 	ChunkIndexBucket = "ferry-chunk-index"
 	// ferry-scrub (object store): per backup snapshot, the chunk hashes and
 	// extents it was written from, so `ferry scrub` can re-check the backup

@@ -81,3 +81,21 @@ func flip(b []byte, i int) []byte {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestAdaptLevel: a chunk waiting for a core is compressed at a light
+// level while the link has little to do, at the store's level once half
+// the window waits on the link.
+func TestAdaptLevel(t *testing.T) {
+	const window = 512
+	for _, tc := range []struct{ level, acking, want int }{
+		{6, 0, 2},
+		{6, window/2 - 1, 2},
+		{6, window / 2, 6},
+		{9, window, 9},
+		{1, 0, 1},
+	} {
+		if got := adaptLevel(tc.level, int64(tc.acking), window); got != tc.want {
+			t.Errorf("level %d, %d of %d tokens waiting on the link: level %d, want %d", tc.level, tc.acking, window, got, tc.want)
+		}
+	}
+}

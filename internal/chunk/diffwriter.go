@@ -2,9 +2,6 @@ package chunk
 
 import (
 	"context"
-	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/ferry"
@@ -77,8 +74,7 @@ type DiffWriter struct {
 // NewDiffWriter returns a DiffWriter storing into s. Call Finish after the
 // diff is written (or has failed) to wait for the stores in flight.
 func NewDiffWriter(ctx context.Context, s *Store, o WriterOptions) *DiffWriter {
-	send := newSender(ctx, s, o.ChunkSize, o.OnPage)
-	return &DiffWriter{opts: o, send: send, buf: send.buffer()}
+	return &DiffWriter{opts: o, send: newSender(ctx, s, o.OnPage), buf: make([]byte, 0, o.ChunkSize)}
 }
 
 func (w *DiffWriter) WriteHeader(h rbddiff.Header) error {
@@ -125,8 +121,8 @@ func (w *DiffWriter) finishWindow() error {
 				w.pending[i].Chunk = hash
 			}
 		}
-		w.send.put(hash, w.buf)
-		w.buf = w.send.buffer()
+		w.send.put(hash, w.buf) // copies: w.buf is the next window's
+		w.buf = w.buf[:0]
 		w.pageData++
 	}
 	for _, e := range w.pending {
@@ -169,7 +165,6 @@ func (w *DiffWriter) Close() error {
 	if err := w.finishPage(); err != nil {
 		return err
 	}
-	w.send.release(sendJob{raw: w.buf})
 	w.buf = nil
 	return w.send.err()
 }
@@ -192,202 +187,4 @@ func (w *DiffWriter) Finish() (WriteStats, error) {
 		PageBytesSent:   s.pageSent.Load(),
 		ChunksDuplicate: int(s.dups.Load()),
 	}, err
-}
-
-// sender stores chunks that the store does not hold yet, with several
-// stores in flight, and announces pages in order once stored. Buffers come
-// from a fixed free list, so memory stays at (senders+2) chunks whatever
-// the diff's size.
-type sender struct {
-	ctx     context.Context
-	store   *Store
-	buffers chan []byte
-	jobs    chan sendJob
-	wg      sync.WaitGroup
-	firstMu sync.Mutex
-	first   error
-
-	// order holds every chunk and page in the order they were cut; the
-	// announcer walks it to call onPage only after all before are stored.
-	order     chan orderEntry
-	onPage    func(string) error
-	announced chan struct{}
-
-	seenMu sync.Mutex
-	seen   map[string]chan struct{} // chunks of this diff, closed once handled
-
-	chunks, sent, dups atomic.Int64  // data chunks referenced / sent / seen before
-	rawSent, netSent   atomic.Uint64 // data chunk bytes sent, before and after compression
-	pageSent           atomic.Uint64 // compressed bytes of extent pages sent
-}
-
-type sendJob struct {
-	hash string
-	raw  []byte
-	page bool // an extent page: raw is not from the free list
-	done chan struct{}
-}
-
-type orderEntry struct {
-	done chan struct{}
-	page string // set for pages
-}
-
-// senders is the chunk stores in flight.
-const senders = 3
-
-func newSender(ctx context.Context, store *Store, chunkSize uint64, onPage func(string) error) *sender {
-	s := &sender{
-		ctx: ctx, store: store,
-		buffers:   make(chan []byte, senders+2),
-		jobs:      make(chan sendJob),
-		order:     make(chan orderEntry, 4096),
-		onPage:    onPage,
-		announced: make(chan struct{}),
-		seen:      map[string]chan struct{}{},
-	}
-	for range senders + 2 {
-		s.buffers <- make([]byte, 0, chunkSize)
-	}
-	for range senders {
-		s.wg.Add(1)
-		go s.work()
-	}
-	go s.announce()
-	return s
-}
-
-func (s *sender) buffer() []byte {
-	select {
-	case b := <-s.buffers:
-		return b[:0]
-	case <-s.ctx.Done():
-		return make([]byte, 0) // the error surfaces through err()
-	}
-}
-
-func (s *sender) put(hash string, raw []byte) { s.submit(sendJob{hash: hash, raw: raw}) }
-func (s *sender) putPage(hash string, raw []byte) {
-	s.submit(sendJob{hash: hash, raw: raw, page: true})
-}
-
-func (s *sender) submit(j sendJob) {
-	if !j.page {
-		s.chunks.Add(1)
-	}
-	s.seenMu.Lock()
-	done, dup := s.seen[j.hash]
-	if !dup {
-		done = make(chan struct{})
-		s.seen[j.hash] = done
-	}
-	s.seenMu.Unlock()
-	entry := orderEntry{done: done}
-	if j.page {
-		entry.page = j.hash
-	}
-	if dup {
-		if !j.page {
-			s.dups.Add(1)
-		}
-		s.release(j)
-	} else {
-		j.done = done
-		select {
-		case s.jobs <- j:
-		case <-s.ctx.Done():
-			s.fail(s.ctx.Err())
-			s.release(j)
-			close(done)
-		}
-	}
-	select {
-	case s.order <- entry:
-	case <-s.ctx.Done():
-		s.fail(s.ctx.Err())
-	}
-}
-
-func (s *sender) release(j sendJob) {
-	if !j.page && cap(j.raw) > 0 {
-		select {
-		case s.buffers <- j.raw[:0]:
-		default:
-		}
-	}
-}
-
-func (s *sender) work() {
-	defer s.wg.Done()
-	for j := range s.jobs {
-		if s.err() == nil {
-			if err := s.store1(j); err != nil {
-				s.fail(err)
-			}
-		}
-		s.release(j)
-		close(j.done)
-	}
-}
-
-// store1 is the dedup: a chunk already in the store is not sent.
-func (s *sender) store1(j sendJob) error {
-	has, err := s.store.Has(s.ctx, j.hash)
-	if err != nil || has {
-		return err
-	}
-	n, err := s.store.Put(s.ctx, j.hash, j.raw)
-	if err != nil {
-		return err
-	}
-	if j.page {
-		s.pageSent.Add(uint64(n))
-		return nil
-	}
-	s.sent.Add(1)
-	s.rawSent.Add(uint64(len(j.raw)))
-	s.netSent.Add(uint64(n))
-	return nil
-}
-
-// announce calls onPage for each page once it and everything cut before it
-// are stored. After a failure it only drains.
-func (s *sender) announce() {
-	defer close(s.announced)
-	for e := range s.order {
-		<-e.done
-		if e.page == "" || s.onPage == nil || s.err() != nil {
-			continue
-		}
-		if err := s.onPage(e.page); err != nil {
-			s.fail(err)
-		}
-	}
-}
-
-func (s *sender) fail(err error) {
-	s.firstMu.Lock()
-	if s.first == nil {
-		s.first = err
-	}
-	s.firstMu.Unlock()
-}
-
-func (s *sender) err() error {
-	s.firstMu.Lock()
-	defer s.firstMu.Unlock()
-	return s.first
-}
-
-// finish waits until every chunk is stored and every page announced (or
-// one failed).
-func (s *sender) finish() error {
-	close(s.jobs)
-	s.wg.Wait()
-	close(s.order)
-	<-s.announced
-	if err := s.err(); err != nil {
-		return fmt.Errorf("store chunks: %w", err)
-	}
-	return nil
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/pgzip"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -51,14 +50,13 @@ func (e *Error) Unwrap() error { return e.Err }
 
 const rawSizeHeader = "Ferry-Raw-Size"
 
-// storeTimeout bounds one chunk's store and index writes.
+// storeTimeout bounds one chunk's lookup and store.
 const storeTimeout = 30 * time.Second
 
 // Store is the chunk stream seen from either site.
 type Store struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
-	index  jetstream.KeyValue
 	level  int
 	seal   Sealer // chunk key: seal.go
 }
@@ -77,20 +75,16 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open chunk stream %s: %w (%s)", bus.ChunkStream, err, hint)
 	}
-	index, err := js.KeyValue(ctx, bus.ChunkIndexBucket)
-	if err != nil {
-		return nil, fmt.Errorf("open chunk index %s: %w", bus.ChunkIndexBucket, err)
-	}
-	return &Store{js: js, stream: st, index: index, level: DefaultLevel, seal: Plain}, nil
+	return &Store{js: js, stream: st, level: DefaultLevel, seal: Plain}, nil
 }
 
-// SetLevel sets the gzip level of new chunks (1-9; pgzip, standard gzip
+// SetLevel sets the gzip level of new chunks (1-9; standard gzip
 // output), before the store is used; 0 keeps DefaultLevel.
 func (s *Store) SetLevel(level int) error {
 	if level == 0 {
 		return nil
 	}
-	if level < pgzip.BestSpeed || level > pgzip.BestCompression {
+	if level < gzip.BestSpeed || level > gzip.BestCompression {
 		return fmt.Errorf("compression level %d: want 1 (fastest) to 9 (smallest)", level)
 	}
 	s.level = level
@@ -99,17 +93,22 @@ func (s *Store) SetLevel(level int) error {
 
 func subject(hash string) string { return bus.ChunkSubject + "." + hash }
 
-// Has tells whether the store holds the chunk, from the chunk index: one
-// small lookup, no chunk data.
+// Has tells whether the store holds the chunk. The stream answers itself
+// (its message count on the chunk's subject: one small request, no chunk
+// data), so a chunk is "held" exactly when it is stored: no separate index
+// write per chunk, and no index entry that outlives its chunk or misses one
+// stored just before a crash.
 func (s *Store) Has(ctx context.Context, hash string) (bool, error) {
-	_, err := s.index.Get(ctx, hash)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return false, nil
-	}
+	subj := subject(hash)
+	// As long as a store: across a slow link the lookup waits behind the
+	// chunks in flight (JetStream's default would give up after 5 s).
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(subj))
 	if err != nil {
 		return false, fmt.Errorf("look up chunk %s: %w", hash, err)
 	}
-	return true, nil
+	return info.State.Subjects[subj] > 0, nil
 }
 
 // Put compresses raw and stores it under hash (which must be Address(raw)). It
@@ -118,34 +117,40 @@ func (s *Store) Has(ctx context.Context, hash string) (bool, error) {
 // JetStream drop the resend of a chunk that was removed as corrupt.)
 func (s *Store) Put(ctx context.Context, hash string, raw []byte) (int, error) {
 	buf := outBuffers.Get().(*bytes.Buffer)
-	defer outBuffers.Put(buf) // PublishMsg has sent the bytes by the time it returns
+	defer outBuffers.Put(buf)
 	if err := s.compress(buf, raw); err != nil {
 		return 0, fmt.Errorf("compress chunk %s: %w", hash, err)
 	}
+	return buf.Len(), s.publish(ctx, hash, buf.Bytes(), len(raw))
+}
+
+// publish stores data, the gzip of rawSize bytes that hash to hash, and
+// waits for the stream's acknowledgement. The bytes are sent by the time
+// it returns.
+func (s *Store) publish(ctx context.Context, hash string, data []byte, rawSize int) error {
 	msg := nats.NewMsg(subject(hash))
-	stored, release := s.sealed(hash, buf.Bytes()) // chunk key: seal.go
+	stored, release := s.sealed(hash, data) // chunk key: seal.go
 	defer release()
 	msg.Data = stored
-	msg.Header.Set(rawSizeHeader, strconv.Itoa(len(raw)))
+	msg.Header.Set(rawSizeHeader, strconv.Itoa(rawSize))
 	// A store that has begun runs to its end even if the caller is being
-	// cancelled: a cancelled wait for the ack could leave the chunk stored
-	// but not indexed, and a restart would send it again. A crash can still
-	// do that to the chunks in flight at that moment (at most `senders`).
+	// cancelled, so that what was sent is not wasted.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	if _, err := s.js.PublishMsg(sctx, msg, jetstream.WithExpectStream(bus.ChunkStream)); err != nil {
-		return 0, fmt.Errorf("store chunk %s (%d bytes compressed): %w", hash, buf.Len(), err)
+		return fmt.Errorf("store chunk %s (%d bytes compressed): %w", hash, len(data), err)
 	}
-	if _, err := s.index.Put(sctx, hash, nil); err != nil {
-		return 0, fmt.Errorf("index chunk %s: %w", hash, err)
-	}
-	return buf.Len(), nil
+	return nil
 }
 
-// compress gzips raw: with pgzip at the store's level when a quick look says
-// it will shrink, else as stored blocks, which is still standard gzip but
-// costs no CPU on data that is already compressed or encrypted.
-func (s *Store) compress(buf *bytes.Buffer, raw []byte) error {
+// compress gzips raw at the store's level.
+func (s *Store) compress(buf *bytes.Buffer, raw []byte) error { return compress(buf, raw, s.level) }
+
+// compress gzips raw: at level when a quick look says it will shrink, else
+// as stored blocks, which is still standard gzip but costs no CPU on data
+// that is already compressed or encrypted. One stream per chunk on one core:
+// the sender compresses as many chunks at once as there are cores.
+func compress(buf *bytes.Buffer, raw []byte, level int) error {
 	buf.Reset()
 	buf.Grow(len(raw) + len(raw)/64 + 1024)
 	if !compressible(raw) {
@@ -158,18 +163,25 @@ func (s *Store) compress(buf *bytes.Buffer, raw []byte) error {
 		}
 		return zw.Close()
 	}
-	zw, err := pgzip.NewWriterLevel(buf, s.level)
-	if err != nil {
-		return err
-	}
-	// Small blocks so that even one chunk is compressed on every core.
-	if err := zw.SetConcurrency(256<<10, 8); err != nil {
-		return err
-	}
+	zw := gzipWriter(level, buf)
+	defer gzipWriters[level].Put(zw)
 	if _, err := zw.Write(raw); err != nil {
 		return err
 	}
 	return zw.Close()
+}
+
+// gzipWriters holds a pool per level: a deflate state is about 1 MiB.
+var gzipWriters [gzip.BestCompression + 1]sync.Pool
+
+// gzipWriter returns a reused gzip writer at level (1-9), writing to w.
+func gzipWriter(level int, w io.Writer) *gzip.Writer {
+	if zw, ok := gzipWriters[level].Get().(*gzip.Writer); ok {
+		zw.Reset(w)
+		return zw
+	}
+	zw, _ := gzip.NewWriterLevel(w, level) // cannot fail at a valid level
+	return zw
 }
 
 // Chunks are compressed into reused buffers and sampled with reused
@@ -276,9 +288,6 @@ func checkHash(hash string) error {
 func (s *Store) Remove(ctx context.Context, hash string) error {
 	if err := checkHash(hash); err != nil {
 		return err
-	}
-	if err := s.index.Purge(ctx, hash); err != nil {
-		return fmt.Errorf("remove chunk %s from the index: %w", hash, err)
 	}
 	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(subject(hash))); err != nil {
 		return fmt.Errorf("remove chunk %s: %w", hash, err)

@@ -71,6 +71,9 @@ type Writer struct {
 	seq      uint64
 	next     int
 	signer   *sign.Signer
+	// pending are the messages published without waiting whose
+	// acknowledgement has not been seen yet.
+	pending []jetstream.PubAckFuture
 
 	mu      sync.Mutex // one publish at a time keeps the feed in order
 	stop    context.CancelFunc
@@ -104,21 +107,78 @@ func (w *Writer) Seq() uint64 { return w.seq }
 // Attempt tells this feed from the feeds of other tries of the same backup.
 func (w *Writer) Attempt() string { return w.attempt }
 
-// Page announces the next extent page.
+// Page announces the next extent page. It does not wait for the stream's
+// acknowledgement (across a WAN that would pace the feed at one page per
+// round trip): End waits for them all, and a page lost on the way shows to
+// the follower as a gap it refuses.
 func (w *Writer) Page(ctx context.Context, hash string) error {
-	_, err := w.publish(ctx, message{Kind: kindPage, Index: w.next, Page: hash})
-	if err == nil {
-		w.next++
+	if err := w.acked(ctx, false); err != nil {
+		return err
 	}
-	return err
+	if err := w.publishAsync(message{Kind: kindPage, Index: w.next, Page: hash}); err != nil {
+		return err
+	}
+	w.next++
+	return nil
 }
 
-// End closes the feed: every page is out.
+func (w *Writer) publishAsync(m message) error {
+	msg, err := w.message(m)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	ack, err := w.js.PublishMsgAsync(msg, jetstream.WithExpectStream(bus.PageStream))
+	w.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("feed of %s: publish %s: %w", w.backupID, m.Kind, err)
+	}
+	w.pending = append(w.pending, ack)
+	return nil
+}
+
+// acked checks the acknowledgements of the messages published without
+// waiting, in order: those that have come, or (wait) all of them.
+func (w *Writer) acked(ctx context.Context, wait bool) error {
+	giveUp := pollNow
+	if wait {
+		t := time.NewTimer(ackTimeout)
+		defer t.Stop()
+		giveUp = t.C
+	}
+	for len(w.pending) > 0 {
+		select {
+		case <-w.pending[0].Ok():
+			w.pending = w.pending[1:]
+		case err := <-w.pending[0].Err():
+			return fmt.Errorf("feed of %s: a page or the end was not stored: %w", w.backupID, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-giveUp:
+			if !wait {
+				return nil
+			}
+			return fmt.Errorf("feed of %s: a page or the end was not acknowledged in %s", w.backupID, ackTimeout)
+		}
+	}
+	return nil
+}
+
+// pollNow is a time that has come: acked does not wait for it.
+var pollNow = func() <-chan time.Time { c := make(chan time.Time); close(c); return c }()
+
+// ackTimeout bounds End's wait for the acknowledgements.
+const ackTimeout = 30 * time.Second
+
+// End closes the feed: every page is out. The end follows the pages
+// without waiting for their acknowledgements, and then waits for all.
 func (w *Writer) End(ctx context.Context, e End) error {
 	w.halt()
 	e.Pages = w.next
-	_, err := w.publish(ctx, message{Kind: kindEnd, End: &e})
-	return err
+	if err := w.publishAsync(message{Kind: kindEnd, End: &e}); err != nil {
+		return err
+	}
+	return w.acked(ctx, true)
 }
 
 // Abort tells the follower that this attempt will not finish, so it stops
@@ -150,7 +210,7 @@ func (w *Writer) sayAlive(ctx context.Context) {
 	}
 }
 
-func (w *Writer) publish(ctx context.Context, m message) (*jetstream.PubAck, error) {
+func (w *Writer) message(m message) (*nats.Msg, error) {
 	m.BackupID, m.Attempt = w.backupID, w.attempt
 	raw, err := json.Marshal(m)
 	if err != nil {
@@ -159,6 +219,14 @@ func (w *Writer) publish(ctx context.Context, m message) (*jetstream.PubAck, err
 	msg := nats.NewMsg(w.subject)
 	msg.Data = raw
 	if err := w.signer.Sign(msg); err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+func (w *Writer) publish(ctx context.Context, m message) (*jetstream.PubAck, error) {
+	msg, err := w.message(m)
+	if err != nil {
 		return nil, err
 	}
 	w.mu.Lock()

@@ -1,6 +1,7 @@
 package feed
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/bus/bustest"
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 var img = ferry.ImageSpec{Pool: "ferry", Image: "vm"}
@@ -150,5 +153,42 @@ func TestDamagedFeed(t *testing.T) {
 	}
 	if _, err := r2.NextPage(ctx); err == nil || !strings.Contains(err.Error(), "does not match the 0 pages") {
 		t.Fatalf("a short feed: %v", err)
+	}
+}
+
+// pageLost is a JetStream whose stream refuses the second page (the
+// acknowledgement says so, as for a page lost on the way).
+type pageLost struct{ jetstream.JetStream }
+
+func (j pageLost) PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	if bytes.Contains(msg.Data, []byte(`"index":1,`)) {
+		opts = append(opts, jetstream.WithExpectStream("NO_SUCH_STREAM"))
+	}
+	return j.JetStream.PublishMsgAsync(msg, opts...)
+}
+
+// TestEndWaitsForThePages: pages go out without waiting for their
+// acknowledgements, but End does not report a feed done while one of them
+// was refused; the follower sees the gap and refuses it too.
+func TestEndWaitsForThePages(t *testing.T) {
+	c := bustest.Conn(t)
+	ctx := context.Background()
+	w, err := Start(ctx, pageLost{c.Backup}, img, "backup-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := follow(t, c, w, 10*time.Second)
+	for i := range 3 {
+		if err := w.Page(ctx, fmt.Sprintf("page-%d", i)); err != nil && i < 2 {
+			t.Fatal(err) // the refusal of page 1 may show at page 2 already
+		}
+	}
+	if err := w.End(ctx, End{Extents: 3}); err == nil || !strings.Contains(err.Error(), "not stored") {
+		t.Fatalf("end after a refused page: %v, want the refusal", err)
+	}
+	w.Abort(errors.New("a page was refused"))
+	nextPage(t, r)
+	if _, err := r.NextPage(ctx); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("follower after the gap: %v, want the feed damaged", err)
 	}
 }

@@ -28,7 +28,7 @@ import (
 //	                                               in the publisher daemon)
 //	checks of the backup side (checkBackup)
 //	ship backup snapshot [from COMMON] (internal/ship): chunk writer:
-//	  object-aligned chunks, SHA-256, skip chunks the site holds, pgzip, store
+//	  object-aligned chunks, SHA-256, skip chunks the site holds, gzip, store
 //	restore job, as soon as the header is known -- FERRY_RESTORES -->  checks of the target
 //	each extent page once stored --------------- FERRY_PAGES ----->    import fed by verified
 //	feed end ----------------------------------- FERRY_PAGES ----->      chunks; snapshot last

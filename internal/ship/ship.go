@@ -3,10 +3,10 @@
 // that the receiving side applies it while this side still exports:
 //
 //	export (internal/ceph) -> chunk writer: object-aligned chunks, SHA-256,
-//	  skip chunks the store holds, pgzip, store (internal/chunk) -> once the
-//	  header is known: feed start, then the caller's message naming the feed
-//	  -> each extent page on the feed once stored (internal/feed) -> feed end
-//	  with the figures
+//	  skip chunks the store holds, gzip, store (internal/chunk) -> once the
+//	  header is known, beside the chunks: feed start, then the caller's
+//	  message naming the feed -> each extent page on the feed once stored
+//	  (internal/feed) -> feed end with the figures
 //
 // A backup (publisher) and a restore into the source site
 // (internal/recovery) ship the same way; only the message differs.
@@ -56,25 +56,52 @@ func (s Stats) Figures() ferry.BackupStats { return s.BackupStats(s.Duration) }
 // ends the feed with the figures. When it fails once the feed has started
 // (ending the feed included), it aborts the feed, so that the receiver stops
 // at once instead of waiting out the silence.
+//
+// Across a WAN every step that waits for an answer costs a round trip, so
+// the feed starts and the announcement goes out while the first chunks are
+// being stored (chunks need neither), and the pages wait only for the
+// feed's start.
 func Ship(ctx context.Context, o Options) (Stats, error) {
 	start := time.Now()
-	var pages *feed.Writer
+	var (
+		pages     *feed.Writer
+		startErr  error
+		started   = make(chan struct{}) // pages and startErr are set
+		announced chan error            // Announce's answer; nil before the header
+	)
 	w := chunk.NewDiffWriter(ctx, o.Store, chunk.WriterOptions{
 		ChunkSize: o.ChunkSize,
 		OnHeader: func(h rbddiff.Header) error {
-			var err error // this closure's own: Export's result is set below
-			if pages, err = feed.Start(ctx, o.Feed, o.FeedImage, o.ID, o.Signer); err != nil {
-				return err
-			}
-			return o.Announce(h, pages.Seq(), pages.Attempt())
+			announced = make(chan error, 1)
+			go func() {
+				pages, startErr = feed.Start(ctx, o.Feed, o.FeedImage, o.ID, o.Signer)
+				close(started)
+				if startErr != nil {
+					announced <- startErr
+					return
+				}
+				announced <- o.Announce(h, pages.Seq(), pages.Attempt())
+			}()
+			return nil
 		},
-		OnPage: func(hash string) error { return pages.Page(ctx, hash) },
+		OnPage: func(hash string) error {
+			<-started
+			if startErr != nil {
+				return startErr
+			}
+			return pages.Page(ctx, hash)
+		},
 	})
 	_, err := o.Cluster.Export(ctx, o.Export, w, o.Progress)
 	ws, storeErr := w.Finish()
 	st := Stats{WriteStats: ws, Duration: time.Since(start)}
 	if err == nil {
 		err = storeErr
+	}
+	if announced != nil {
+		if annErr := <-announced; err == nil {
+			err = annErr
+		}
 	}
 	if err == nil {
 		err = pages.End(ctx, feed.End{Extents: ws.Extents, Stats: st.Figures()})

@@ -28,11 +28,11 @@ type endRefused struct{ jetstream.JetStream }
 
 var errEndRefused = errors.New("end refused for the test")
 
-func (j endRefused) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+func (j endRefused) PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
 	if bytes.Contains(msg.Data, []byte(`"kind":"end"`)) {
 		return nil, errEndRefused
 	}
-	return j.JetStream.PublishMsg(ctx, msg, opts...)
+	return j.JetStream.PublishMsgAsync(msg, opts...)
 }
 
 // TestShipAbortsWhenTheEndFails: a shipment whose feed end cannot be
