@@ -315,7 +315,7 @@ func (c *Consumer) apply(ctx context.Context, m *ferry.Manifest) (ferry.BackupEn
 	// The image's snapshots are the truth of what this site holds: a state
 	// that lost some (a fault, a deleted entry) is repaired first. Only for
 	// an image this site owns: checkOwned said so.
-	if st, err = c.reconcile(ctx, m, st); err != nil {
+	if st, err = c.reconcile(ctx, m, st, snaps); err != nil {
 		return end, err
 	}
 	if contains(snaps, m.ToSnap) {

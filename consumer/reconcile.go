@@ -24,11 +24,20 @@ import (
 // A missing state is rebuilt for source image id sourceID. It writes
 // nothing.
 func (c *Consumer) reconciled(source ferry.ImageSpec, st *ferry.ImageState, sourceID string) (*ferry.ImageState, error) {
-	target := c.opts.PoolMap.Backup(source)
-	snaps, _, err := c.backupSnapshots(target)
-	if err != nil || len(snaps) == 0 || (st != nil && !lacks(st.Confirmed, snaps)) {
+	snaps, _, err := c.backupSnapshots(c.opts.PoolMap.Backup(source))
+	if err != nil {
 		return st, err
 	}
+	return c.withSnapshots(source, st, sourceID, snaps), nil
+}
+
+// withSnapshots is reconciled for the backup image's snapshots snaps,
+// read already.
+func (c *Consumer) withSnapshots(source ferry.ImageSpec, st *ferry.ImageState, sourceID string, snaps []string) *ferry.ImageState {
+	if len(snaps) == 0 || (st != nil && !lacks(st.Confirmed, snaps)) {
+		return st
+	}
+	target := c.opts.PoolMap.Backup(source)
 	var fixed ferry.ImageState
 	if st != nil {
 		fixed = *st
@@ -38,7 +47,7 @@ func (c *Consumer) reconciled(source ferry.ImageSpec, st *ferry.ImageState, sour
 	fixed.BackupImage = target
 	fixed.Confirmed = snaps
 	fixed.LastSnapshot = snaps[len(snaps)-1]
-	return &fixed, nil
+	return &fixed
 }
 
 // lacks tells whether some of snaps is missing from confirmed.
@@ -51,13 +60,14 @@ func lacks(confirmed, snaps []string) bool {
 	return false
 }
 
-// reconcile is reconciled for a backup about to be applied: a repaired
-// state is written at once, so the publisher's next base choice sees it too.
-func (c *Consumer) reconcile(ctx context.Context, m *ferry.Manifest, st *ferry.ImageState) (*ferry.ImageState, error) {
+// reconcile brings st up to date with the backup image's snapshots snaps
+// (as Apply read them) for a backup about to be applied: a repaired state
+// is written at once, so the publisher's next base choice sees it too.
+func (c *Consumer) reconcile(ctx context.Context, m *ferry.Manifest, st *ferry.ImageState, snaps []string) (*ferry.ImageState, error) {
 	source := m.Image.AtSnap("")
-	fixed, err := c.reconciled(source, st, m.SourceImageID)
-	if err != nil || fixed == st {
-		return st, err
+	fixed := c.withSnapshots(source, st, m.SourceImageID, snaps)
+	if fixed == st {
+		return st, nil
 	}
 	c.logRepair(source, st, fixed)
 	if err := c.book.Put(ctx, fixed); err != nil {
