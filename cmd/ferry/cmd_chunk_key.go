@@ -15,8 +15,8 @@ func newChunkKeyCommand() *cobra.Command {
 		Long: `Write 32 random bytes, as hex, to FILE, readable only by its owner, and print the key's
 id. Copy the file to every host of both sites that runs the publisher, the consumer,
 ferry backup, ferry restore or ferry scrub, and set chunk.key_file (or --chunk-key) there.
-A new key cannot read the chunks of the old one: changing keys starts new chains
-(docs/security.md).`,
+A new key cannot read the chunks of the old one: switch both sites together; the
+backups go on as incrementals of the same chains (docs/security.md, Rotation).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			k, err := chunk.GenerateKey(args[0])
