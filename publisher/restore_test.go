@@ -170,14 +170,12 @@ func (s *sites) restore(o recovery.SendOptions) (recovery.SendStats, ferry.Resto
 func (s *sites) forgetChunks() {
 	s.t.Helper()
 	ctx := context.Background()
-	for _, name := range []string{bus.ChunkStream, "KV_" + bus.ChunkIndexBucket} {
-		st, err := s.bakConn.Backup.Stream(ctx, name)
-		if err == nil {
-			err = st.Purge(ctx)
-		}
-		if err != nil {
-			s.t.Fatalf("purge %s: %v", name, err)
-		}
+	st, err := s.bakConn.Backup.Stream(ctx, bus.ChunkStream)
+	if err == nil {
+		err = st.Purge(ctx)
+	}
+	if err != nil {
+		s.t.Fatalf("purge %s: %v", bus.ChunkStream, err)
 	}
 }
 

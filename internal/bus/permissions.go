@@ -60,18 +60,17 @@ func RolePermissions(role Role, local, source, backup string) Permissions {
 		p.pub(SnapshotSubject+".>", ChunkSubject+".*", PageSubject+".>", ManifestSubject+".>", RestoredSubject+".>", "ferry.agent.>")
 		p.admin(src, SnapshotStream)
 		p.read(src, SnapshotStream)
-		for _, s := range []string{ChunkStream, PageStream, ResultStream, RestoreStream, kvPrefix + StateBucket, kvPrefix + ChunkIndexBucket} {
+		for _, s := range []string{ChunkStream, PageStream, ResultStream, RestoreStream, kvPrefix + StateBucket} {
 			p.read(bak, s)
 		}
 		p.info(bak, ManifestStream)
-		p.kvWrite(bak, ChunkIndexBucket)
 	case RoleConsumer:
 		p.pub(ConfirmedSubject+".>", FailedSubject+".>", "$O."+ScrubBucket+".>")
 		for _, s := range backupStreams() {
 			p.admin(bak, s)
 			p.read(bak, s)
 		}
-		for _, b := range []string{StateBucket, ChunkIndexBucket, LockBucket} {
+		for _, b := range []string{StateBucket, LockBucket} {
 			p.kvWrite(bak, b)
 		}
 		for _, s := range []string{PageStream, ChunkStream, objPrefix + ScrubBucket} {
@@ -87,11 +86,10 @@ func RolePermissions(role Role, local, source, backup string) Permissions {
 		p.read(bak, kvPrefix+LockBucket)
 	case RoleRestore:
 		p.pub(RestoreSubject+".>", ChunkSubject+".*", PageSubject+".>")
-		for _, s := range []string{ChunkStream, PageStream, ResultStream, kvPrefix + StateBucket, kvPrefix + ChunkIndexBucket} {
+		for _, s := range []string{ChunkStream, PageStream, ResultStream, kvPrefix + StateBucket} {
 			p.read(bak, s)
 		}
 		p.info(bak, RestoreStream)
-		p.kvWrite(bak, ChunkIndexBucket)
 	}
 	return p.Permissions
 }
@@ -99,7 +97,7 @@ func RolePermissions(role Role, local, source, backup string) Permissions {
 // backupStreams are the streams of the backup domain, buckets included.
 func backupStreams() []string {
 	return []string{ChunkStream, ManifestStream, PageStream, ResultStream, RestoreStream,
-		kvPrefix + StateBucket, kvPrefix + ChunkIndexBucket, kvPrefix + LockBucket, objPrefix + ScrubBucket}
+		kvPrefix + StateBucket, kvPrefix + LockBucket, objPrefix + ScrubBucket}
 }
 
 // jsAPI is the JetStream API prefix of domain as the server of domain

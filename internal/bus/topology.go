@@ -64,10 +64,6 @@ const (
 	RestorerDurable = "restorer"
 	// ferry-state: per image, what the backup site holds (ImageState).
 	StateBucket = "ferry-state"
-	// ferry-chunk-index: no longer read or written (the chunk stream itself
-	// answers whether it holds a chunk: chunk.Store.Has); still created, as
-	// deployments' permissions may name it.
-	ChunkIndexBucket = "ferry-chunk-index"
 	// ferry-scrub (object store): per backup snapshot, the chunk hashes and
 	// extents it was written from, so `ferry scrub` can re-check the backup
 	// image long after the chunks aged out. Object <image key>.<snapshot token>.
@@ -185,14 +181,6 @@ func SetupBackup(ctx context.Context, js jetstream.JetStream, r Retention) error
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("set up stream %s: %w", cfg.Name, err)
 		}
-	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      ChunkIndexBucket,
-		Description: "Ferry: which chunks the chunk stream holds",
-		TTL:         r.ChunkMaxAge,
-		Storage:     jetstream.FileStorage,
-	}); err != nil {
-		return fmt.Errorf("set up bucket %s: %w", ChunkIndexBucket, err)
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      StateBucket,

@@ -72,7 +72,7 @@ func (v *violations) wait(t *testing.T, re *regexp.Regexp, n int) {
 var allStreams = map[string][]string{
 	"source": {bus.SnapshotStream},
 	"backup": {bus.ChunkStream, bus.ManifestStream, bus.PageStream, bus.ResultStream, bus.RestoreStream,
-		"KV_" + bus.StateBucket, "KV_" + bus.ChunkIndexBucket, "KV_" + bus.LockBucket, "OBJ_" + bus.ScrubBucket},
+		"KV_" + bus.StateBucket, "KV_" + bus.LockBucket, "OBJ_" + bus.ScrubBucket},
 }
 
 // consumerPurges are the streams the consumer purges by subject in its
