@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"github.com/ferry-dr/ferry/publisher"
 	"github.com/spf13/cobra"
 )
@@ -125,31 +126,11 @@ func TestBrokenConfigStopsCommands(t *testing.T) {
 	// The example is installed with every key commented out; uncommented
 	// (the first '#' of each line below the header, as the file says), it
 	// names /etc/ceph files this machine lacks, and check must say so.
-	example := uncommentedExample(t)
+	example := testutil.UncommentedConfig(t, filepath.Join("..", "..", "packaging", "ferry.yaml"))
 	root.SetArgs([]string{"config", "check", "--config", example})
 	if err := root.Execute(); err == nil || !regexp.MustCompile(regexp.QuoteMeta(example)+`:\d+: ceph.source.keyring: cannot read /etc/ceph/ceph.client.ferry.keyring`).MatchString(out.String()) {
 		t.Fatalf("the example names /etc/ceph files this machine lacks; check must say so: %v\n%s", err, out.String())
 	}
-}
-
-// uncommentedExample writes packaging/ferry.yaml with the first '#' of each
-// line below its header (up to the first empty line) removed.
-func uncommentedExample(t *testing.T) string {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "packaging", "ferry.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(string(raw), "\n")
-	header := true
-	for i, l := range lines {
-		if header {
-			header = l != ""
-			continue
-		}
-		lines[i] = strings.TrimPrefix(l, "#")
-	}
-	return writeConfig(t, strings.Join(lines, "\n"))
 }
 
 // TestConfigCheckHidesNATSPassword: config check lists nats.url and

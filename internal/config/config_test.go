@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferry-dr/ferry/internal/testutil"
 )
 
 func writeFile(t *testing.T, text string) string {
@@ -47,22 +49,7 @@ func TestExampleFileCoversEveryKey(t *testing.T) {
 			t.Errorf("the installed example sets %s (%s): every key must be commented out", k.Name, o)
 		}
 	}
-	text, err := os.ReadFile(installed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	all := strings.Split(string(text), "\n")
-	for i, header := 0, true; i < len(all); i++ {
-		if header {
-			header = all[i] != ""
-			continue
-		}
-		all[i] = strings.TrimPrefix(all[i], "#")
-	}
-	path := filepath.Join(t.TempDir(), "ferry.yaml")
-	if err := os.WriteFile(path, []byte(strings.Join(all, "\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := testutil.UncommentedConfig(t, installed)
 	l, err = Load(path, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -93,4 +95,29 @@ func RandomBytes(r *rand.Rand, n int) []byte {
 		b[i] = byte(r.Uint32() | 1)
 	}
 	return b
+}
+
+// UncommentedConfig writes the example configuration at path with its keys
+// uncommented, as the file tells an operator to (the first '#' of each line
+// below its header, which ends at the first empty line), into a test
+// directory, and returns the new file's path.
+func UncommentedConfig(t testing.TB, path string) string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(raw), "\n")
+	for i, header := 0, true; i < len(lines); i++ {
+		if header {
+			header = lines[i] != ""
+			continue
+		}
+		lines[i] = strings.TrimPrefix(lines[i], "#")
+	}
+	out := filepath.Join(t.TempDir(), filepath.Base(path))
+	if err := os.WriteFile(out, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
