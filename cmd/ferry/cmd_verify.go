@@ -67,8 +67,8 @@ know as holes are compared as zeros without reading. Every differing range is pr
 			for _, d := range rep.Differences {
 				fmt.Fprintf(out, "%d\t%d\n", d.Offset, d.Length)
 			}
-			return fmt.Errorf("verify: %d range(s), %s in all, differ; take a new full backup of %s (ferry backup --resync) and find the cause (ferry status, OSD health)",
-				len(rep.Differences), progress.Bytes(rep.DifferentBytes()), srcSpec.AtSnap(""))
+			return withExitCode(exitDiffers, fmt.Errorf("verify: %d range(s), %s in all, differ; take a new full backup of %s (ferry backup --resync) and find the cause (ferry status, OSD health)",
+				len(rep.Differences), progress.Bytes(rep.DifferentBytes()), srcSpec.AtSnap("")))
 		},
 	}
 	src.register(cmd.Flags())

@@ -59,7 +59,7 @@ func main() {
 	}
 	if err != nil {
 		printError("ferry:", err)
-		os.Exit(1)
+		os.Exit(exitCodeOf(err))
 	}
 }
 
