@@ -56,11 +56,12 @@ test-alerts: deps
 	$(PROMTOOL) test rules packaging/prometheus/ferry-alerts_test.yml
 
 # promtool check metrics over a real scrape of both daemons during backups on
-# the test bed (TestMetrics), and over the counters at start and ferry backup's
-# textfile.
+# the test bed (TestMetrics), over each daemon's /metrics as its command serves
+# them, and over the counters at start and ferry backup's textfile.
 check-metrics: deps
 	$(need-promtool)
-	$(GO) test $(GOFLAGS_T) -count=1 -run '^(TestMetrics|TestCountersStartAtZero|TestWriteTextfile)$$' ./consumer/ ./internal/metrics/
+	$(GO) test $(GOFLAGS_T) -count=1 -run '^(TestMetrics|TestDaemonMetricsOfItsRole|TestCountersStartAtZero|TestWriteTextfile)$$' \
+		./consumer/ ./cmd/ferry/ ./internal/metrics/
 
 # Every decoder of bus messages and diffs, PACKAGE:FUZZER, each fuzzed for
 # FUZZTIME. make fuzz, in make test, gives each a count of inputs: a duration
