@@ -8,7 +8,7 @@ BIN       := bin/ferry
 DEVENV    ?= .devenv
 BENCH_OUT ?= bench.md
 
-.PHONY: all build deps test test-short fuzz fuzz-long bench bench-wan demo devenv devenv-down vet lint clean package
+.PHONY: all build deps test test-alerts check-metrics test-short fuzz fuzz-long bench bench-wan demo devenv devenv-down vet lint clean package
 
 all: build
 
@@ -35,12 +35,33 @@ $(GOLANGCI_LINT):
 	mv bin/golangci-lint.tmp/golangci-lint $@
 	rmdir bin/golangci-lint.tmp
 
-# The full suite: lint, unit tests, the real two-site Ceph test bed, a bounded fuzz run.
-test: deps lint vet
+# The full suite: lint, the alert rules and the metrics, unit tests, the real two-site
+# Ceph test bed, a bounded fuzz run.
+test: deps lint vet test-alerts check-metrics
 	$(GO) test $(GOFLAGS_T) -count=1 -timeout 40m ./...
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory package
 	bash packaging/test-package.sh
+
+# promtool comes from Debian's prometheus package (make deps installs it); without
+# it these targets fail rather than skip.
+PROMTOOL := promtool
+need-promtool = @command -v $(PROMTOOL) >/dev/null || { echo "$(PROMTOOL) not found: install Debian's prometheus package (make deps)" >&2; exit 1; }
+
+# The shipped alert rules: promtool checks them and runs their unit tests, one
+# or more for every alert.
+test-alerts: deps
+	$(need-promtool)
+	$(PROMTOOL) check rules packaging/prometheus/ferry-alerts.yml
+	$(PROMTOOL) test rules packaging/prometheus/ferry-alerts_test.yml
+
+# promtool check metrics over a real scrape of both daemons during backups on
+# the test bed (TestMetrics), over each daemon's /metrics as its command serves
+# them, and over the counters at start and ferry backup's textfile.
+check-metrics: deps
+	$(need-promtool)
+	$(GO) test $(GOFLAGS_T) -count=1 -run '^(TestMetrics|TestDaemonMetricsOfItsRole|TestCountersStartAtZero|TestWriteTextfile)$$' \
+		./consumer/ ./cmd/ferry/ ./internal/metrics/
 
 # Every decoder of bus messages and diffs, PACKAGE:FUZZER, each fuzzed for
 # FUZZTIME. make fuzz, in make test, gives each a count of inputs: a duration

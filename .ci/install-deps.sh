@@ -8,6 +8,7 @@ PACKAGES=(
 	librbd-dev librados-dev
 	uuid-runtime pkg-config gcc
 	dpkg-dev lintian systemd man-db
+	prometheus
 	libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-block-extra qemu-guest-agent linux-image-amd64 busybox-static e2fsprogs
 	cinder-api keystone
 )

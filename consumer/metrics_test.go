@@ -2,6 +2,7 @@ package consumer_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
@@ -33,7 +35,8 @@ func TestMetrics(t *testing.T) {
 	source, _ := cephtest.Sites(t)
 	srv := startServer(t, bus.ServerOptions{Name: "metrics"})
 	p := newPipeline(t, srv)
-	pubMetrics, consMetrics := metrics.New(p.pubConn), metrics.New(p.consConn)
+	pubMetrics := metrics.New(p.pubConn, metrics.Role{Name: metrics.RolePublisher, Reasons: publisher.Reasons()})
+	consMetrics := metrics.New(p.consConn, metrics.Role{Name: metrics.RoleConsumer, Reasons: consumer.Reasons()})
 	pubURL, consURL := serveMetrics(t, pubMetrics), serveMetrics(t, consMetrics)
 	logs := &testutil.LogBuffer{}
 	jsonLog := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -89,9 +92,12 @@ func TestMetrics(t *testing.T) {
 	cm.require(t, "ferry_backups_total", `kind="incremental",role="consumer"`, 1)
 	cm.require(t, "ferry_backup_duration_seconds_count", `role="consumer"`, 2)
 	cm.require(t, "ferry_backup_applied_bytes_total", "", sum(func(s ferry.BackupStats) uint64 { return s.DataBytes }))
-	cm.require(t, "ferry_jetstream_up", "", 1)
+	cm.require(t, "ferry_jetstream_up", `domain="backup"`, 1)
 	cm.require(t, "ferry_state_up", "", 1)
 	cm.require(t, "ferry_consumer_active", "", 1)
+	pm.require(t, "ferry_jetstream_up", `domain="source"`, 1)
+	pm.require(t, "ferry_peer_reachable", `role="publisher"`, 1)
+	requireOneOwner(t, pm, cm)
 
 	// The recovery point is the state bucket's LastSuccess.
 	book, err := state.Open(context.Background(), p.consConn.Backup)
@@ -108,6 +114,10 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("rpo %.1f s, but the last backup is at most %.1f s old", rpo, time.Since(started).Seconds())
 	}
 	cm.require(t, "ferry_image_failing", imgLabel, 0)
+	for _, r := range consumer.Reasons() {
+		// At zero before any give-up, so that the first one is an increase.
+		cm.require(t, "ferry_backups_given_up_total", imgLabel+`,reason="`+r+`"`, 0)
+	}
 	// Everything was applied: no backlog; the streams hold what was sent.
 	cm.require(t, "ferry_jetstream_consumer_pending_messages", `consumer="consumer",stream="FERRY_MANIFESTS"`, 0)
 	cm.require(t, "ferry_jetstream_consumer_ack_pending_messages", `consumer="consumer",stream="FERRY_MANIFESTS"`, 0)
@@ -136,17 +146,34 @@ func TestMetrics(t *testing.T) {
 	orphan(img.Image+"-waiting", time.Now())
 	lateLabel := `image="` + img.Pool + "/" + img.Image + `-late"`
 	cm = scrapeUntil(t, consURL, func(m scraped) bool {
-		return m.has("ferry_backups_given_up_total", `reason="base_missing"`) &&
+		return m.has("ferry_backups_given_up_total", lateLabel+`,reason="base_missing"`) &&
 			m.has("ferry_image_failing", lateLabel) &&
 			m.value("ferry_jetstream_consumer_redelivered_messages", `consumer="consumer",stream="FERRY_MANIFESTS"`) >= 1
 	})
 	cm.require(t, "ferry_backup_failures_total", `reason="base_missing",role="consumer"`, 1)
-	cm.require(t, "ferry_backups_given_up_total", `reason="base_missing"`, 1)
+	cm.require(t, "ferry_backups_given_up_total", lateLabel+`,reason="base_missing"`, 1)
+	cm.require(t, "ferry_backups_given_up_total", lateLabel+`,reason="refused"`, 0)
 	cm.require(t, "ferry_image_failing", lateLabel, 1)
 	cm.require(t, "ferry_jetstream_consumer_pending_messages", `consumer="consumer",stream="FERRY_MANIFESTS"`, 0)
 	cm.require(t, "ferry_jetstream_consumer_ack_pending_messages", `consumer="consumer",stream="FERRY_MANIFESTS"`, 1)
 
 	requireBackupLogFields(t, logs.Lines())
+	requireOneOwner(t, scrape(t, pubURL), cm)
+	for _, url := range []string{pubURL, consURL} {
+		testutil.PromtoolCheckMetrics(t, url, scrapeText(t, url))
+	}
+}
+
+// requireOneOwner: no ferry_* series is exported by both daemons, so that
+// sums over both scrapes count each fact once. The series of work done
+// carry the daemon's role.
+func requireOneOwner(t *testing.T, pub, cons scraped) {
+	t.Helper()
+	for s := range pub {
+		if strings.HasPrefix(s, "ferry_") && cons.has(s, "") {
+			t.Errorf("%s is exported by both the publisher and the consumer", s)
+		}
+	}
 }
 
 // requireBackupLogFields: every log line about one backup names its image,
@@ -199,19 +226,28 @@ func serveMetrics(t *testing.T, m *metrics.Metrics) string {
 // scraped maps `name{labels}` (labels as Prometheus prints them, sorted) to values.
 type scraped map[string]float64
 
-func scrape(t *testing.T, url string) scraped {
+// scrapeText is what url serves, in the Prometheus text format.
+func scrapeText(t *testing.T, url string) []byte {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(resp.Body)
 		t.Fatalf("GET %s: %s\n%s", url, resp.Status, body)
 	}
+	return body
+}
+
+func scrape(t *testing.T, url string) scraped {
+	t.Helper()
 	out := scraped{}
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(bytes.NewReader(scrapeText(t, url)))
 	for sc.Scan() {
 		line := sc.Text()
 		if line == "" || strings.HasPrefix(line, "#") {

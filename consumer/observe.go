@@ -22,6 +22,11 @@ const (
 	ReasonOther       = "other"        // Ceph or NATS trouble; the log line says which
 )
 
+// Reasons lists the failure reasons; the metrics export each at zero.
+func Reasons() []string {
+	return []string{ReasonBaseMissing, ReasonRefused, ReasonBadChunk, ReasonOther}
+}
+
 func (c *Consumer) observeApplied(m *ferry.Manifest, s ferry.BackupStats, took time.Duration) {
 	if c.opts.Observer != nil {
 		c.opts.Observer.BackupApplied(m, s, took)

@@ -49,7 +49,7 @@ paths=(./usr/bin/ferry ./etc/ferry/ferry.yaml
 	./usr/share/doc/ferry/copyright ./usr/share/doc/ferry/changelog.gz ./usr/share/doc/ferry/README.md
 	./usr/share/bash-completion/completions/ferry ./usr/share/zsh/vendor-completions/_ferry
 	./usr/share/fish/vendor_completions.d/ferry.fish ./usr/share/man/man1/ferry.1.gz
-	./usr/share/doc/ferry/grafana-dashboard.json)
+	./usr/share/doc/ferry/grafana-dashboard.json ./usr/share/ferry/prometheus/ferry-alerts.yml)
 for doc in docs/*.md; do paths+=("./usr/share/doc/ferry/${doc#docs/}"); done
 for unit in "${units[@]}"; do
 	paths+=("./lib/systemd/system/$unit.service")

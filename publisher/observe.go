@@ -22,6 +22,9 @@ const (
 	ReasonOther    = "other"     // Ceph or NATS trouble; the log line says which
 )
 
+// Reasons lists the failure reasons; the metrics export each at zero.
+func Reasons() []string { return []string{ReasonLineage, ReasonNotFound, ReasonOther} }
+
 func (p *Publisher) observe(ctx context.Context, ev ferry.SnapshotEvent, s *Sent, err error) {
 	switch {
 	case p.observer == nil:

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/metrics"
 	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/publisher"
 	"github.com/spf13/cobra"
@@ -26,6 +27,7 @@ func newBackupCommand() *cobra.Command {
 		noProgress bool
 		quiesced   bool
 		verbose    bool
+		textfile   string
 	)
 	cmd := &cobra.Command{
 		Use:   "backup POOL/IMAGE",
@@ -35,7 +37,7 @@ newest snapshot the backup site holds (everything, the first time), wait until t
 backup site confirms, then delete the source's older Ferry snapshots and print a summary.
 A consumer must be running at the backup site (ferry consumer run).`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			ctx := cmd.Context()
 			img, err := ferry.ParseImageSpec(args[0])
 			if err != nil {
@@ -43,6 +45,11 @@ A consumer must be running at the backup site (ferry consumer run).`,
 			}
 			if img.Snap != "" {
 				return fmt.Errorf("%s: give the image without a snapshot; ferry backup takes its own", args[0])
+			}
+			var once *publisher.Once
+			if textfile != "" {
+				run := metrics.BackupRun{Image: img.String(), Start: time.Now()}
+				defer func() { err = writeRunMetrics(textfile, run, once, err) }()
 			}
 			log := newLogger(logLevel(verbose))
 			cluster, err := cf.connect()
@@ -73,7 +80,7 @@ A consumer must be running at the backup site (ferry consumer run).`,
 				o.Consistency = ferry.Quiesced
 			}
 			start := time.Now()
-			once, err := pub.BackupOnce(ctx, img, o)
+			once, err = pub.BackupOnce(ctx, img, o)
 			if err != nil {
 				return err
 			}
@@ -96,7 +103,27 @@ A consumer must be running at the backup site (ferry consumer run).`,
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "do not show progress")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log each step")
 	cmd.Flags().BoolVar(&quiesced, "quiesced", false, "record the snapshot as quiesced (the caller froze the guest's filesystems)")
+	cmd.Flags().StringVar(&textfile, "metrics-textfile", "", "at the end of the run, success or not, record it in this file for node_exporter's textfile collector, e.g. /var/lib/prometheus/node-exporter/ferry-backup.prom")
 	return cmd
+}
+
+// writeRunMetrics records a run of ferry backup that ended with err in
+// the textfile, and returns err; or, when only the textfile could not be
+// written, that error, saying what became of the backup.
+func writeRunMetrics(path string, run metrics.BackupRun, once *publisher.Once, err error) error {
+	run.End, run.Err = time.Now(), err
+	if once != nil && once.Sent != nil {
+		run.BytesSent = once.Sent.Stats.BytesSent
+	}
+	werr := metrics.WriteTextfile(path, run)
+	switch {
+	case werr == nil:
+		return err
+	case err != nil:
+		return fmt.Errorf("%w (and --metrics-textfile: %w)", err, werr)
+	default:
+		return fmt.Errorf("backup of %s done, but %w", run.Image, werr)
+	}
 }
 
 func printSummary(w io.Writer, m *publisher.Sent, st *ferry.ImageState, pruned []string, took time.Duration) {

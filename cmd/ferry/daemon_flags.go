@@ -23,6 +23,7 @@ var (
 // daemonFlags are what a long-running daemon takes besides its work:
 // where to serve /metrics, how much to log and how long to stop.
 type daemonFlags struct {
+	role            string // publisher or consumer
 	metricsListen   string
 	logLevel        string
 	shutdownTimeout time.Duration
@@ -30,6 +31,7 @@ type daemonFlags struct {
 
 // register binds --metrics-listen to role's config key (publisher or consumer).
 func (f *daemonFlags) register(fs *pflag.FlagSet, role string) {
+	f.role = role
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on HOST:PORT, e.g. 127.0.0.1:9731 (default: off)")
 	fs.StringVar(&f.logLevel, "log-level", defaults.Log.Level, "log level: debug, info, warn or error")
 	registerShutdownTimeout(fs, &f.shutdownTimeout)
@@ -51,7 +53,8 @@ func (f *daemonFlags) startMetrics(conn *bus.Conn, log *slog.Logger) (*metrics.M
 	if f.metricsListen == "" {
 		return nil, nil, nil
 	}
-	m := metrics.New(conn)
+	reasons := map[string][]string{metrics.RolePublisher: publisher.Reasons(), metrics.RoleConsumer: consumer.Reasons()}
+	m := metrics.New(conn, metrics.Role{Name: f.role, Reasons: reasons[f.role]})
 	srv, err := m.Listen(f.metricsListen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("serve metrics on %s: %w (is another daemon using the port? set --metrics-listen)", f.metricsListen, err)

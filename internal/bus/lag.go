@@ -47,12 +47,19 @@ const lagTimeout = 3 * time.Second
 // ReadLag reads the info of every stream and durable consumer Ferry uses.
 // Failures are recorded per item, never returned: one unreachable domain
 // must not hide the other.
-func ReadLag(ctx context.Context, c *Conn) Lag {
+func ReadLag(ctx context.Context, c *Conn) Lag { return ReadDomainLag(ctx, c, "") }
+
+// ReadDomainLag is ReadLag of the items of one domain, "source" or
+// "backup" ("" for both): each daemon's metrics read their own site's.
+func ReadDomainLag(ctx context.Context, c *Conn, domain string) Lag {
 	domains := map[string]jetstream.JetStream{"source": c.Source, "backup": c.Backup}
 	var lag Lag
 	for _, s := range []struct{ stream, domain string }{
 		{SnapshotStream, "source"}, {ChunkStream, "backup"}, {ManifestStream, "backup"}, {PageStream, "backup"}, {ResultStream, "backup"}, {RestoreStream, "backup"},
 	} {
+		if domain != "" && s.domain != domain {
+			continue
+		}
 		st := StreamStat{Stream: s.stream, Domain: s.domain}
 		rctx, cancel := context.WithTimeout(ctx, lagTimeout)
 		stream, err := domains[s.domain].Stream(rctx, s.stream)
@@ -71,6 +78,9 @@ func ReadLag(ctx context.Context, c *Conn) Lag {
 	for _, d := range []struct{ stream, consumer, domain string }{
 		{SnapshotStream, PublisherDurable, "source"}, {ManifestStream, ConsumerDurable, "backup"}, {ResultStream, PrunerDurable, "backup"}, {RestoreStream, RestorerDurable, "backup"},
 	} {
+		if domain != "" && d.domain != domain {
+			continue
+		}
 		cs := ConsumerStat{Stream: d.stream, Consumer: d.consumer, Domain: d.domain}
 		rctx, cancel := context.WithTimeout(ctx, lagTimeout)
 		cons, err := domains[d.domain].Consumer(rctx, d.stream, d.consumer)

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,24 +16,18 @@ import (
 // queries is one this package exports, so renaming a metric breaks a test,
 // not a dashboard in production.
 func TestDashboardUsesExportedNames(t *testing.T) {
-	m := New(nil)
-	known := map[string]bool{}
-	ch := make(chan *prometheus.Desc, 64)
-	for _, c := range []prometheus.Collector{m.backups, m.duration, m.failures, m.givenUp, m.changed, m.read, m.rawSent,
-		m.sent, m.extentSent, m.chunks, m.chunksSent, m.appliedData, &stateCollector{}, &lagCollector{}} {
-		c.Describe(ch)
-	}
-	close(ch)
-	fqName := regexp.MustCompile(`fqName: "([a-z_]+)"`)
-	for d := range ch {
-		known[fqName.FindStringSubmatch(d.String())[1]] = true
-	}
-
+	known := exportedNames(t)
 	raw, err := os.ReadFile(filepath.Join("..", "..", "packaging", "grafana-dashboard.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var dash struct {
+		Templating struct {
+			List []struct {
+				Name  string
+				Query json.RawMessage
+			}
+		}
 		Panels []struct {
 			Title   string
 			Targets []struct{ Expr string }
@@ -41,18 +36,32 @@ func TestDashboardUsesExportedNames(t *testing.T) {
 	if err := json.Unmarshal(raw, &dash); err != nil {
 		t.Fatal(err)
 	}
+	names := regexp.MustCompile(`ferry_[a-z_]+`)
 	used := map[string]bool{}
+	check := func(where, expr string) {
+		for _, name := range names.FindAllString(expr, -1) {
+			base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_count"), "_sum")
+			if !known[base] {
+				t.Errorf("%s queries %s, which is not exported", where, name)
+			}
+			used[base] = true
+		}
+	}
+	vars := map[string]bool{}
+	for _, v := range dash.Templating.List {
+		check("variable "+v.Name, string(v.Query))
+		vars[v.Name] = false
+	}
 	for _, p := range dash.Panels {
 		if len(p.Targets) == 0 {
 			t.Errorf("panel %q queries nothing", p.Title)
 		}
 		for _, tg := range p.Targets {
-			for _, name := range regexp.MustCompile(`ferry_[a-z_]+`).FindAllString(tg.Expr, -1) {
-				base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_count"), "_sum")
-				if !known[base] {
-					t.Errorf("panel %q queries %s, which is not exported", p.Title, name)
+			check(fmt.Sprintf("panel %q", p.Title), tg.Expr)
+			for v := range vars {
+				if strings.Contains(tg.Expr, "$"+v) {
+					vars[v] = true
 				}
-				used[base] = true
 			}
 		}
 	}
@@ -61,4 +70,40 @@ func TestDashboardUsesExportedNames(t *testing.T) {
 			t.Errorf("metric %s is on no dashboard panel", name)
 		}
 	}
+	for v, isUsed := range vars {
+		if !isUsed && v != "datasource" {
+			t.Errorf("dashboard variable $%s is used by no panel", v)
+		}
+	}
+}
+
+// exportedNames are the ferry_* metrics both daemons and ferry backup's
+// textfile export.
+func exportedNames(t *testing.T) map[string]bool {
+	t.Helper()
+	known := map[string]bool{}
+	ch := make(chan *prometheus.Desc, 64)
+	for _, c := range []prometheus.Collector{&siteCollector{givenUp: newGivenUp(nil)}, &lagCollector{}, &peerCollector{}} {
+		c.Describe(ch)
+	}
+	close(ch)
+	fqName := regexp.MustCompile(`fqName: "([a-z_]+)"`)
+	for d := range ch {
+		known[fqName.FindStringSubmatch(d.String())[1]] = true
+	}
+	for _, role := range []Role{{Name: RolePublisher, Reasons: []string{"other"}}, {Name: RoleConsumer, Reasons: []string{"other"}}} {
+		families, err := New(nil, role).Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			if strings.HasPrefix(f.GetName(), "ferry_") {
+				known[f.GetName()] = true
+			}
+		}
+	}
+	for _, g := range textfileGauges {
+		known[g.name] = true
+	}
+	return known
 }

@@ -1,13 +1,18 @@
-// Package metrics exports Ferry's Prometheus metrics on /metrics.
+// Package metrics exports Ferry's Prometheus metrics on /metrics, and
+// ferry backup's in a node_exporter textfile.
 //
-// Two kinds of figures: counters the daemons move as backups happen (the
-// Metrics value is the publisher's and the consumer's Observer), and gauges
-// read at scrape time from what JetStream already knows (the state bucket's
-// last success per image, the streams' sizes and the durable consumers'
-// lag), so they are right even for work done by another process.
+// Each series comes from the one daemon that owns its fact, so that sums
+// over both daemons' scrapes are right: counters from the daemon that did
+// the work (labelled with its role), the source site's JetStream figures
+// from the publisher, and the backup site's (its streams, the state
+// bucket's images, the given-up counts) from the consumer that holds the
+// site's lock; its standbys export only their own counters. The gauges
+// are read at scrape time from what JetStream already knows, so they are
+// right even for work done by another process.
 //
 // The names are listed, with the questions they answer, in docs/operations.md;
-// packaging/grafana-dashboard.json plots them.
+// packaging/grafana-dashboard.json plots them and
+// packaging/prometheus/ferry-alerts.yml alerts on them.
 package metrics
 
 import (
@@ -19,7 +24,6 @@ import (
 
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ferry"
-	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -31,14 +35,27 @@ const (
 	RoleConsumer  = "consumer"
 )
 
+// Role is the daemon whose metrics these are.
+type Role struct {
+	Name string // RolePublisher or RoleConsumer
+	// Reasons are the daemon's failure reasons: each reason's counters
+	// exist at zero from the first scrape, so an alert on their increase
+	// fires for the first failure after a start.
+	Reasons []string
+}
+
+// kinds of backups, a label of ferry_backups_total.
+var kinds = []string{"full", "incremental"}
+
 // Metrics holds Ferry's metrics in their own registry.
 type Metrics struct {
-	reg *prometheus.Registry
+	reg  *prometheus.Registry
+	role string
 
 	backups     *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	failures    *prometheus.CounterVec
-	givenUp     *prometheus.CounterVec
+	givenUp     *givenUp // consumer
 	changed     prometheus.Counter
 	read        prometheus.Counter
 	rawSent     prometheus.Counter
@@ -46,18 +63,13 @@ type Metrics struct {
 	extentSent  prometheus.Counter
 	chunks      prometheus.Counter
 	chunksSent  prometheus.Counter
-	appliedData prometheus.Counter
+	appliedData prometheus.Counter // consumer
 }
 
-// New creates the metrics. With conn set, scrapes also read the state
-// bucket and the streams through it (conn must outlive the Metrics).
-func New(conn *bus.Conn) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry()}
-	counter := func(name, help string) prometheus.Counter {
-		c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
-		m.reg.MustRegister(c)
-		return c
-	}
+// New creates the metrics of role. With conn set, scrapes also read the
+// role's site through it (conn must outlive the Metrics).
+func New(conn *bus.Conn, role Role) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), role: role.Name}
 	m.backups = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_backups_total",
 		Help: "Backups sent (publisher) or applied and confirmed (consumer), by kind (full or incremental)."}, []string{"role", "kind"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ferry_backup_duration_seconds",
@@ -65,20 +77,39 @@ func New(conn *bus.Conn) *Metrics {
 		Buckets: prometheus.ExponentialBuckets(0.25, 2, 14)}, []string{"role"}) // 0.25 s .. ~34 min
 	m.failures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_backup_failures_total",
 		Help: "Failed backup attempts, by reason; most are retried."}, []string{"role", "reason"})
-	m.givenUp = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_backups_given_up_total",
-		Help: "Backups the consumer stopped retrying: an operator must act (see ferry status)."}, []string{"reason"})
-	m.reg.MustRegister(m.backups, m.duration, m.failures, m.givenUp)
-	m.changed = counter("ferry_backup_changed_bytes_total", "Bytes the sent diffs cover, data and zeros.")
-	m.read = counter("ferry_backup_read_bytes_total", "Bytes of data read from source images.")
-	m.rawSent = counter("ferry_backup_chunk_raw_bytes_sent_total", "Bytes of the chunks sent, before compression (read / this = dedup ratio).")
-	m.sent = counter("ferry_backup_bytes_sent_total", "Compressed bytes sent to the backup site: chunks and extent lists.")
-	m.extentSent = counter("ferry_backup_extent_bytes_sent_total", "Of ferry_backup_bytes_sent_total, the extent lists.")
-	m.chunks = counter("ferry_backup_chunks_total", "Chunks the sent backups reference.")
-	m.chunksSent = counter("ferry_backup_chunks_sent_total", "Chunks sent because the backup site lacked them.")
-	m.appliedData = counter("ferry_backup_applied_bytes_total", "Bytes of data written to backup images.")
+	m.reg.MustRegister(m.backups, m.duration, m.failures)
+	for _, k := range kinds {
+		m.backups.WithLabelValues(role.Name, k)
+	}
+	m.duration.WithLabelValues(role.Name)
+	for _, r := range role.Reasons {
+		m.failures.WithLabelValues(role.Name, r)
+	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if conn != nil {
-		m.reg.MustRegister(&stateCollector{conn: conn}, &lagCollector{conn: conn})
+
+	counter := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+		m.reg.MustRegister(c)
+		return c
+	}
+	switch role.Name {
+	case RolePublisher:
+		m.changed = counter("ferry_backup_changed_bytes_total", "Bytes the sent diffs cover, data and zeros.")
+		m.read = counter("ferry_backup_read_bytes_total", "Bytes of data read from source images.")
+		m.rawSent = counter("ferry_backup_chunk_raw_bytes_sent_total", "Bytes of the chunks sent, before compression (read / this = dedup ratio).")
+		m.sent = counter("ferry_backup_bytes_sent_total", "Compressed bytes sent to the backup site: chunks and extent lists.")
+		m.extentSent = counter("ferry_backup_extent_bytes_sent_total", "Of ferry_backup_bytes_sent_total, the extent lists.")
+		m.chunks = counter("ferry_backup_chunks_total", "Chunks the sent backups reference.")
+		m.chunksSent = counter("ferry_backup_chunks_sent_total", "Chunks sent because the backup site lacked them.")
+		if conn != nil {
+			m.reg.MustRegister(&lagCollector{conn: conn, domain: "source"}, &peerCollector{conn: conn, role: role.Name})
+		}
+	case RoleConsumer:
+		m.appliedData = counter("ferry_backup_applied_bytes_total", "Bytes of data written to backup images.")
+		m.givenUp = newGivenUp(role.Reasons)
+		if conn != nil {
+			m.reg.MustRegister(&siteCollector{conn: conn, givenUp: m.givenUp, lag: lagCollector{conn: conn, domain: "backup"}})
+		}
 	}
 	return m
 }
@@ -88,9 +119,9 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 func kind(man *ferry.Manifest) string {
 	if man.FromSnap == "" {
-		return "full"
+		return kinds[0]
 	}
-	return "incremental"
+	return kinds[1]
 }
 
 // BackupSent is the publisher's report of a backup sent, with its figures.
@@ -120,83 +151,23 @@ func (m *Metrics) BackupApplied(man *ferry.Manifest, s ferry.BackupStats, took t
 
 // ApplyFailed is the consumer's report of a failed attempt; final when it
 // stopped retrying.
-func (m *Metrics) ApplyFailed(_ *ferry.Manifest, reason string, final bool) {
+func (m *Metrics) ApplyFailed(man *ferry.Manifest, reason string, final bool) {
 	m.failures.WithLabelValues(RoleConsumer, reason).Inc()
 	if final {
-		m.givenUp.WithLabelValues(reason).Inc()
+		m.givenUp.inc(man.Image.AtSnap("").String(), reason)
 	}
 }
 
 // scrapeTimeout bounds what one scrape spends reading JetStream.
 const scrapeTimeout = 5 * time.Second
 
-// stateCollector exports the recovery point age of each image from the
-// state bucket's LastSuccess, read at scrape time.
-type stateCollector struct{ conn *bus.Conn }
-
-var (
-	rpoDesc = prometheus.NewDesc("ferry_image_rpo_seconds",
-		"Age of the image's newest backup confirmed by the backup site (the recovery point).", []string{"image"}, nil)
-	lastSuccessDesc = prometheus.NewDesc("ferry_image_last_success_timestamp_seconds",
-		"When the backup site last confirmed a backup of the image.", []string{"image"}, nil)
-	failingDesc = prometheus.NewDesc("ferry_image_failing",
-		"1 if the image's last backup attempt failed (ferry status shows why).", []string{"image"}, nil)
-	stateUpDesc = prometheus.NewDesc("ferry_state_up",
-		"1 if the state bucket could be read at this scrape.", nil, nil)
-	consumerActiveDesc = prometheus.NewDesc("ferry_consumer_active",
-		"1 if a consumer holds the backup site's lock and applies its backups (standbys wait); 0: none runs.", nil, nil)
-)
-
-func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- rpoDesc
-	ch <- lastSuccessDesc
-	ch <- failingDesc
-	ch <- stateUpDesc
-	ch <- consumerActiveDesc
+// lagCollector exports bus.ReadDomainLag of one domain at scrape time: each
+// site's daemon reads its own, which it reaches even when the other site
+// does not answer.
+type lagCollector struct {
+	conn   *bus.Conn
+	domain string
 }
-
-func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
-	defer cancel()
-	if holder, err := bus.LockHolder(ctx, c.conn.Backup, bus.ConsumerLock); err == nil {
-		active := 0.0
-		if holder != "" {
-			active = 1
-		}
-		ch <- prometheus.MustNewConstMetric(consumerActiveDesc, prometheus.GaugeValue, active)
-	}
-	states, err := readStates(ctx, c.conn)
-	if err != nil {
-		ch <- prometheus.MustNewConstMetric(stateUpDesc, prometheus.GaugeValue, 0)
-		return
-	}
-	ch <- prometheus.MustNewConstMetric(stateUpDesc, prometheus.GaugeValue, 1)
-	now := time.Now()
-	for _, s := range states {
-		img := s.Image.String()
-		failing := 0.0
-		if s.Status == ferry.StatusFailed {
-			failing = 1
-		}
-		ch <- prometheus.MustNewConstMetric(failingDesc, prometheus.GaugeValue, failing, img)
-		if s.LastSuccess.IsZero() {
-			continue // never backed up: no recovery point (ferry_image_failing tells)
-		}
-		ch <- prometheus.MustNewConstMetric(lastSuccessDesc, prometheus.GaugeValue, float64(s.LastSuccess.UnixNano())/1e9, img)
-		ch <- prometheus.MustNewConstMetric(rpoDesc, prometheus.GaugeValue, now.Sub(s.LastSuccess).Seconds(), img)
-	}
-}
-
-func readStates(ctx context.Context, conn *bus.Conn) ([]*ferry.ImageState, error) {
-	book, err := state.Open(ctx, conn.Backup)
-	if err != nil {
-		return nil, err
-	}
-	return book.All(ctx)
-}
-
-// lagCollector exports bus.ReadLag at scrape time.
-type lagCollector struct{ conn *bus.Conn }
 
 var (
 	streamMsgsDesc = prometheus.NewDesc("ferry_jetstream_stream_messages",
@@ -210,7 +181,7 @@ var (
 	redeliveredDesc = prometheus.NewDesc("ferry_jetstream_consumer_redelivered_messages",
 		"Unacknowledged messages delivered more than once (num_redelivered: retries in progress).", []string{"stream", "consumer"}, nil)
 	jsUpDesc = prometheus.NewDesc("ferry_jetstream_up",
-		"1 if every Ferry stream and consumer that exists could be read at this scrape.", nil, nil)
+		"1 if every Ferry stream and consumer of the domain that exists could be read at this scrape.", []string{"domain"}, nil)
 )
 
 func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -222,7 +193,7 @@ func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
-	lag := bus.ReadLag(ctx, c.conn)
+	lag := bus.ReadDomainLag(ctx, c.conn, c.domain)
 	up := 1.0
 	for _, s := range lag.Streams {
 		if s.Err != "" {
@@ -245,7 +216,7 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(ackPendingDesc, prometheus.GaugeValue, float64(cs.AckPending), cs.Stream, cs.Consumer)
 		ch <- prometheus.MustNewConstMetric(redeliveredDesc, prometheus.GaugeValue, float64(cs.Redelivered), cs.Stream, cs.Consumer)
 	}
-	ch <- prometheus.MustNewConstMetric(jsUpDesc, prometheus.GaugeValue, up)
+	ch <- prometheus.MustNewConstMetric(jsUpDesc, prometheus.GaugeValue, up, c.domain)
 }
 
 // Server serves /metrics until Close.
