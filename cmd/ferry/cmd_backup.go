@@ -15,7 +15,7 @@ import (
 
 func newBackupCommand() *cobra.Command {
 	var (
-		cf         cephFlags
+		cf         = cephFlags{site: "source"}
 		nf         natsFlags
 		po         publisherFlags
 		kf         chunkKeyFlags
@@ -30,7 +30,8 @@ func newBackupCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "backup POOL/IMAGE",
 		Short: "Back up one image now: snapshot, send, wait for the backup site, prune",
-		Long: `Take a Ferry snapshot of POOL/IMAGE at the source site, send the changes since the
+		Long: `Take a Ferry snapshot of POOL/IMAGE at the source cluster (-c/--id/--keyring, or
+--source-conf/--source-id/--source-keyring), send the changes since the
 newest snapshot the backup site holds (everything, the first time), wait until the
 backup site confirms, then delete the source's older Ferry snapshots and print a summary.
 A consumer must be running at the backup site (ferry consumer run).`,

@@ -26,7 +26,7 @@ func parseRestoreTarget(s string) (toSource bool, spec ferry.ImageSpec, err erro
 	}
 	rest, toSource := strings.CutPrefix(s, sourceSitePrefix)
 	if site, _, ok := strings.Cut(rest, ":"); ok && !strings.Contains(site, "/") {
-		return false, spec, fmt.Errorf("--to %q: the only site to name is %q (over JetStream); for another cluster over librados use --to-conf", s, sourceSitePrefix)
+		return false, spec, fmt.Errorf("--to %q: the only site to name is %q (over JetStream); for the source cluster over librados use --source-conf or --source-cluster", s, sourceSitePrefix)
 	}
 	spec, err = ferry.ParseImageSpec(rest)
 	if err != nil {

@@ -22,7 +22,7 @@ func newRetentionCommand() *cobra.Command {
 
 func newRetentionApplyCommand() *cobra.Command {
 	var (
-		cf     cephFlags
+		cf     = cephFlags{site: "backup"}
 		nf     natsFlags
 		policy string
 		yes    bool
@@ -31,7 +31,7 @@ func newRetentionApplyCommand() *cobra.Command {
 		Use:   "apply --policy latest3,days7,weeks4,months12 [--yes] POOL/IMAGE",
 		Short: "Show (or, with --yes, remove) the backup snapshots a policy does not keep",
 		Long: `Apply a retention policy to the Ferry snapshots (ferry-*) of the backup image POOL/IMAGE,
-on the backup site's cluster (-c/--id/--keyring). The policy keeps the N newest (latestN)
+on the backup cluster (-c/--id/--keyring, or --backup-conf/--backup-id/--backup-keyring). The policy keeps the N newest (latestN)
 and, for each of the last N hours/days/weeks/months/years counted back from now, the
 oldest snapshot of that period. The newest snapshot and the one the state bucket names
 as the last backup (the base of the next incremental) are always kept; other snapshots
@@ -97,7 +97,6 @@ are never touched. Without --yes this is a dry run.`,
 			return nil
 		},
 	}
-	cf.site = "backup"
 	cf.register(cmd.Flags())
 	nf.register(cmd.Flags())
 	cmd.Flags().StringVar(&policy, "policy", "", "retention policy, e.g. latest3,days7,weeks4,months12")

@@ -13,7 +13,7 @@ import (
 
 func newScrubCommand() *cobra.Command {
 	var (
-		cf         cephFlags
+		cf         = cephFlags{site: "backup"}
 		nf         natsFlags
 		noProgress bool
 		kf         chunkKeyFlags
@@ -21,8 +21,8 @@ func newScrubCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "scrub POOL/IMAGE[@SNAP]",
 		Short: "Check the backup snapshots of a backup image against the chunk hashes they were written from",
-		Long: `Read back, from each backup snapshot of POOL/IMAGE at the backup site (or only SNAP), the
-extents its backup wrote, join them into the chunks they came from and compare each chunk's
+		Long: `Read back, from each backup snapshot of POOL/IMAGE at the backup cluster (-c/--id/--keyring,
+or --backup-conf/--backup-id/--backup-keyring) or only from SNAP, the extents its backup wrote, join them into the chunks they came from and compare each chunk's
 SHA-256 with the hash recorded when the backup was applied (object store ferry-scrub at the
 backup site's JetStream). The source site is not involved. Every chunk that no longer
 matches is printed with its snapshot, offset and length; the exit status is non-zero if
@@ -80,7 +80,6 @@ there is any. Records of snapshots that are gone are removed. With a chunk key
 				len(rep.Mismatches), rep.Image, rep.Image)
 		},
 	}
-	cf.site = "backup"
 	cf.register(cmd.Flags())
 	nf.register(cmd.Flags())
 	kf.register(cmd.Flags())

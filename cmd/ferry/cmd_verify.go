@@ -12,15 +12,17 @@ import (
 
 func newVerifyCommand() *cobra.Command {
 	var (
-		src, bak    cephFlags
+		src         = cephFlags{site: "source"}
+		bak         = cephFlags{site: "backup"}
 		backupImage string
 		noProgress  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "verify POOL/IMAGE@SNAP [--backup-conf ...] [--backup-image POOL/IMAGE]",
+		Use:   "verify POOL/IMAGE@SNAP [--source-conf ...] [--backup-conf ...] [--backup-image POOL/IMAGE]",
 		Short: "Compare a backup snapshot with its source snapshot, by content",
-		Long: `Read POOL/IMAGE@SNAP at the source site (-c/--id/--keyring) and the same snapshot of the
-backup image at the backup site (--backup-conf/--backup-id/--backup-keyring) side by side,
+		Long: `Read POOL/IMAGE@SNAP at the source cluster (-c/--id/--keyring, or --source-conf/--source-id/
+--source-keyring) and the same snapshot of the backup image at the backup cluster
+(--backup-conf/--backup-id/--backup-keyring, default: ceph.backup of the config) side by side,
 hash both per 4 KiB block (SHA-256) and compare them 4 MiB at a time. Ranges both sides
 know as holes are compared as zeros without reading. Every differing range is printed
 (offset and length, at 4 KiB grain); the exit status is non-zero if there is any.`,
@@ -72,10 +74,8 @@ know as holes are compared as zeros without reading. Every differing range is pr
 		},
 	}
 	src.register(cmd.Flags())
+	bak.registerSite(cmd.Flags(), true, " (default: ceph.backup.conf of the configuration)")
 	f := cmd.Flags()
-	f.StringVar(&bak.conf, "backup-conf", "", "ceph.conf of the backup site's cluster")
-	f.StringVar(&bak.id, "backup-id", "", "cephx client id at the backup site")
-	f.StringVar(&bak.keyring, "backup-keyring", "", "keyring for the backup site")
 	f.StringVar(&backupImage, "backup-image", "", "backup image, if its name differs from the source's (default: the same POOL/IMAGE)")
 	f.BoolVar(&noProgress, "no-progress", false, "do not show progress")
 	return cmd
