@@ -204,6 +204,17 @@ func (f *cephFlags) options() (ceph.ConnOptions, error) {
 	return o, nil
 }
 
+// checkCeph resolves each command line's clusters, so that a mistake in the
+// options of any is reported before the first is connected to.
+func checkCeph(fs ...*cephFlags) error {
+	for _, f := range fs {
+		if _, err := f.options(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (f *cephFlags) connect() (*ceph.Cluster, error) {
 	o, err := f.options()
 	if err != nil {

@@ -38,7 +38,7 @@ An existing PATH is never overwritten, and PATH appears only once the diff is co
 				return err
 			}
 			if format != 1 && format != 2 {
-				return fmt.Errorf("--export-format %d: want 1 or 2", format)
+				return withExitCode(exitUsage, fmt.Errorf("--export-format %d: want 1 or 2", format))
 			}
 			if fromSnap != "" {
 				if err := ferry.ValidateSnapName(fromSnap); err != nil {

@@ -57,10 +57,10 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 				return err
 			}
 			if target == "" {
-				return fmt.Errorf("--to POOL/IMAGE is required: the image to restore into")
+				return withExitCode(exitUsage, fmt.Errorf("--to POOL/IMAGE is required: the image to restore into"))
 			}
 			if forceRollback && fromSnap == "" {
-				return fmt.Errorf("--force-rollback only applies with --from-snap")
+				return withExitCode(exitUsage, fmt.Errorf("--force-rollback only applies with --from-snap"))
 			}
 			if fromSnap != "" {
 				if err := ferry.ValidateSnapName(fromSnap); err != nil {
@@ -75,7 +75,10 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 				return withExitCode(exitUsage, fmt.Errorf("--to source:%s goes over JetStream to the source site's publisher; --source-conf/--source-id/--source-keyring write over librados: choose one", targetSpec))
 			}
 			if !toSource && (noWait || cmd.Flags().Changed("timeout")) {
-				return fmt.Errorf("--no-wait and --timeout only apply to a restore to the source site (--to source:POOL/IMAGE)")
+				return withExitCode(exitUsage, fmt.Errorf("--no-wait and --timeout only apply to a restore to the source site (--to source:POOL/IMAGE)"))
+			}
+			if err := checkCeph(&from, &to); err != nil {
+				return err
 			}
 			fromCluster, err := from.connect()
 			if err != nil {

@@ -44,7 +44,7 @@ are never touched. Without --yes this is a dry run.`,
 			}
 			p, err := recovery.ParsePolicy(policy)
 			if err != nil {
-				return fmt.Errorf("--policy: %w", err)
+				return withExitCode(exitUsage, fmt.Errorf("--policy: %w", err))
 			}
 			conn, err := nf.connect("ferry retention")
 			if err != nil {

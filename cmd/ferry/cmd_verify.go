@@ -39,6 +39,9 @@ know as holes are compared as zeros without reading. Every differing range is pr
 				}
 				bakSpec = bakSpec.AtSnap(srcSpec.Snap)
 			}
+			if err := checkCeph(&src, &bak); err != nil {
+				return err
+			}
 			srcCluster, err := src.connect()
 			if err != nil {
 				return fmt.Errorf("source cluster: %w", err)

@@ -77,6 +77,7 @@ func New(conn *bus.Conn) *Metrics {
 	m.chunksSent = counter("ferry_backup_chunks_sent_total", "Chunks sent because the backup site lacked them.")
 	m.appliedData = counter("ferry_backup_applied_bytes_total", "Bytes of data written to backup images.")
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(buildInfo())
 	if conn != nil {
 		m.reg.MustRegister(&stateCollector{conn: conn}, &lagCollector{conn: conn})
 	}
