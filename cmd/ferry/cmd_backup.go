@@ -26,6 +26,7 @@ func newBackupCommand() *cobra.Command {
 		noProgress bool
 		quiesced   bool
 		verbose    bool
+		asJSON     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "backup POOL/IMAGE",
@@ -78,6 +79,9 @@ A consumer must be running at the backup site (ferry consumer run).`,
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return writeJSON(os.Stdout, newBackupReport(once, !noWait, time.Since(start)))
+			}
 			if noWait {
 				fmt.Fprintf(os.Stdout, "sent %s; not waiting for the backup site (--no-wait)\n", once.Sent.BackupID)
 				return nil
@@ -96,6 +100,7 @@ A consumer must be running at the backup site (ferry consumer run).`,
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Hour, "how long to wait for the backup site's confirmation (0: no limit)")
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "do not show progress")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log each step")
+	addJSONFlag(cmd, &asJSON)
 	cmd.Flags().BoolVar(&quiesced, "quiesced", false, "record the snapshot as quiesced (the caller froze the guest's filesystems)")
 	return cmd
 }

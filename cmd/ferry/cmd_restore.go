@@ -25,6 +25,7 @@ func newRestoreCommand() *cobra.Command {
 		restoreKey    string
 		sourceKeys    string
 		kf            chunkKeyFlags
+		asJSON        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "restore POOL/IMAGE@SNAP --to [source:]POOL/TARGET [--from-snap COMMON [--force-rollback]] [--source-conf ...]",
@@ -100,7 +101,7 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 				}
 				return restoreToSource(cmd.Context(), cmd.OutOrStdout(), fromCluster, &nf, recovery.SendOptions{
 					Snapshot: snapSpec, Target: targetSpec, FromSnap: fromSnap, ForceRollback: forceRollback, Signer: signer, Trust: trust, ChunkKey: key,
-				}, restoreWait{noWait: noWait, timeout: timeout, noProgress: noProgress})
+				}, restoreWait{noWait: noWait, timeout: timeout, noProgress: noProgress, json: asJSON})
 			}
 			toCluster := fromCluster
 			if to.named() {
@@ -119,6 +120,13 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 				return err
 			}
 			out := cmd.OutOrStdout()
+			if asJSON {
+				site := "backup"
+				if to.named() {
+					site = "source"
+				}
+				return writeJSON(out, newRestoreReport(res, site))
+			}
 			what := "in full"
 			if res.FromSnap != "" {
 				what = fmt.Sprintf("changes since %s", res.FromSnap)
@@ -152,5 +160,6 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 	bindConfig(f, "trusted-keys", "consumer.trusted_keys")
 	nf.register(f)
 	kf.register(f)
+	addJSONFlag(cmd, &asJSON)
 	return cmd
 }

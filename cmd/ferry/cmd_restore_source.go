@@ -39,6 +39,7 @@ type restoreWait struct {
 	noWait     bool
 	timeout    time.Duration
 	noProgress bool
+	json       bool // print the outcome as JSON
 }
 
 // restoreToSource runs a restore into the source site over JetStream: export
@@ -58,6 +59,11 @@ func restoreToSource(ctx context.Context, out io.Writer, backup *ceph.Cluster, n
 		return err
 	}
 	defer rr.Close()
+	report := restoreReport{Snapshot: rr.Job.Snapshot.String(), Target: rr.Job.Target.String(), Site: "source", Kind: restoreKind(o.FromSnap),
+		FromSnap: o.FromSnap, Size: rr.Job.Size, JobID: rr.Job.ID, Queued: w.noWait}
+	if w.noWait && w.json {
+		return writeJSON(out, report)
+	}
 	if w.noWait {
 		fmt.Fprintf(out, "queued restore job %s: %s into %s at the source site; not waiting (--no-wait): the source site's publisher logs the outcome\n",
 			rr.Job.ID, rr.Job.Snapshot, rr.Job.Target)
@@ -75,6 +81,12 @@ func restoreToSource(ctx context.Context, out io.Writer, backup *ceph.Cluster, n
 	}
 	if err != nil {
 		return err
+	}
+	if w.json {
+		report.Target, report.RolledBack = res.Target.String(), res.RolledBack
+		report.DataBytes, report.ZeroBytes = res.DataBytes, res.ZeroBytes
+		report.DurationSeconds = time.Since(start).Seconds()
+		return writeJSON(out, report)
 	}
 	what := "in full, as a new image without snapshots"
 	if o.FromSnap != "" {

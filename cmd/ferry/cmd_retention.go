@@ -26,6 +26,7 @@ func newRetentionApplyCommand() *cobra.Command {
 		nf     natsFlags
 		policy string
 		yes    bool
+		asJSON bool
 	)
 	cmd := &cobra.Command{
 		Use:   "apply --policy latest3,days7,weeks4,months12 [--yes] POOL/IMAGE",
@@ -68,6 +69,12 @@ are never touched. Without --yes this is a dry run.`,
 				Backup: cluster, Image: image, Policy: p, Base: base, Now: time.Now(), Remove: yes,
 			})
 			out := cmd.OutOrStdout()
+			if asJSON {
+				if jerr := writeJSON(out, newRetentionReport(image, p.String(), !yes, res)); err == nil {
+					err = jerr
+				}
+				return err
+			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SNAPSHOT\tTAKEN\tDECISION")
 			for _, s := range res.Keep {
@@ -101,5 +108,6 @@ are never touched. Without --yes this is a dry run.`,
 	nf.register(cmd.Flags())
 	cmd.Flags().StringVar(&policy, "policy", "", "retention policy, e.g. latest3,days7,weeks4,months12")
 	cmd.Flags().BoolVar(&yes, "yes", false, "remove the snapshots (default: dry run)")
+	addJSONFlag(cmd, &asJSON)
 	return cmd
 }

@@ -16,6 +16,7 @@ func newVerifyCommand() *cobra.Command {
 		bak         = cephFlags{site: "backup"}
 		backupImage string
 		noProgress  bool
+		asJSON      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "verify POOL/IMAGE@SNAP [--source-conf ...] [--backup-conf ...] [--backup-image POOL/IMAGE]",
@@ -25,7 +26,7 @@ func newVerifyCommand() *cobra.Command {
 (--backup-conf/--backup-id/--backup-keyring, default: ceph.backup of the config) side by side,
 hash both per 4 KiB block (SHA-256) and compare them 4 MiB at a time. Ranges both sides
 know as holes are compared as zeros without reading. Every differing range is printed
-(offset and length, at 4 KiB grain); the exit status is non-zero if there is any.`,
+(offset and length, at 4 KiB grain); the exit status is 3 if there is any.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			srcSpec, err := ferry.ParseImageSpec(args[0])
@@ -62,15 +63,25 @@ know as holes are compared as zeros without reading. Every differing range is pr
 				return err
 			}
 			out := cmd.OutOrStdout()
+			if asJSON {
+				if err := writeJSON(out, newVerifyReport(rep)); err != nil {
+					return err
+				}
+			}
 			if rep.Identical() {
+				if asJSON {
+					return nil
+				}
 				fmt.Fprintf(out, "identical: %s (source) and %s (backup), %s, %s of data read on both sides in %s\n",
 					rep.SourceSnap, rep.BackupSnap, progress.Bytes(rep.SourceSize), progress.Bytes(rep.DataBytes), rep.Duration.Round(time.Millisecond))
 				return nil
 			}
-			fmt.Fprintf(out, "DIFFERENT: %s (source, %d bytes) and %s (backup, %d bytes)\n", rep.SourceSnap, rep.SourceSize, rep.BackupSnap, rep.BackupSize)
-			fmt.Fprintln(out, "OFFSET\tLENGTH")
-			for _, d := range rep.Differences {
-				fmt.Fprintf(out, "%d\t%d\n", d.Offset, d.Length)
+			if !asJSON {
+				fmt.Fprintf(out, "DIFFERENT: %s (source, %d bytes) and %s (backup, %d bytes)\n", rep.SourceSnap, rep.SourceSize, rep.BackupSnap, rep.BackupSize)
+				fmt.Fprintln(out, "OFFSET\tLENGTH")
+				for _, d := range rep.Differences {
+					fmt.Fprintf(out, "%d\t%d\n", d.Offset, d.Length)
+				}
 			}
 			return withExitCode(exitDiffers, fmt.Errorf("verify: %d range(s), %s in all, differ; take a new full backup of %s (ferry backup --resync) and find the cause (ferry status, OSD health)",
 				len(rep.Differences), progress.Bytes(rep.DifferentBytes()), srcSpec.AtSnap("")))
@@ -81,5 +92,6 @@ know as holes are compared as zeros without reading. Every differing range is pr
 	f := cmd.Flags()
 	f.StringVar(&backupImage, "backup-image", "", "backup image, if its name differs from the source's (default: the same POOL/IMAGE)")
 	f.BoolVar(&noProgress, "no-progress", false, "do not show progress")
+	addJSONFlag(cmd, &asJSON)
 	return cmd
 }
