@@ -91,8 +91,15 @@ func printError(prefix string, err error) {
 
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "ferry",
-		Short:         "Incremental, event-driven backup of Ceph RBD images to a remote site",
+		Use:   "ferry",
+		Short: "Incremental, event-driven backup of Ceph RBD images to a remote site",
+		Long: `Incremental, event-driven backup of Ceph RBD images to a remote site.
+
+Exit codes, the same for every command: 0 done; 1 failed (stderr says why and what
+to do); 2 usage error (unknown command or flag, wrong arguments, conflicting
+options); 3 a backup differs from its source or is corrupt (verify, scrub); 4 ferry
+status: an image failing or past its RPO, or no active consumer. ferry hook always
+exits 0.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
