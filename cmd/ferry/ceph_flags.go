@@ -9,9 +9,8 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// cephConfigDir is where --cluster NAME finds NAME.conf, as rbd does; a
-// variable so that a test can point it at a copy of the test bed's files.
-var cephConfigDir = "/etc/ceph"
+// cephConfigDir is where --cluster NAME finds NAME.conf, as rbd does.
+const cephConfigDir = "/etc/ceph"
 
 // The options that select a cluster and an identity; each may be set by
 // several flags (rbd's names, the two-site names, old names).

@@ -13,6 +13,8 @@ func newVersionCommand() *cobra.Command {
 		Use:   "version",
 		Short: "Print Ferry's version, commit and Go version (as ferry --version)",
 		Args:  cobra.NoArgs,
+		// Needs no configuration, so a broken one does not hide the version.
+		Annotations: map[string]string{selfLoadsConfig: "yes"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), buildinfo.Read())
