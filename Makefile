@@ -7,6 +7,10 @@ GOFLAGS_T := -tags $(TAGS)
 BIN       := bin/ferry
 DEVENV    ?= .devenv
 BENCH_OUT ?= bench.md
+# What ferry --version and ferry_build_info say: the package's version (from
+# the changelog, DEB_VERSION below) and the commit.
+FERRY_COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS_V     = -X github.com/ferry-dr/ferry/internal/buildinfo.version=$(DEB_VERSION) -X github.com/ferry-dr/ferry/internal/buildinfo.commit=$(FERRY_COMMIT)
 
 .PHONY: all build deps test test-alerts check-metrics test-short fuzz fuzz-long bench bench-wan demo devenv devenv-down vet lint clean package
 
@@ -16,7 +20,7 @@ deps:
 	@bash .ci/install-deps.sh
 
 build: deps
-	$(GO) build $(GOFLAGS_T) -o $(BIN) ./cmd/ferry
+	$(GO) build $(GOFLAGS_T) -ldflags '$(LDFLAGS_V)' -o $(BIN) ./cmd/ferry
 
 vet: deps
 	$(GO) vet $(GOFLAGS_T) ./...
@@ -128,7 +132,7 @@ package: deps
 	mkdir -p $(DEB_STAGE)/man $(DEB_STAGE)/completions $(DEB_STAGE)/doc
 	CGO_CPPFLAGS="$$($(DEB_BUILDFLAGS) CPPFLAGS)" CGO_CFLAGS="$$($(DEB_BUILDFLAGS) CFLAGS)" \
 		CGO_LDFLAGS="$$($(DEB_BUILDFLAGS) LDFLAGS)" \
-		$(GO) build $(GOFLAGS_T) -trimpath -buildmode=pie -ldflags '-s -w' -o $(DEB_STAGE)/ferry ./cmd/ferry
+		$(GO) build $(GOFLAGS_T) -trimpath -buildmode=pie -ldflags '-s -w $(LDFLAGS_V)' -o $(DEB_STAGE)/ferry ./cmd/ferry
 	strip --remove-section=.comment --remove-section=.note $(DEB_STAGE)/ferry
 	SOURCE_DATE_EPOCH=$(DEB_DATE) $(GO) test $(GOFLAGS_T) -count=1 -run '^TestManPages$$' ./cmd/ferry/ \
 		-args -man-dir $(CURDIR)/$(DEB_STAGE)/man

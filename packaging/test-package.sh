@@ -113,6 +113,9 @@ for cmd in publisher consumer status config nats-server backup; do
 	grep -qE "^  $cmd( |$)" <<<"$help" || fail "ferry --help does not list $cmd"
 	ok
 done
+version=$("$root/usr/bin/ferry" --version) || fail "ferry --version failed"
+[ "${version%%$'\n'*}" = "ferry $(dpkg-deb -f "$deb" Version)" ] || fail "ferry --version does not say the package's version: $version"
+ok
 # The installed example configuration is inert: it parses, and every key
 # keeps its built-in default (all are commented out), so a command run right
 # after dpkg -i does not use the example's Ceph id and keyrings.

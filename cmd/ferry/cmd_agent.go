@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/hooks"
-	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/openstack"
 	"github.com/spf13/cobra"
 )
@@ -17,7 +16,7 @@ import (
 func newAgentCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "agent", Short: "The hypervisor host's daemon: consistent VM snapshots"}
 	var (
-		cf              cephFlags
+		cf              = cephFlags{site: "source"}
 		nf              natsFlags
 		uri, host, dir  string
 		domains         []string
@@ -74,7 +73,11 @@ ephemeral disks, the Nova server) with ferry:policy=NAME is backed up every INTE
 			}
 			defer conn.Close()
 			life.conn = conn
-			clusters := &hooks.Clusters{Default: ceph.ConnOptions{Conf: cf.conf, ID: cf.id, Keyring: cf.keyring}}
+			cephConn, err := cf.options()
+			if err != nil {
+				return err
+			}
+			clusters := &hooks.Clusters{Default: cephConn}
 			defer clusters.Close()
 			var schedules []hooks.Schedule
 			for _, d := range domains {

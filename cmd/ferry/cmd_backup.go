@@ -16,7 +16,7 @@ import (
 
 func newBackupCommand() *cobra.Command {
 	var (
-		cf         cephFlags
+		cf         = cephFlags{site: "source"}
 		nf         natsFlags
 		po         publisherFlags
 		kf         chunkKeyFlags
@@ -28,11 +28,13 @@ func newBackupCommand() *cobra.Command {
 		quiesced   bool
 		verbose    bool
 		textfile   string
+		asJSON     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "backup POOL/IMAGE",
 		Short: "Back up one image now: snapshot, send, wait for the backup site, prune",
-		Long: `Take a Ferry snapshot of POOL/IMAGE at the source site, send the changes since the
+		Long: `Take a Ferry snapshot of POOL/IMAGE at the source cluster (-c/--id/--keyring, or
+--source-conf/--source-id/--source-keyring), send the changes since the
 newest snapshot the backup site holds (everything, the first time), wait until the
 backup site confirms, then delete the source's older Ferry snapshots and print a summary.
 A consumer must be running at the backup site (ferry consumer run).`,
@@ -84,6 +86,9 @@ A consumer must be running at the backup site (ferry consumer run).`,
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return writeJSON(os.Stdout, newBackupReport(once, !noWait, time.Since(start)))
+			}
 			if noWait {
 				fmt.Fprintf(os.Stdout, "sent %s; not waiting for the backup site (--no-wait)\n", once.Sent.BackupID)
 				return nil
@@ -102,6 +107,7 @@ A consumer must be running at the backup site (ferry consumer run).`,
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Hour, "how long to wait for the backup site's confirmation (0: no limit)")
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "do not show progress")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log each step")
+	addJSONFlag(cmd, &asJSON)
 	cmd.Flags().BoolVar(&quiesced, "quiesced", false, "record the snapshot as quiesced (the caller froze the guest's filesystems)")
 	cmd.Flags().StringVar(&textfile, "metrics-textfile", "", "at the end of the run, success or not, record it in this file for node_exporter's textfile collector, e.g. /var/lib/prometheus/node-exporter/ferry-backup.prom")
 	return cmd

@@ -13,6 +13,7 @@ import (
 
 func newConfigCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Check and show Ferry's configuration"}
+	var asJSON bool
 	check := &cobra.Command{
 		Use:   "check",
 		Short: "Validate the configuration file and FERRY_* environment; name each problem",
@@ -29,13 +30,23 @@ problem, prints the effective value of each key and where it came from.`,
 			l, err := config.Check(path, os.LookupEnv)
 			var ps config.Problems
 			if errors.As(err, &ps) {
-				for _, p := range ps {
-					fmt.Fprintln(cmd.OutOrStdout(), p)
+				if asJSON {
+					if err := writeJSON(cmd.OutOrStdout(), newConfigReport(path, ps, nil)); err != nil {
+						return err
+					}
+				} else {
+					for _, p := range ps {
+						fmt.Fprintln(cmd.OutOrStdout(), p)
+					}
 				}
 				return fmt.Errorf("%d problem(s) in the configuration", len(ps))
 			}
 			if err != nil {
 				return err
+			}
+			r := newConfigReport(path, nil, l)
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), r)
 			}
 			if path == "" {
 				fmt.Fprintln(cmd.OutOrStdout(), "no configuration file (none given and "+config.DefaultPath+" does not exist); defaults and environment:")
@@ -44,18 +55,52 @@ problem, prints the effective value of each key and where it came from.`,
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "KEY\tVALUE\tFROM")
-			for _, k := range config.Keys() {
-				v, _ := l.Value(k.Name)
-				from := l.Origin(k.Name)
-				if from == "" {
-					from = "default"
-				}
-				// A URL's password or token is never shown.
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", k.Name, orDash(bus.RedactURL(v)), from)
+			for _, k := range r.Keys {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", k.Key, orDash(k.Value), k.From)
 			}
 			return tw.Flush()
 		},
 	}
+	addJSONFlag(check, &asJSON)
 	cmd.AddCommand(check)
 	return cmd
+}
+
+type configProblem struct {
+	Source string `json:"source"` // FILE:LINE or $FERRY_X; "" for a built-in default
+	Key    string `json:"key"`
+	Why    string `json:"why"`
+}
+
+type configKey struct {
+	Key   string `json:"key"`
+	Value string `json:"value"` // a URL's password or token is never shown
+	From  string `json:"from"`  // FILE:LINE, $FERRY_X, or default
+}
+
+// configReport is what config check --json prints: the problems, or with
+// none, the effective value of each key.
+type configReport struct {
+	Path     string          `json:"path"` // "": no configuration file
+	OK       bool            `json:"ok"`
+	Problems []configProblem `json:"problems"`
+	Keys     []configKey     `json:"keys"`
+}
+
+func newConfigReport(path string, ps config.Problems, l *config.Loaded) configReport {
+	r := configReport{Path: path, OK: len(ps) == 0, Problems: []configProblem{}, Keys: []configKey{}}
+	for _, p := range ps {
+		r.Problems = append(r.Problems, configProblem(p))
+	}
+	if l != nil {
+		for _, k := range config.Keys() {
+			v, _ := l.Value(k.Name)
+			from := l.Origin(k.Name)
+			if from == "" {
+				from = "default"
+			}
+			r.Keys = append(r.Keys, configKey{Key: k.Name, Value: bus.RedactURL(v), From: from})
+		}
+	}
+	return r
 }

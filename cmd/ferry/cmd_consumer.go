@@ -24,7 +24,10 @@ func newConsumerCommand() *cobra.Command {
 	run := &cobra.Command{
 		Use:   "run",
 		Short: "Apply backups to the backup cluster and confirm them to the source site",
-		Args:  cobra.NoArgs,
+		Long: `Apply the backups the source site sends to the backup cluster (-c/--id/--keyring, or
+--backup-conf/--backup-id/--backup-keyring; default: ceph.backup of the config) and
+confirm them to the source site.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			d, err := openDaemon("ferry consumer", &cf, &nf, &df)

@@ -23,6 +23,7 @@ func newExportDiffCommand() *cobra.Command {
 		wholeObject bool
 		format      int
 		noProgress  bool
+		asJSON      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "export-diff [--from-snap SNAP] [--whole-object] [--export-format 1|2] POOL/IMAGE[@SNAP] PATH|-",
@@ -37,8 +38,11 @@ An existing PATH is never overwritten, and PATH appears only once the diff is co
 			if err != nil {
 				return err
 			}
+			if asJSON && args[1] == "-" {
+				return withExitCode(exitUsage, fmt.Errorf("--json prints on standard output, which carries the diff with PATH \"-\": give a file"))
+			}
 			if format != 1 && format != 2 {
-				return fmt.Errorf("--export-format %d: want 1 or 2", format)
+				return withExitCode(exitUsage, fmt.Errorf("--export-format %d: want 1 or 2", format))
 			}
 			if fromSnap != "" {
 				if err := ferry.ValidateSnapName(fromSnap); err != nil {
@@ -58,12 +62,15 @@ An existing PATH is never overwritten, and PATH appears only once the diff is co
 			defer abort()
 			meter := progress.NewMeter("Exporting "+spec.String(), progress.StderrIfTerminal(noProgress), 200*time.Millisecond)
 			w := rbddiff.NewWriter(out, rbddiff.Format(format))
-			_, err = cluster.Export(cmd.Context(), ceph.ExportOptions{Image: spec, FromSnap: fromSnap, WholeObject: wholeObject}, w, meter)
+			st, err := cluster.Export(cmd.Context(), ceph.ExportOptions{Image: spec, FromSnap: fromSnap, WholeObject: wholeObject}, w, meter)
 			meter.Finish()
 			if err != nil {
 				return err
 			}
-			return commit()
+			if err := commit(); err != nil || !asJSON {
+				return err
+			}
+			return writeJSON(cmd.OutOrStdout(), newDiffReport(spec, args[1], st.Header, st.DataBytes, st.ZeroBytes))
 		},
 	}
 	cf.register(cmd.Flags())
@@ -71,6 +78,7 @@ An existing PATH is never overwritten, and PATH appears only once the diff is co
 	cmd.Flags().BoolVar(&wholeObject, "whole-object", false, "report changes at whole-object granularity (faster scan, bigger diff)")
 	cmd.Flags().IntVar(&format, "export-format", 1, "diff format: 1 (rbd diff v1) or 2 (rbd diff v2, adds protection status)")
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "do not show progress")
+	addJSONFlag(cmd, &asJSON)
 	return cmd
 }
 

@@ -16,6 +16,7 @@ func newImportDiffCommand() *cobra.Command {
 	var (
 		cf         cephFlags
 		noProgress bool
+		asJSON     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "import-diff PATH|- POOL/IMAGE",
@@ -56,12 +57,16 @@ written since the snapshot) the error says how the size changed and which range 
 			}
 			defer cluster.Close()
 			src := rbddiff.NewReader(bufio.NewReaderSize(progress.CountReader(in, meter), 1<<20))
-			_, err = cluster.ImportOrUndo(cmd.Context(), spec, src, nil)
+			st, err := cluster.ImportOrUndo(cmd.Context(), spec, src, nil)
 			meter.Finish()
-			return err
+			if err != nil || !asJSON {
+				return err
+			}
+			return writeJSON(cmd.OutOrStdout(), newDiffReport(spec, args[0], st.Header, st.DataBytes, st.ZeroBytes))
 		},
 	}
 	cf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "do not show progress")
+	addJSONFlag(cmd, &asJSON)
 	return cmd
 }

@@ -8,7 +8,7 @@ import (
 func newPublisherCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "publisher", Short: "The source site's daemon"}
 	var (
-		cf cephFlags
+		cf = cephFlags{site: "source"}
 		nf natsFlags
 		po publisherFlags
 		df daemonFlags
@@ -17,7 +17,11 @@ func newPublisherCommand() *cobra.Command {
 	run := &cobra.Command{
 		Use:   "run",
 		Short: "Back up every snapshot event, prune confirmed snapshots, resend lost chunks",
-		Args:  cobra.NoArgs,
+		Long: `Back up every snapshot event from the source cluster (-c/--id/--keyring, or
+--source-conf/--source-id/--source-keyring; default: ceph.source of the config), prune the
+snapshots the backup site confirmed, resend the chunks it lost, and apply restore jobs
+queued for the source site.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d, err := openDaemon("ferry publisher", &cf, &nf, &df)
 			if err != nil {

@@ -13,7 +13,8 @@ import (
 
 func newRestoreCommand() *cobra.Command {
 	var (
-		from, to      cephFlags
+		from          = cephFlags{site: "backup"} // the backup snapshot is read at the backup site
+		to            = cephFlags{site: "source"} // over librados: only when named
 		nf            natsFlags
 		target        string
 		fromSnap      string
@@ -24,14 +25,16 @@ func newRestoreCommand() *cobra.Command {
 		restoreKey    string
 		sourceKeys    string
 		kf            chunkKeyFlags
+		asJSON        bool
 	)
 	cmd := &cobra.Command{
-		Use:   "restore POOL/IMAGE@SNAP --to [source:]POOL/TARGET [--from-snap COMMON [--force-rollback]] [--to-conf ...]",
+		Use:   "restore POOL/IMAGE@SNAP --to [source:]POOL/TARGET [--from-snap COMMON [--force-rollback]] [--source-conf ...]",
 		Short: "Restore a backup snapshot into a new image (failover) or back into the primary image (failback)",
-		Long: `Copy the backup snapshot POOL/IMAGE@SNAP (on the cluster of -c/--id/--keyring) into
-POOL/TARGET, on the same cluster or, with --to-conf/--to-id/--to-keyring, on another one
-(back to the primary site, straight over librados, no pipeline needed). The backup image
-is only read.
+		Long: `Copy the backup snapshot POOL/IMAGE@SNAP (on the backup cluster: -c/--id/--keyring, or
+--backup-conf/--backup-id/--backup-keyring) into POOL/TARGET, on the same cluster or, with
+--source-conf/--source-id/--source-keyring (or --source-cluster), on the source site's
+cluster (back to the primary site, straight over librados, no pipeline needed). The
+backup image is only read.
 
 Without --from-snap, TARGET must not exist: it is created, filled from the snapshot in
 full, and left without snapshots, ready to attach.
@@ -55,10 +58,10 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 				return err
 			}
 			if target == "" {
-				return fmt.Errorf("--to POOL/IMAGE is required: the image to restore into")
+				return withExitCode(exitUsage, fmt.Errorf("--to POOL/IMAGE is required: the image to restore into"))
 			}
 			if forceRollback && fromSnap == "" {
-				return fmt.Errorf("--force-rollback only applies with --from-snap")
+				return withExitCode(exitUsage, fmt.Errorf("--force-rollback only applies with --from-snap"))
 			}
 			if fromSnap != "" {
 				if err := ferry.ValidateSnapName(fromSnap); err != nil {
@@ -69,11 +72,14 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 			if err != nil {
 				return err
 			}
-			if toSource && to != (cephFlags{}) {
-				return fmt.Errorf("--to source:%s goes over JetStream to the source site's publisher; --to-conf/--to-id/--to-keyring write over librados: choose one", targetSpec)
+			if toSource && to.named() {
+				return withExitCode(exitUsage, fmt.Errorf("--to source:%s goes over JetStream to the source site's publisher; --source-conf/--source-id/--source-keyring write over librados: choose one", targetSpec))
 			}
 			if !toSource && (noWait || cmd.Flags().Changed("timeout")) {
-				return fmt.Errorf("--no-wait and --timeout only apply to a restore to the source site (--to source:POOL/IMAGE)")
+				return withExitCode(exitUsage, fmt.Errorf("--no-wait and --timeout only apply to a restore to the source site (--to source:POOL/IMAGE)"))
+			}
+			if err := checkCeph(&from, &to); err != nil {
+				return err
 			}
 			fromCluster, err := from.connect()
 			if err != nil {
@@ -95,10 +101,10 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 				}
 				return restoreToSource(cmd.Context(), cmd.OutOrStdout(), fromCluster, &nf, recovery.SendOptions{
 					Snapshot: snapSpec, Target: targetSpec, FromSnap: fromSnap, ForceRollback: forceRollback, Signer: signer, Trust: trust, ChunkKey: key,
-				}, restoreWait{noWait: noWait, timeout: timeout, noProgress: noProgress})
+				}, restoreWait{noWait: noWait, timeout: timeout, noProgress: noProgress, json: asJSON})
 			}
 			toCluster := fromCluster
-			if to != (cephFlags{}) {
+			if to.named() {
 				if toCluster, err = to.connect(); err != nil {
 					return fmt.Errorf("target cluster: %w", err)
 				}
@@ -114,6 +120,13 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 				return err
 			}
 			out := cmd.OutOrStdout()
+			if asJSON {
+				site := "backup"
+				if to.named() {
+					site = "source"
+				}
+				return writeJSON(out, newRestoreReport(res, site))
+			}
 			what := "in full"
 			if res.FromSnap != "" {
 				what = fmt.Sprintf("changes since %s", res.FromSnap)
@@ -129,12 +142,12 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 			return nil
 		},
 	}
-	from.site = "backup" // the backup snapshot is read at the backup site
 	from.register(cmd.Flags())
+	to.registerSite(cmd.Flags(), false, ": restore into it over librados (default: into the backup cluster)")
+	to.deprecated("to-conf", optConf)
+	to.deprecated("to-id", optID)
+	to.deprecated("to-keyring", optKeyring)
 	f := cmd.Flags()
-	f.StringVar(&to.conf, "to-conf", "", "ceph.conf of the target cluster (default: the backup's cluster)")
-	f.StringVar(&to.id, "to-id", "", "cephx client id at the target cluster")
-	f.StringVar(&to.keyring, "to-keyring", "", "keyring for the target cluster")
 	f.StringVar(&target, "to", "", "POOL/IMAGE to restore into; source:POOL/IMAGE for an image of the source site, over JetStream")
 	f.StringVar(&fromSnap, "from-snap", "", "incremental: ship only the changes since this snapshot, which both images hold")
 	f.BoolVar(&forceRollback, "force-rollback", false, "with --from-snap: discard writes the target took after that snapshot")
@@ -147,5 +160,6 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 	bindConfig(f, "trusted-keys", "consumer.trusted_keys")
 	nf.register(f)
 	kf.register(f)
+	addJSONFlag(cmd, &asJSON)
 	return cmd
 }

@@ -26,7 +26,7 @@ func parseRestoreTarget(s string) (toSource bool, spec ferry.ImageSpec, err erro
 	}
 	rest, toSource := strings.CutPrefix(s, sourceSitePrefix)
 	if site, _, ok := strings.Cut(rest, ":"); ok && !strings.Contains(site, "/") {
-		return false, spec, fmt.Errorf("--to %q: the only site to name is %q (over JetStream); for another cluster over librados use --to-conf", s, sourceSitePrefix)
+		return false, spec, fmt.Errorf("--to %q: the only site to name is %q (over JetStream); for the source cluster over librados use --source-conf or --source-cluster", s, sourceSitePrefix)
 	}
 	spec, err = ferry.ParseImageSpec(rest)
 	if err != nil {
@@ -39,6 +39,7 @@ type restoreWait struct {
 	noWait     bool
 	timeout    time.Duration
 	noProgress bool
+	json       bool // print the outcome as JSON
 }
 
 // restoreToSource runs a restore into the source site over JetStream: export
@@ -58,6 +59,11 @@ func restoreToSource(ctx context.Context, out io.Writer, backup *ceph.Cluster, n
 		return err
 	}
 	defer rr.Close()
+	report := restoreReport{Snapshot: rr.Job.Snapshot.String(), Target: rr.Job.Target.String(), Site: "source", Kind: restoreKind(o.FromSnap),
+		FromSnap: o.FromSnap, Size: rr.Job.Size, JobID: rr.Job.ID, Queued: w.noWait}
+	if w.noWait && w.json {
+		return writeJSON(out, report)
+	}
 	if w.noWait {
 		fmt.Fprintf(out, "queued restore job %s: %s into %s at the source site; not waiting (--no-wait): the source site's publisher logs the outcome\n",
 			rr.Job.ID, rr.Job.Snapshot, rr.Job.Target)
@@ -75,6 +81,12 @@ func restoreToSource(ctx context.Context, out io.Writer, backup *ceph.Cluster, n
 	}
 	if err != nil {
 		return err
+	}
+	if w.json {
+		report.Target, report.RolledBack = res.Target.String(), res.RolledBack
+		report.DataBytes, report.ZeroBytes = res.DataBytes, res.ZeroBytes
+		report.DurationSeconds = time.Since(start).Seconds()
+		return writeJSON(out, report)
 	}
 	what := "in full, as a new image without snapshots"
 	if o.FromSnap != "" {

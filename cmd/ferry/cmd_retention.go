@@ -22,16 +22,17 @@ func newRetentionCommand() *cobra.Command {
 
 func newRetentionApplyCommand() *cobra.Command {
 	var (
-		cf     cephFlags
+		cf     = cephFlags{site: "backup"}
 		nf     natsFlags
 		policy string
 		yes    bool
+		asJSON bool
 	)
 	cmd := &cobra.Command{
 		Use:   "apply --policy latest3,days7,weeks4,months12 [--yes] POOL/IMAGE",
 		Short: "Show (or, with --yes, remove) the backup snapshots a policy does not keep",
 		Long: `Apply a retention policy to the Ferry snapshots (ferry-*) of the backup image POOL/IMAGE,
-on the backup site's cluster (-c/--id/--keyring). The policy keeps the N newest (latestN)
+on the backup cluster (-c/--id/--keyring, or --backup-conf/--backup-id/--backup-keyring). The policy keeps the N newest (latestN)
 and, for each of the last N hours/days/weeks/months/years counted back from now, the
 oldest snapshot of that period. The newest snapshot and the one the state bucket names
 as the last backup (the base of the next incremental) are always kept; other snapshots
@@ -44,7 +45,7 @@ are never touched. Without --yes this is a dry run.`,
 			}
 			p, err := recovery.ParsePolicy(policy)
 			if err != nil {
-				return fmt.Errorf("--policy: %w", err)
+				return withExitCode(exitUsage, fmt.Errorf("--policy: %w", err))
 			}
 			conn, err := nf.connect("ferry retention")
 			if err != nil {
@@ -68,6 +69,12 @@ are never touched. Without --yes this is a dry run.`,
 				Backup: cluster, Image: image, Policy: p, Base: base, Now: time.Now(), Remove: yes,
 			})
 			out := cmd.OutOrStdout()
+			if asJSON {
+				if jerr := writeJSON(out, newRetentionReport(image, p.String(), !yes, res)); err == nil {
+					err = jerr
+				}
+				return err
+			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SNAPSHOT\tTAKEN\tDECISION")
 			for _, s := range res.Keep {
@@ -97,10 +104,10 @@ are never touched. Without --yes this is a dry run.`,
 			return nil
 		},
 	}
-	cf.site = "backup"
 	cf.register(cmd.Flags())
 	nf.register(cmd.Flags())
 	cmd.Flags().StringVar(&policy, "policy", "", "retention policy, e.g. latest3,days7,weeks4,months12")
 	cmd.Flags().BoolVar(&yes, "yes", false, "remove the snapshots (default: dry run)")
+	addJSONFlag(cmd, &asJSON)
 	return cmd
 }

@@ -13,20 +13,21 @@ import (
 
 func newScrubCommand() *cobra.Command {
 	var (
-		cf         cephFlags
+		cf         = cephFlags{site: "backup"}
 		nf         natsFlags
 		noProgress bool
 		kf         chunkKeyFlags
+		asJSON     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "scrub POOL/IMAGE[@SNAP]",
 		Short: "Check the backup snapshots of a backup image against the chunk hashes they were written from",
-		Long: `Read back, from each backup snapshot of POOL/IMAGE at the backup site (or only SNAP), the
-extents its backup wrote, join them into the chunks they came from and compare each chunk's
+		Long: `Read back, from each backup snapshot of POOL/IMAGE at the backup cluster (-c/--id/--keyring,
+or --backup-conf/--backup-id/--backup-keyring) or only from SNAP, the extents its backup wrote, join them into the chunks they came from and compare each chunk's
 SHA-256 with the hash recorded when the backup was applied (object store ferry-scrub at the
 backup site's JetStream). The source site is not involved. Every chunk that no longer
 matches is printed with its snapshot, offset and length; the exit status is non-zero if
-there is any. Records of snapshots that are gone are removed. With a chunk key
+there is any (exit status 3). Records of snapshots that are gone are removed. With a chunk key
 (chunk.key_file, --chunk-key), the hashes are keyed: give scrub the consumer's key file.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -60,6 +61,15 @@ there is any. Records of snapshots that are gone are removed. With a chunk key
 				return err
 			}
 			out := cmd.OutOrStdout()
+			if asJSON {
+				if err := writeJSON(out, newScrubReport(rep)); err != nil {
+					return err
+				}
+				if rep.Clean() {
+					return nil
+				}
+				return scrubCorrupt(rep)
+			}
 			for _, s := range rep.Unrecorded {
 				fmt.Fprintf(out, "not checked (no scrub record): %s\n", rep.Image.AtSnap(s))
 			}
@@ -76,14 +86,19 @@ there is any. Records of snapshots that are gone are removed. With a chunk key
 			for _, m := range rep.Mismatches {
 				fmt.Fprintf(out, "%s\t%d\t%d\t%s\n", m.Snapshot, m.Offset, m.Length, m.Chunk)
 			}
-			return fmt.Errorf("scrub: %d chunk(s) of %s no longer match their recorded hash; the backup image is damaged at the backup site: check the cluster (ceph health detail), then take a new chain with ferry backup --resync %s",
-				len(rep.Mismatches), rep.Image, rep.Image)
+			return scrubCorrupt(rep)
 		},
 	}
-	cf.site = "backup"
 	cf.register(cmd.Flags())
 	nf.register(cmd.Flags())
 	kf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "do not show progress")
+	addJSONFlag(cmd, &asJSON)
 	return cmd
+}
+
+// scrubCorrupt is the error of a scrub that found damage: exit 3.
+func scrubCorrupt(rep recovery.ScrubReport) error {
+	return withExitCode(exitDiffers, fmt.Errorf("scrub: %d chunk(s) of %s no longer match their recorded hash; the backup image is damaged at the backup site: check the cluster (ceph health detail), then take a new chain with ferry backup --resync %s",
+		len(rep.Mismatches), rep.Image, rep.Image))
 }

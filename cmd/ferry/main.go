@@ -51,16 +51,26 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go ceph.ReturnFreeMemory(ctx)
-	cmd, err := newRootCommand().ExecuteContextC(ctx)
+	if code := run(ctx, newRootCommand(), os.Args[1:]); code != exitOK {
+		os.Exit(code)
+	}
+}
+
+// run runs the command line args and returns the code to exit with,
+// having reported any error on stderr.
+func run(ctx context.Context, root *cobra.Command, args []string) int {
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err != nil && cmd != nil && cmd.Annotations[alwaysExitsZero] != "" {
 		// A usage error (a bad flag) never reached RunE, which reports the rest.
 		printError("ferry "+cmd.Name()+":", fmt.Errorf("%w (did nothing; exiting 0 all the same)", err))
-		return
+		return exitOK
 	}
 	if err != nil {
 		printError("ferry:", err)
-		os.Exit(exitCodeOf(err))
+		return exitCodeOf(usageError(err))
 	}
+	return exitOK
 }
 
 // alwaysExitsZero marks a command whose caller must never see it fail
@@ -81,8 +91,15 @@ func printError(prefix string, err error) {
 
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "ferry",
-		Short:         "Incremental, event-driven backup of Ceph RBD images to a remote site",
+		Use:   "ferry",
+		Short: "Incremental, event-driven backup of Ceph RBD images to a remote site",
+		Long: `Incremental, event-driven backup of Ceph RBD images to a remote site.
+
+Exit codes, the same for every command: 0 done; 1 failed (stderr says why and what
+to do); 2 usage error (unknown command or flag, wrong arguments, conflicting
+options); 3 a backup differs from its source or is corrupt (verify, scrub); 4 ferry
+status: an image failing or past its RPO, or no active consumer. ferry hook always
+exits 0.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -106,6 +123,9 @@ func newRootCommand() *cobra.Command {
 		newScrubCommand(),
 		newConfigCommand(),
 		newChunkKeyCommand(),
+		newVersionCommand(),
 	)
+	addVersionFlag(root)
+	usageErrors(root)
 	return root
 }

@@ -8,13 +8,16 @@ import (
 	"github.com/ceph/go-ceph/rados"
 )
 
-// ConnOptions selects a cluster and a cephx identity, as rbd's -c, --id and
-// --keyring do. Empty fields fall back to librados defaults (CEPH_CONF,
-// /etc/ceph/ceph.conf, client.admin).
+// ConnOptions selects a cluster and a cephx identity, as rbd's -c, --id,
+// --keyring and --cluster do. Empty fields fall back to librados defaults
+// (CEPH_CONF, /etc/ceph/ceph.conf, client.admin).
 type ConnOptions struct {
 	Conf    string
 	ID      string
 	Keyring string
+	// Cluster is the cluster's name ($cluster in ceph.conf and in the
+	// default keyring paths, /etc/ceph/$cluster.$name.keyring); empty: ceph.
+	Cluster string
 }
 
 // clientTimeouts keep a dead or unreachable cluster from hanging Ferry for
@@ -71,9 +74,12 @@ func Connect(opts ConnOptions) (*Cluster, error) {
 	}
 	var conn *rados.Conn
 	var err error
-	if opts.ID != "" {
+	switch {
+	case opts.Cluster != "":
+		conn, err = rados.NewConnWithClusterAndUser(opts.Cluster, "client."+idName(opts.ID))
+	case opts.ID != "":
 		conn, err = rados.NewConnWithUser(opts.ID)
-	} else {
+	default:
 		conn, err = rados.NewConn()
 	}
 	if err != nil {

@@ -86,6 +86,7 @@ func New(conn *bus.Conn, role Role) *Metrics {
 		m.failures.WithLabelValues(role.Name, r)
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(buildInfo())
 
 	counter := func(name, help string) prometheus.Counter {
 		c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})

@@ -80,7 +80,7 @@ func (t restoreTarget) refuseBackupImage(sameCluster func() (bool, error)) error
 		return fmt.Errorf("restore %s: cannot tell whether the target is the backup image itself: %v", t.snapshot, err)
 	}
 	if same {
-		return fmt.Errorf("restore %s: the target %s is the backup image itself; restore into a new image (--to POOL/NEWIMAGE) or into another cluster (--to-conf, or --to source:POOL/IMAGE)", t.snapshot, t.image)
+		return fmt.Errorf("restore %s: the target %s is the backup image itself; restore into a new image (--to POOL/NEWIMAGE) or into the source cluster (--source-conf, or --to source:POOL/IMAGE)", t.snapshot, t.image)
 	}
 	return nil
 }
