@@ -104,6 +104,7 @@ func newRootCommand() *cobra.Command {
 		newVerifyCommand(),
 		newRetentionCommand(),
 		newScrubCommand(),
+		newDrillCommand(),
 		newConfigCommand(),
 		newChunkKeyCommand(),
 	)
