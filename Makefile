@@ -41,6 +41,7 @@ test: deps lint vet
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory package
 	bash packaging/test-package.sh
+	bash packaging/test-walk.sh
 
 # Every decoder of bus messages and diffs, PACKAGE:FUZZER, each fuzzed for
 # FUZZTIME. make fuzz, in make test, gives each a count of inputs: a duration
