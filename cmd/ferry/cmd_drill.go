@@ -32,7 +32,7 @@ func newDrillCommand() *cobra.Command {
 		Short: "Prove that a backup restores: restore it into a scratch image, verify it, time it, remove it",
 		Long: `A disaster-recovery drill at the backup site (-c/--id/--keyring: the backup cluster).
 Restore the backup snapshot POOL/IMAGE@SNAP (default: the latest confirmed backup of
-POOL/IMAGE) in full, the way ferry restore fails over, into the scratch image
+POOL/IMAGE, the backup image or its source image's name) in full, the way ferry restore fails over, into the scratch image
 POOL/IMAGE.ferry-drill-TIME; read the scratch image back once and check it against the
 SHA-256 hashes recorded for the chunks of SNAP's backup when it was applied (they come
 from the source site; without a record, for a snapshot backed up before Ferry recorded
@@ -71,7 +71,7 @@ hashes or from the backup snapshot, 1 when the drill could not run. With
 				if err != nil {
 					return err
 				}
-				if spec.Snap, err = latestConfirmed(ctx, book, cluster, spec); err != nil {
+				if spec, err = latestConfirmed(ctx, book, cluster, spec); err != nil {
 					return err
 				}
 			}
@@ -126,12 +126,14 @@ hashes or from the backup snapshot, 1 when the drill could not run. With
 	return cmd
 }
 
-// latestConfirmed is the newest snapshot of the backup image img that the
-// backup site's state lists as confirmed and the image still holds.
-func latestConfirmed(ctx context.Context, book *state.Book, c *ceph.Cluster, img ferry.ImageSpec) (string, error) {
+// latestConfirmed is the newest snapshot of img's backup image that the
+// backup site's state lists as confirmed and the image still holds. img
+// names the backup image, or the source image, whose backup image may be in
+// another pool (consumer.pool_map).
+func latestConfirmed(ctx context.Context, book *state.Book, c *ceph.Cluster, img ferry.ImageSpec) (ferry.ImageSpec, error) {
 	states, err := book.All(ctx)
 	if err != nil {
-		return "", err
+		return img, err
 	}
 	var st *ferry.ImageState
 	for _, s := range states {
@@ -140,21 +142,22 @@ func latestConfirmed(ctx context.Context, book *state.Book, c *ceph.Cluster, img
 		}
 	}
 	if st == nil || len(st.Confirmed) == 0 {
-		return "", fmt.Errorf("drill %s: the backup site's state lists no confirmed backup of it (ferry status lists the images backed up); name a snapshot instead: %s@SNAP (see rbd snap ls %s)", img, img, img)
+		return img, fmt.Errorf("drill %s: the backup site's state lists no confirmed backup of it (ferry status lists the images backed up); name a snapshot instead: %s@SNAP (see rbd snap ls %s)", img, img, img)
 	}
-	snaps, err := c.Snapshots(img)
+	backup := st.BackupImage.AtSnap("")
+	snaps, err := c.Snapshots(backup)
 	if err != nil {
-		return "", fmt.Errorf("drill %s: %w", img, err)
+		return img, fmt.Errorf("drill %s: %w", backup, err)
 	}
 	for i := len(st.Confirmed) - 1; i >= 0; i-- {
 		for _, s := range snaps {
 			if s.Name == st.Confirmed[i] {
-				return s.Name, nil
+				return backup.AtSnap(s.Name), nil
 			}
 		}
 	}
-	return "", fmt.Errorf("drill %s: the image holds none of the snapshots the state lists as confirmed (%s); name a snapshot: %s@SNAP (see rbd snap ls %s)",
-		img, strings.Join(st.Confirmed, ", "), img, img)
+	return img, fmt.Errorf("drill %s: the image holds none of the snapshots the state lists as confirmed (%s); name a snapshot: %s@SNAP (see rbd snap ls %s)",
+		backup, strings.Join(st.Confirmed, ", "), backup, backup)
 }
 
 // drillOutcome is the error the command ends with: exitDiffers when the
