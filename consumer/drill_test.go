@@ -46,7 +46,7 @@ func TestDrill(t *testing.T) {
 	if err := backup.CreateImage(killed, mib); err != nil {
 		t.Fatal(err)
 	}
-	if err := backup.CreateSnapshot(killed.AtSnap("ferry-drill")); err != nil {
+	if err := backup.CreateSnapshot(killed.AtSnap("drill")); err != nil {
 		t.Fatal(err)
 	}
 	drill := func(snap string) recovery.DrillReport {

@@ -20,8 +20,8 @@ import (
 const (
 	drillInfix = ".ferry-drill-"
 	// drillSnap is the snapshot the scratch image is verified at: Verify
-	// reads snapshots only.
-	drillSnap = "ferry-drill"
+	// reads snapshots only. Not "ferry-...": it is no backup snapshot.
+	drillSnap = "drill"
 )
 
 // DrillImage is the scratch image a drill of img started at t restores into.
