@@ -183,6 +183,8 @@ func printDrill(out io.Writer, rep recovery.DrillReport, err error) {
 	}
 	scratch := ferry.Printable(rep.Scratch.String())
 	switch {
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintf(out, "drill of %s: interrupted\n", snap)
 	case err != nil:
 		fmt.Fprintf(out, "drill of %s: FAILED (see the error)\n", snap)
 	case rep.Passed():
