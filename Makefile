@@ -46,6 +46,7 @@ test: deps lint vet test-alerts check-metrics
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory package
 	bash packaging/test-package.sh
+	bash packaging/test-walk.sh
 
 # promtool comes from Debian's prometheus package (make deps installs it); without
 # it these targets fail rather than skip.

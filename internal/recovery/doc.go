@@ -1,8 +1,10 @@
 // Package recovery holds Ferry's disaster-recovery operations on backup
 // images: restore (failover into a new image, failback into the primary
 // image, in full or incrementally from a snapshot both sites hold), verify (a
-// backup snapshot against its source, by content hashes), and retention (which
-// backup snapshots to keep under a policy like "latest3,days7,weeks4").
+// backup snapshot against its source, by content hashes), retention (which
+// backup snapshots to keep under a policy like "latest3,days7,weeks4"), and
+// drill (a restore into a scratch image, checked against the recorded chunk
+// hashes and the backup snapshot, then removed).
 //
 // Restore and verify only read through internal/ceph's diff engine: restore
 // pipes an Export straight into an Import (handoff, no copy, no file), or,

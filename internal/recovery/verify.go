@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/progress"
+	"github.com/ferry-dr/ferry/internal/rbddiff"
 )
 
 // VerifyOptions name the two snapshots to compare, each on its cluster.
@@ -18,6 +20,10 @@ type VerifyOptions struct {
 	SourceSnap ferry.ImageSpec // POOL/IMAGE@SNAP at the source site
 	Backup     *ceph.Cluster
 	BackupSnap ferry.ImageSpec // the same snapshot of the backup image
+
+	// alsoBackup, when set, receives the backup side's export too, so a
+	// drill checks its recorded hashes in the same read.
+	alsoBackup rbddiff.Sink
 }
 
 // Range is a byte range of an image.
@@ -88,7 +94,7 @@ func Verify(ctx context.Context, o VerifyOptions, p progress.Reporter) (VerifyRe
 		go func() {
 			defer wg.Done()
 			defer close(s.windows)
-			sink := newBlockHasher(func(w window) error {
+			var sink rbddiff.Sink = newBlockHasher(func(w window) error {
 				select {
 				case s.windows <- w:
 					return nil
@@ -96,6 +102,9 @@ func Verify(ctx context.Context, o VerifyOptions, p progress.Reporter) (VerifyRe
 					return ctx.Err()
 				}
 			})
+			if i == 1 && o.alsoBackup != nil {
+				sink = teeSink{sink, o.alsoBackup}
+			}
 			s.stats, s.err = src.c.Export(ctx, ceph.ExportOptions{Image: src.spec}, sink, totals.side(i))
 			if s.err != nil {
 				s.err = fmt.Errorf("read %s: %w", src.spec, s.err)
@@ -198,3 +207,27 @@ func (r sideReporter) SetTotal(n uint64) {
 }
 
 func (r sideReporter) Add(n uint64) { r.s.out.Add(n) }
+
+// teeSink passes an export to two sinks; each uses a payload only until
+// its WriteData returns, as rbddiff.Sink's contract has it.
+type teeSink [2]rbddiff.Sink
+
+func (t teeSink) WriteHeader(h rbddiff.Header) error {
+	return errors.Join(t[0].WriteHeader(h), t[1].WriteHeader(h))
+}
+
+func (t teeSink) WriteData(off uint64, p []byte) error {
+	if err := t[0].WriteData(off, p); err != nil {
+		return err
+	}
+	return t[1].WriteData(off, p)
+}
+
+func (t teeSink) WriteZero(off, n uint64) error {
+	if err := t[0].WriteZero(off, n); err != nil {
+		return err
+	}
+	return t[1].WriteZero(off, n)
+}
+
+func (t teeSink) Close() error { return errors.Join(t[0].Close(), t[1].Close()) }
