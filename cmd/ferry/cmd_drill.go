@@ -11,10 +11,10 @@ import (
 
 	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/metrics"
 	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/internal/recovery"
 	"github.com/ferry-dr/ferry/internal/state"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 )
 
@@ -280,28 +280,22 @@ func newDrillView(rep recovery.DrillReport, err error) drillView {
 	return v
 }
 
-// writeDrillMetrics writes a drill's outcome in Prometheus' text format
-// (through a temporary file and a rename: the collector never reads half a
-// file). Each run replaces the file: one file per image.
+// writeDrillMetrics records a drill's outcome in a node_exporter textfile,
+// beside other images' drills (metrics.WriteImageGauges).
 func writeDrillMetrics(path string, rep recovery.DrillReport, passed bool, at time.Time) error {
-	reg := prometheus.NewRegistry()
-	labels := prometheus.Labels{"image": rep.Snapshot.AtSnap("").String()}
-	gauge := func(name, help string, v float64) {
-		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels})
-		g.Set(v)
-		reg.MustRegister(g)
-	}
 	success := 0.0
 	if passed {
 		success = 1
 	}
-	gauge("ferry_drill_last_run_timestamp_seconds", "When the last drill of the image ended, in Unix time.", float64(at.Unix()))
-	gauge("ferry_drill_success", "1 if the last drill restored the image and it verified, else 0.", success)
-	gauge("ferry_drill_restore_seconds", "Time the last drill took to restore the image.", rep.RestoreDuration.Seconds())
-	gauge("ferry_drill_verify_seconds", "Time the last drill took to verify the restored image.", rep.VerifyDuration.Seconds())
-	gauge("ferry_drill_recover_seconds", "Time to recover in the last drill: restore and verify.", rep.RecoverDuration().Seconds())
-	gauge("ferry_drill_restored_bytes", "Size of the image the last drill restored.", float64(rep.Size))
-	if err := prometheus.WriteToTextfile(path, reg); err != nil {
+	err := metrics.WriteImageGauges(path, rep.Snapshot.AtSnap("").String(), []metrics.Gauge{
+		{Name: "ferry_drill_last_run_timestamp_seconds", Help: "When the last drill of the image ended, in Unix time.", Value: float64(at.Unix())},
+		{Name: "ferry_drill_success", Help: "1 if the last drill restored the image and it verified, else 0.", Value: success},
+		{Name: "ferry_drill_restore_seconds", Help: "Time the last drill took to restore the image.", Value: rep.RestoreDuration.Seconds()},
+		{Name: "ferry_drill_verify_seconds", Help: "Time the last drill took to verify the restored image.", Value: rep.VerifyDuration.Seconds()},
+		{Name: "ferry_drill_recover_seconds", Help: "Time to recover in the last drill: restore and verify.", Value: rep.RecoverDuration().Seconds()},
+		{Name: "ferry_drill_restored_bytes", Help: "Size of the image the last drill restored.", Value: float64(rep.Size)},
+	})
+	if err != nil {
 		return fmt.Errorf("--metrics-textfile: %w", err)
 	}
 	return nil

@@ -14,6 +14,45 @@ import (
 	"github.com/prometheus/common/model"
 )
 
+// Gauge is one figure of a textfile: the last value for an image.
+type Gauge struct {
+	Name, Help string
+	Value      float64
+	Keep       bool // keep the image's value already in the file instead of Value
+}
+
+// WriteImageGauges records an image's gauges in path, a file for
+// node_exporter's textfile collector (which reads the *.prom files of one
+// directory), for the commands cron runs (ferry backup, ferry drill). It
+// writes a temporary file beside path and renames it, so node_exporter never
+// reads half a file. The series of other images in the file are kept, so one
+// file can serve several cron jobs run one after another. Gauges, not
+// counters: each run writes its own figures, and a counter that starts again
+// at every run would show no increase.
+func WriteImageGauges(path, image string, gauges []Gauge) error {
+	old, err := readTextfile(path)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	for _, g := range gauges {
+		vec := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: g.Name, Help: g.Help}, []string{"image"})
+		reg.MustRegister(vec)
+		for _, m := range old[g.Name].GetMetric() {
+			if img := imageLabel(m); img != image || g.Keep {
+				vec.WithLabelValues(img).Set(m.GetGauge().GetValue())
+			}
+		}
+		if !g.Keep {
+			vec.WithLabelValues(image).Set(g.Value)
+		}
+	}
+	if err := prometheus.WriteToTextfile(path, reg); err != nil {
+		return fmt.Errorf("write metrics textfile %s: %w (is its directory there and writable?)", path, err)
+	}
+	return nil
+}
+
 // BackupRun is the outcome of one `ferry backup`, for its textfile.
 type BackupRun struct {
 	Image     string
@@ -23,9 +62,7 @@ type BackupRun struct {
 	BytesSent uint64 // compressed bytes sent, when it got that far
 }
 
-// The textfile's gauges, by image. Gauges, not counters: each run writes
-// its own figures, and a counter that starts again at every run would show
-// no increase.
+// textfileGauges are ferry backup's, in the order BackupRun.gauges gives them.
 var textfileGauges = []struct{ name, help string }{
 	{"ferry_backup_run_timestamp_seconds", "When the last ferry backup of the image ended."},
 	{"ferry_backup_run_success", "1 if the last ferry backup of the image succeeded, 0 if it failed (its output says why)."},
@@ -34,48 +71,20 @@ var textfileGauges = []struct{ name, help string }{
 	{"ferry_backup_run_last_success_timestamp_seconds", "When a ferry backup of the image last succeeded."},
 }
 
-// WriteTextfile records run in path, a file for node_exporter's textfile
-// collector (which reads the *.prom files of one directory). It writes a
-// temporary file beside path and renames it, so node_exporter never reads
-// half a file. The series of other images in the file are kept, so one file
-// can serve several cron jobs run one after another, and a failed run keeps
-// the image's last success.
+// WriteTextfile records a backup run in path (see WriteImageGauges); a
+// failed run keeps the image's last success.
 func WriteTextfile(path string, run BackupRun) error {
-	old, err := readTextfile(path)
-	if err != nil {
-		return err
-	}
-	reg := prometheus.NewRegistry()
-	vecs := map[string]*prometheus.GaugeVec{}
-	for _, g := range textfileGauges {
-		vecs[g.name] = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: g.name, Help: g.help}, []string{"image"})
-		reg.MustRegister(vecs[g.name])
-		for _, m := range old[g.name].GetMetric() {
-			if img := imageLabel(m); img != run.Image {
-				vecs[g.name].WithLabelValues(img).Set(m.GetGauge().GetValue())
-			}
-		}
-	}
-	set := func(name string, v float64) { vecs[name].WithLabelValues(run.Image).Set(v) }
 	end := float64(run.End.UnixNano()) / 1e9
-	set("ferry_backup_run_timestamp_seconds", end)
-	set("ferry_backup_run_duration_seconds", run.End.Sub(run.Start).Seconds())
-	set("ferry_backup_run_bytes_sent", float64(run.BytesSent))
+	values := []float64{end, 0, run.End.Sub(run.Start).Seconds(), float64(run.BytesSent), end}
 	if run.Err == nil {
-		set("ferry_backup_run_success", 1)
-		set("ferry_backup_run_last_success_timestamp_seconds", end)
-	} else {
-		set("ferry_backup_run_success", 0)
-		for _, m := range old["ferry_backup_run_last_success_timestamp_seconds"].GetMetric() {
-			if imageLabel(m) == run.Image {
-				set("ferry_backup_run_last_success_timestamp_seconds", m.GetGauge().GetValue())
-			}
-		}
+		values[1] = 1
 	}
-	if err := prometheus.WriteToTextfile(path, reg); err != nil {
-		return fmt.Errorf("write metrics textfile %s: %w (is its directory there and writable?)", path, err)
+	gauges := make([]Gauge, len(textfileGauges))
+	for i, g := range textfileGauges {
+		gauges[i] = Gauge{Name: g.name, Help: g.help, Value: values[i]}
 	}
-	return nil
+	gauges[4].Keep = run.Err != nil
+	return WriteImageGauges(path, run.Image, gauges)
 }
 
 // readTextfile reads what an earlier run wrote to path; nothing if there
