@@ -44,7 +44,7 @@ backup image is only read. Run one drill of an image at a time.
 Exit status: 0 when the restored image is the backup, 3 when it differs from the recorded
 hashes or from the backup snapshot, 1 when the drill could not run. With
 --metrics-textfile, the outcome is written for node_exporter's textfile collector
-(ferry_drill_* series, labelled by image; one file per image).`,
+(ferry_drill_* series, labelled by image; other images' series in the file are kept).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec, err := ferry.ParseImageSpec(args[0])
@@ -122,7 +122,7 @@ hashes or from the backup snapshot, 1 when the drill could not run. With
 	f := cmd.Flags()
 	f.BoolVar(&asJSON, "json", false, "print the outcome as JSON")
 	f.BoolVar(&noProgress, "no-progress", false, "do not show progress")
-	f.StringVar(&textfile, "metrics-textfile", "", "write the ferry_drill_* series to this file, for node_exporter's textfile collector (replaced atomically)")
+	f.StringVar(&textfile, "metrics-textfile", "", "write the ferry_drill_* series to this file, for node_exporter's textfile collector (written through a rename; other images' series are kept)")
 	return cmd
 }
 
