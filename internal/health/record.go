@@ -214,7 +214,8 @@ func Key(role, host string) string { return keyPart(role) + "." + keyPart(host) 
 func keyPart(s string) string {
 	b := []byte(s)
 	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+		keep := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+		if !keep {
 			b[i] = '_'
 		}
 	}
