@@ -123,9 +123,7 @@ func Beat(ctx context.Context, js jetstream.JetStream, o Options) {
 		case <-ctx.Done():
 			now := time.Now().UTC()
 			b.rec.Stopped, b.rec.Work = &now, nil
-			final, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = b.put(final)
-			cancel()
+			_ = b.putWithin(context.Background(), 2*time.Second)
 			return
 		case <-t.C:
 		}
@@ -143,28 +141,35 @@ type beater struct {
 
 func (b *beater) beat(ctx context.Context) {
 	timeout := min(b.o.Interval, 5*time.Second)
-	if b.o.Other != nil {
-		pctx, cancel := context.WithTimeout(ctx, timeout)
-		_, err := b.o.Other.AccountInfo(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		b.rec.Unreachable = b.track(b.rec.Unreachable, b.o.OtherName, err)
-	}
 	if b.o.Work != nil {
 		b.rec.Work = b.o.Work()
 	}
 	b.rec.Heartbeat = time.Now().UTC()
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	err := b.put(wctx)
-	cancel()
+	err := b.putWithin(ctx, timeout)
 	if ctx.Err() != nil {
 		return
 	}
 	// An outage of the daemon's own server is on record from the first
 	// beat after it, as LastOutage: while it lasts, nothing can be written.
-	b.own = b.track(b.own, b.o.Own, err)
+	if b.own = b.track(b.own, b.o.Own, err); err != nil || b.o.Other == nil {
+		return // the other site is not asked: its silence would be this one's
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	_, err = b.o.Other.AccountInfo(pctx)
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	was := b.rec.Unreachable
+	if b.rec.Unreachable = b.track(was, b.o.OtherName, err); (was == nil) != (b.rec.Unreachable == nil) {
+		_ = b.putWithin(ctx, timeout) // a change is on record at once
+	}
+}
+
+func (b *beater) putWithin(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return b.put(ctx)
 }
 
 // track carries an outage of what on: err starts one (or continues it),
