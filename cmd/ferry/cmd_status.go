@@ -132,7 +132,11 @@ func printImageDetail(out io.Writer, r *health.Report) error {
 		line("confirmed at", timeText(img.LastSuccess))
 		line("age (RPO)", ageText(img.AgeSeconds)+pastRPO(img.PastRPO))
 		line("consistency", orDash(ferry.Printable(img.Consistency)))
-		line("restore points", fmt.Sprint(img.RestorePoints))
+		points := fmt.Sprint(img.RestorePoints)
+		if n := len(img.Snapshots); n > 0 {
+			points += fmt.Sprintf(" (oldest %s, newest %s)", ferry.Printable(img.Snapshots[0]), ferry.Printable(img.Snapshots[n-1]))
+		}
+		line("restore points", points)
 		line("last attempt", timeText(img.LastAttempt))
 		if w := img.Work; w != nil {
 			line("backup in work", fmt.Sprintf("%s (attempt %d of at most %d, started %s, %s applied)", ferry.Printable(w.Snapshot),

@@ -68,7 +68,7 @@ func TestStatusExitCodes(t *testing.T) {
 		t.Fatalf("past the RPO: exit %d, want %d:\n%s", code, exitUnhealthy, out)
 	}
 	out, code := runStatus(t, "--nats", url, "rbd/vm-1")
-	if code != exitOK || !strings.Contains(out, "restore points:") || !strings.Contains(out, "ferry-2") {
+	if code != exitOK || !strings.Contains(out, "restore points:") || !strings.Contains(out, "2 (oldest ferry-1, newest ferry-2)") {
 		t.Fatalf("one image: exit %d, want %d:\n%s", code, exitOK, out)
 	}
 	if out, code := runStatus(t, "--nats", url, "rbd/vm-unknown"); code != exitError || !strings.Contains(out, "knows nothing of rbd/vm-unknown") {
