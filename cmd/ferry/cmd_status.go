@@ -130,7 +130,7 @@ func printImageDetail(out io.Writer, r *health.Report) error {
 		line("status", statusText(&img))
 		line("last confirmed snapshot", orDash(ferry.Printable(img.LastSnapshot)))
 		line("confirmed at", timeText(img.LastSuccess))
-		line("age (RPO)", ageText(img.AgeSeconds)+pastRPO(img.PastRPO))
+		line("age", ageText(img.AgeSeconds)+rpoText(img.PastRPO, r.RPOSeconds))
 		line("consistency", orDash(ferry.Printable(img.Consistency)))
 		points := fmt.Sprint(img.RestorePoints)
 		if n := len(img.Snapshots); n > 0 {
@@ -211,11 +211,15 @@ func ageText(seconds *int64) string {
 	return (time.Duration(*seconds) * time.Second).String()
 }
 
-func pastRPO(past bool) string {
-	if past {
-		return " (past the RPO)"
+// rpoText says how an age stands to the RPO of rpo seconds.
+func rpoText(past bool, rpo int64) string {
+	switch {
+	case rpo == 0:
+		return ""
+	case past:
+		return fmt.Sprintf(" (past the RPO of %s)", time.Duration(rpo)*time.Second)
 	}
-	return ""
+	return fmt.Sprintf(" (RPO %s)", time.Duration(rpo)*time.Second)
 }
 
 func timeText(t *time.Time) string {

@@ -19,6 +19,8 @@ import (
 type Report struct {
 	Time    time.Time `json:"time"`
 	Healthy bool      `json:"healthy"`
+	// RPOSeconds is the recovery point objective checked (0: none).
+	RPOSeconds int64 `json:"rpo_seconds"`
 	// Problems say, one sentence each, what makes the report unhealthy.
 	Problems []string `json:"problems"`
 	Images   []Image  `json:"images"`
@@ -84,7 +86,7 @@ func Read(ctx context.Context, conn *bus.Conn, o ReadOptions) (*Report, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	r := &Report{Time: o.Now.UTC(), Problems: []string{}, Images: []Image{}, Daemons: []Daemon{}, Unreachable: []Outage{}}
+	r := &Report{Time: o.Now.UTC(), RPOSeconds: int64(o.RPO.Seconds()), Problems: []string{}, Images: []Image{}, Daemons: []Daemon{}, Unreachable: []Outage{}}
 	states, err := readStates(ctx, conn.Backup)
 	if err != nil {
 		if !bus.Unreachable(err) {
