@@ -22,6 +22,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/chunk"
 	"github.com/ferry-dr/ferry/internal/feed"
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/health"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
 	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/ferry-dr/ferry/internal/state"
@@ -94,6 +95,7 @@ type Consumer struct {
 	store *chunk.Store
 	book  *state.Book
 	opts  Options
+	works works // for the health record
 }
 
 // New opens the chunk store and the state bucket.
@@ -219,6 +221,7 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	log := c.opts.Log.With("image", m.Image.AtSnap("").String(), "snapshot", m.ToSnap, "backup_id", m.BackupID)
 	start := time.Now()
+	c.workStarted(&m, attempt)
 	stop := bus.KeepAlive(msg, ackWait/3)
 	end, err := c.apply(ctx, &m)
 	stop()
@@ -231,13 +234,16 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	case ctx.Err() != nil:
 		// Shutting down: hand the message back at once. The state records
 		// the cut-off import, so whoever takes it next rolls back first.
+		c.workEnded(&m)
 		_ = msg.Nak()
 	case errors.As(err, &wait) && time.Since(m.Created) < c.opts.BaseWait:
 		log.Info("backup waits for its base", "reason", err)
+		c.workPaused(&m, health.PhaseWaiting, err, wait.delay)
 		_ = msg.NakWithDelay(wait.delay)
 	case errors.As(err, &gone):
 		log.Warn("backup attempt dropped; the publisher's next attempt applies it", "error", err)
 		c.observeFailed(&m, err, false)
+		c.fail(ctx, &m, err, false)
 		_ = msg.Term()
 	case errors.Is(err, ferry.ErrInvalid):
 		// The same input fails the same way every time: no retries.
@@ -251,6 +257,8 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	default:
 		log.Warn("backup failed; will retry", "attempt", attempt, "error", err)
 		c.observeFailed(&m, err, false)
+		// On record from the first attempt: ferry status shows it at once.
+		c.fail(ctx, &m, err, false)
 		_ = msg.NakWithDelay(c.opts.RetryDelay)
 	}
 }
@@ -347,7 +355,6 @@ func (c *Consumer) apply(ctx context.Context, m *ferry.Manifest) (ferry.BackupEn
 		} else if ce, ok := chunkError(err); ok {
 			c.reportBadChunk(ctx, m, ce)
 		}
-		c.fail(ctx, m, err, false)
 		return end, err
 	}
 	log.Info("backup applied", "extents", end.ExtentCount, "data_bytes", applied.DataBytes, "zero_bytes", applied.ZeroBytes,
@@ -372,7 +379,7 @@ func (c *Consumer) importBackup(ctx context.Context, target ferry.ImageSpec, m *
 		list := chunk.PageList(m.Complete.ExtentPages)
 		src := chunk.NewDiffReader(ctx, c.store, header, &list)
 		defer src.Close()
-		applied, err := c.ceph.Import(ctx, target, src, nil)
+		applied, err := c.ceph.Import(ctx, target, src, c.progress(m))
 		return *m.Complete, applied, err
 	}
 	if m.FeedSeq == 0 {
@@ -385,7 +392,7 @@ func (c *Consumer) importBackup(ctx context.Context, target ferry.ImageSpec, m *
 	defer pages.Close()
 	src := chunk.NewDiffReader(ctx, c.store, header, pages)
 	defer src.Close()
-	applied, err := c.ceph.Import(ctx, target, src, nil)
+	applied, err := c.ceph.Import(ctx, target, src, c.progress(m))
 	if err != nil {
 		if isFeedGone(err) {
 			err = feedGoneError{err}

@@ -141,7 +141,14 @@ func (c *Consumer) recordFailure(ctx context.Context, m *ferry.Manifest, cause e
 	}
 	if st == nil {
 		if st, err = c.reconciled(source, nil, m.SourceImageID); err != nil {
-			return fmt.Errorf("read the snapshots of the backup image: %w; the state is left as it was", err)
+			// The backup image cannot be read (its pool is missing, say):
+			// the failure is still recorded, so that ferry status shows
+			// it, in a state created only if none was written meanwhile.
+			// A state without snapshots chooses a full backup as no state
+			// does, and is rebuilt from the image before a backup applies.
+			blank := &ferry.ImageState{Image: source, SourceImageID: m.SourceImageID, BackupImage: c.opts.PoolMap.Backup(source),
+				Status: ferry.StatusFailed, LastError: cause.Error(), LastAttempt: time.Now().UTC()}
+			return c.book.Create(ctx, blank)
 		}
 	}
 	if st == nil {

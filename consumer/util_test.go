@@ -2,29 +2,19 @@ package consumer_test
 
 import (
 	"context"
-	"errors"
-	"github.com/ferry-dr/ferry/internal/testutil"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/bus/bustest"
 	"github.com/ferry-dr/ferry/internal/chunk"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-func waitLeaf(t testing.TB, s *server.Server) {
-	t.Helper()
-	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if s.NumLeafNodes() == 0 {
-			return errors.New("leafnode connection between the sites did not come up")
-		}
-		return nil
-	})
-}
+// waitLeaf waits for the leafnode connection between the sites.
+var waitLeaf = bustest.WaitLeaf
 
 func chunkStore(t testing.TB, p *pipeline) *chunk.Store {
 	t.Helper()

@@ -6,6 +6,7 @@ import (
 	"github.com/ferry-dr/ferry/consumer"
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/health"
 	"github.com/spf13/cobra"
 )
 
@@ -56,6 +57,7 @@ confirm them to the source site.`,
 			if err != nil {
 				return err
 			}
+			d.beat(d.conn.Backup, health.Options{Role: "consumer", Own: "NATS at the backup site", Work: c.Work})
 			d.log.Info("consumer running", "site", site)
 			return d.run(ctx, c.Run)
 		},

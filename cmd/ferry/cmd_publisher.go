@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/ferry-dr/ferry/internal/health"
 	"github.com/ferry-dr/ferry/publisher"
 	"github.com/spf13/cobra"
 )
@@ -38,6 +39,7 @@ queued for the source site.`,
 			if d.metrics != nil {
 				opts.Observer = d.metrics
 			}
+			d.beat(d.conn.Source, health.Options{Role: "publisher", Own: "NATS at the source site", Other: d.conn.Backup, OtherName: "the backup site"})
 			pub, err := publisher.Open(cmd.Context(), d.cluster, d.conn, opts)
 			if err != nil {
 				return err

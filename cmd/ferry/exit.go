@@ -16,7 +16,7 @@ const (
 	exitError     = 1 // the command failed; stderr says why and what to do
 	exitUsage     = 2 // bad command line: unknown command, flag or argument
 	exitDiffers   = 3 // a backup differs from its source or is corrupt
-	exitUnhealthy = 4 // ferry status: an image failing or past its RPO, or no active consumer
+	exitUnhealthy = 4 // ferry status: an image failing or past its RPO, no active consumer, a site unreachable
 )
 
 // codedError is an error with the exit code it must end the process with.

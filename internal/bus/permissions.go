@@ -64,6 +64,7 @@ func RolePermissions(role Role, local, source, backup string) Permissions {
 			p.read(bak, s)
 		}
 		p.info(bak, ManifestStream)
+		p.health(src)
 	case RoleConsumer:
 		p.pub(ConfirmedSubject+".>", FailedSubject+".>", "$O."+ScrubBucket+".>")
 		for _, s := range backupStreams() {
@@ -76,6 +77,7 @@ func RolePermissions(role Role, local, source, backup string) Permissions {
 		for _, s := range []string{PageStream, ChunkStream, objPrefix + ScrubBucket} {
 			p.pub(bak + "STREAM.PURGE." + s)
 		}
+		p.health(bak)
 	case RoleOperator:
 		p.pub(src+"INFO", bak+"INFO")
 		p.info(src, SnapshotStream)
@@ -84,6 +86,8 @@ func RolePermissions(role Role, local, source, backup string) Permissions {
 		}
 		p.read(bak, kvPrefix+StateBucket)
 		p.read(bak, kvPrefix+LockBucket)
+		p.read(src, kvPrefix+HealthBucket)
+		p.read(bak, kvPrefix+HealthBucket)
 	case RoleRestore:
 		p.pub(RestoreSubject+".>", ChunkSubject+".*", PageSubject+".>")
 		for _, s := range []string{ChunkStream, PageStream, ResultStream, kvPrefix + StateBucket} {
@@ -143,6 +147,14 @@ func (p *permBuilder) read(api, stream string) {
 // site's streams have it.
 func (p *permBuilder) admin(api, stream string) {
 	p.pub(api+"STREAM.CREATE."+stream, api+"STREAM.UPDATE."+stream)
+}
+
+// health: set up the health bucket of a daemon's own domain and write its
+// record there; reading the others' records is for the operator.
+func (p *permBuilder) health(api string) {
+	p.admin(api, kvPrefix+HealthBucket)
+	p.info(api, kvPrefix+HealthBucket)
+	p.kvWrite(api, HealthBucket)
 }
 
 // kvWrite: put, create, update and delete keys of a bucket.

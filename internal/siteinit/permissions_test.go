@@ -267,14 +267,7 @@ func TestOperatorReadsStatus(t *testing.T) {
 	setUpStreams(t, sites)
 	for _, site := range []string{"backup", "source"} {
 		t.Run("at the "+site+" site", func(t *testing.T) {
-			o := sites.ConnOptions(bus.RoleOperator)
-			o.URL = sites.URL(site)
-			op, err := bus.Connect(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer op.Close()
-			readStatus(t, op)
+			readStatus(t, operatorAt(t, sites, site))
 		})
 	}
 	if v := sites.Violations(); len(v) > 0 {

@@ -64,11 +64,21 @@ func Decode(raw []byte) (*ferry.ImageState, error) {
 
 // Put stores the state of s.Image.
 func (b *Book) Put(ctx context.Context, s *ferry.ImageState) error {
+	return b.write(ctx, s, b.kv.Put)
+}
+
+// Create stores s only if the bucket holds no state of s.Image: what it
+// writes can never take the place of a state written meanwhile.
+func (b *Book) Create(ctx context.Context, s *ferry.ImageState) error {
+	return b.write(ctx, s, func(ctx context.Context, key string, raw []byte) (uint64, error) { return b.kv.Create(ctx, key, raw) })
+}
+
+func (b *Book) write(ctx context.Context, s *ferry.ImageState, op func(context.Context, string, []byte) (uint64, error)) error {
 	raw, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	if _, err := b.kv.Put(ctx, bus.ImageKey(s.Image), raw); err != nil {
+	if _, err := op(ctx, bus.ImageKey(s.Image), raw); err != nil {
 		return fmt.Errorf("write state of %s: %w", s.Image, err)
 	}
 	return nil

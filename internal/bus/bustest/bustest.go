@@ -4,11 +4,13 @@ package bustest
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -76,4 +78,15 @@ var ClosedForGood = map[string]func(*bus.Conn){
 	"closed by the server": func(c *bus.Conn) {
 		_ = c.NC.Publish(bus.StateBucket+"."+strings.Repeat("x", 10<<10), nil)
 	},
+}
+
+// WaitLeaf waits until s has its leafnode connection to the other site.
+func WaitLeaf(t testing.TB, s *server.Server) {
+	t.Helper()
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if s.NumLeafNodes() == 0 {
+			return errors.New("leafnode connection between the sites did not come up")
+		}
+		return nil
+	})
 }
