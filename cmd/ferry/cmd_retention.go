@@ -7,6 +7,7 @@ import (
 
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/recovery"
+	"github.com/ferry-dr/ferry/internal/retention"
 	"github.com/ferry-dr/ferry/internal/state"
 	"github.com/spf13/cobra"
 )
@@ -42,7 +43,7 @@ are never touched. Without --yes this is a dry run.`,
 			if err != nil {
 				return err
 			}
-			p, err := recovery.ParsePolicy(policy)
+			p, err := retention.ParsePolicy(policy)
 			if err != nil {
 				return fmt.Errorf("--policy: %w", err)
 			}
