@@ -54,7 +54,11 @@ func newConsumerCommand() *cobra.Command {
 				return err
 			}
 			d.log.Info("consumer running", "site", site)
-			return d.run(ctx, c.Run)
+			work, err := withRetention(cmd, d, c.Run)
+			if err != nil {
+				return err
+			}
+			return d.run(ctx, work)
 		},
 	}
 	cf.register(run.Flags())
