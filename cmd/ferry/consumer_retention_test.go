@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,7 +63,25 @@ retention:
     "%s": latest1
 `, bed.Backup.Conf, bed.Backup.ID, bed.Backup.Keyring, srv.ClientURL(), img))
 
+	// ferry retention apply --all shows the decisions first, removing nothing.
+	var out bytes.Buffer
 	root := newRootCommand()
+	root.SetOut(&out)
+	root.SetArgs([]string{"retention", "apply", "--all", "--config", path})
+	if err := root.Execute(); err != nil {
+		t.Fatalf("retention apply --all: %v\n%s", err, out.String())
+	}
+	for _, w := range []string{snaps[0] + "  ", "remove (image " + img.String() + ": latest1)", snaps[4] + "  ", "keep (base of the next backup)",
+		"manual", "not Ferry's, left alone", "1 image(s), 0 without a policy", "dry run: 1 to keep, 4 to remove"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("retention apply --all does not say %q:\n%s", w, out.String())
+		}
+	}
+	if got := cephtest.SnapshotNames(t, backup, img); len(got) != 6 {
+		t.Fatalf("a dry run removed snapshots: %v", got)
+	}
+
+	root = newRootCommand()
 	root.SetArgs([]string{"consumer", "run", "--config", path})
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()

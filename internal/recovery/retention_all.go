@@ -88,6 +88,9 @@ type RetentionLoopOptions struct {
 // next interval: retention only thins out, so a missed run costs space,
 // never a backup.
 func RetentionLoop(ctx context.Context, o RetentionLoopOptions) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
 	o.Log.Info("retention scheduled", "every", o.Interval)
 	t := time.NewTicker(o.Interval)
 	defer t.Stop()
