@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/ferry-dr/ferry/hooks"
-	"github.com/ferry-dr/ferry/internal/config"
 	"github.com/ferry-dr/ferry/internal/ceph"
+	"github.com/ferry-dr/ferry/internal/config"
 	"github.com/ferry-dr/ferry/internal/openstack"
 	"github.com/spf13/cobra"
 )

@@ -54,7 +54,7 @@ func newConsumerCommand() *cobra.Command {
 				return err
 			}
 			d.log.Info("consumer running", "site", site)
-			work, err := withRetention(cmd, d, c.Run)
+			work, err := withRetention(cmd, d, opts.Pools, c.Run)
 			if err != nil {
 				return err
 			}

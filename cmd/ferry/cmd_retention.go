@@ -181,7 +181,8 @@ func printRetention(out io.Writer, runs []recovery.ImageRetention, all, removed 
 // withRetention runs the configuration's retention beside a consumer
 // daemon's work when retention.interval is set: every image the site
 // holds, under its rule, once at start and then every interval.
-func withRetention(cmd *cobra.Command, d *daemon, work func(context.Context) error) (func(context.Context) error, error) {
+// Like the consumer, it touches only the backup pools in pools (empty: any).
+func withRetention(cmd *cobra.Command, d *daemon, pools []string, work func(context.Context) error) (func(context.Context) error, error) {
 	r := loadedConfig(cmd).Retention
 	if r.Interval <= 0 {
 		return work, nil
@@ -194,7 +195,7 @@ func withRetention(cmd *cobra.Command, d *daemon, work func(context.Context) err
 	if err != nil {
 		return nil, err
 	}
-	o := recovery.RetentionLoopOptions{Backup: d.cluster, Book: book, Rules: rules, Interval: r.Interval, Log: d.log.With("task", "retention")}
+	o := recovery.RetentionLoopOptions{Backup: d.cluster, Book: book, Rules: rules, Interval: r.Interval, Pools: pools, Log: d.log.With("task", "retention")}
 	return func(ctx context.Context) error {
 		rctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})

@@ -23,6 +23,9 @@ type RetentionAllOptions struct {
 	Rules  retention.Rules
 	Now    time.Time
 	Remove bool // without it the run only reports
+	// Pools are the backup pools the run may thin out (the consumer's
+	// consumer.pools); empty: any. Images elsewhere are left alone.
+	Pools []string
 }
 
 // ImageRetention is one image's part of a run.
@@ -31,8 +34,10 @@ type ImageRetention struct {
 	Image  ferry.ImageSpec // its backup image
 	Policy retention.Policy
 	Rule   string // which rule gave the policy; "" when none: the image is left alone
-	Result RetentionResult
-	Err    error
+	// OutsidePools: the backup image is in none of the Pools; left alone.
+	OutsidePools bool
+	Result       RetentionResult
+	Err          error
 }
 
 // ApplyRetentionAll applies to each image of the state bucket the policy
@@ -54,6 +59,11 @@ func ApplyRetentionAll(ctx context.Context, o RetentionAllOptions) ([]ImageReten
 		ir := ImageRetention{Source: st.Image, Image: st.BackupImage}
 		if ir.Image.Image == "" {
 			ir.Image = st.Image.AtSnap("")
+		}
+		if len(o.Pools) > 0 && !slices.Contains(o.Pools, ir.Image.Pool) {
+			ir.OutsidePools = true
+			out = append(out, ir)
+			continue
 		}
 		var ok bool
 		if ir.Policy, ir.Rule, ok = o.Rules.For(st.Image); ok {
@@ -77,6 +87,7 @@ type RetentionLoopOptions struct {
 	Book     *state.Book
 	Rules    retention.Rules
 	Interval time.Duration
+	Pools    []string // as in RetentionAllOptions
 	Log      *slog.Logger
 	// Ran, when set, is told of each run (tests wait on it).
 	Ran func([]ImageRetention, error)
@@ -95,7 +106,7 @@ func RetentionLoop(ctx context.Context, o RetentionLoopOptions) {
 	t := time.NewTicker(o.Interval)
 	defer t.Stop()
 	for {
-		res, err := ApplyRetentionAll(ctx, RetentionAllOptions{Backup: o.Backup, Book: o.Book, Rules: o.Rules, Now: time.Now(), Remove: true})
+		res, err := ApplyRetentionAll(ctx, RetentionAllOptions{Backup: o.Backup, Book: o.Book, Rules: o.Rules, Now: time.Now(), Remove: true, Pools: o.Pools})
 		if ctx.Err() != nil {
 			return
 		}

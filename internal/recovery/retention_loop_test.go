@@ -76,6 +76,15 @@ func TestRetentionLoopAppliesRulesOnInterval(t *testing.T) {
 		{Pattern: testbed.Pool + "/ret-days-*", Policy: mustPolicy(t, "latest1,days3")},
 		{Pattern: latest.String(), Policy: mustPolicy(t, "latest1")},
 	}}
+	// A consumer limited to other pools (consumer.pools) leaves them alone.
+	res, err := ApplyRetentionAll(ctx, RetentionAllOptions{Backup: backup, Book: book, Rules: rules, Now: now, Remove: true, Pools: []string{"elsewhere"}})
+	if err != nil || len(res) != 3 || !res[0].OutsidePools || !res[1].OutsidePools || !res[2].OutsidePools {
+		t.Fatalf("limited to other pools: %+v, %v", res, err)
+	}
+	if got := cephtest.SnapshotNames(t, backup, days); len(got) != 7 {
+		t.Fatalf("a run limited to other pools removed snapshots: %v", got)
+	}
+
 	runs := make(chan []ImageRetention)
 	var logs testutil.LogBuffer
 	defer func() {
@@ -99,7 +108,7 @@ func TestRetentionLoopAppliesRulesOnInterval(t *testing.T) {
 	}()
 	defer func() { cancel(); <-done }()
 
-	res := <-runs
+	res = <-runs
 	if len(res) != 3 {
 		t.Fatalf("the run saw %d images, want 3", len(res))
 	}
