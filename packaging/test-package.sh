@@ -219,9 +219,9 @@ store=$(runuser -u ferry -- mktemp -d /var/lib/ferry/test-nats.XXXXXX)
 port=$(( 20000 + RANDOM % 10000 ))
 exec_start=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/ferry-nats.service)
 exec_start=${exec_start//\$FERRY_NATS_SERVER_ARGS/}        # nothing in /etc/default here
-exec_start=${exec_start//\/var\/lib\/ferry\/nats/$store} # a store of the test's own
+# A store of the test's own, passed the way systemd passes StateDirectory=.
 # shellcheck disable=SC2086
-setpriv --reuid=ferry --regid=ferry --init-groups -- $exec_start --listen "127.0.0.1:$port" 2>"$store.log" &
+STATE_DIRECTORY=$store setpriv --reuid=ferry --regid=ferry --init-groups -- $exec_start --listen "127.0.0.1:$port" 2>"$store.log" &
 nats_pid=$!
 up=""
 for _ in $(seq 50); do

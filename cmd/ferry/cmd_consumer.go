@@ -59,7 +59,11 @@ confirm them to the source site.`,
 			}
 			d.beat(d.conn.Backup, health.Options{Role: "consumer", Own: "NATS at the backup site", Work: c.Work})
 			d.log.Info("consumer running", "site", site)
-			return d.run(ctx, c.Run)
+			work, err := withRetention(cmd, d, opts.Pools, c.Run)
+			if err != nil {
+				return err
+			}
+			return d.run(ctx, work)
 		},
 	}
 	cf.register(run.Flags())

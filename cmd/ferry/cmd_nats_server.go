@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/spf13/cobra"
@@ -21,20 +22,36 @@ func newNATSServerCommand() *cobra.Command {
 		Short: "Run the embedded NATS server with JetStream (nothing else to install)",
 		Long: `Run a NATS server with JetStream inside ferry.
 
---server-config FILE loads a standard nats-server configuration file: TLS for
-clients and leafnodes, users with subject permissions, JetStream limits,
-clustering, the monitoring port, logging. ferry init writes one per site for
-two sites joined by a TLS leafnode, with one identity per role (see
-docs/security.md). --store gives the JetStream store when the file names no
-store_dir (the systemd unit passes /var/lib/ferry/nats).
+Its settings come from the nats_server section of the configuration file
+(/etc/ferry/ferry.yaml for the packaged ferry-nats unit), or from the flags
+below, which win: each flag names its key.
 
-Without it, the flags below run a server without TLS or authentication, for a
+--server-config FILE (nats_server.server_config) loads a standard
+nats-server configuration file: TLS for clients and leafnodes, users with
+subject permissions, JetStream limits, clustering, the monitoring port,
+logging. ferry init writes one per site for two sites joined by a TLS
+leafnode, with one identity per role (see docs/security.md). --store gives
+the JetStream store when the file names no store_dir.
+
+Without it, the keys below run a server without TLS or authentication, for a
 single host on loopback: --store, --listen, --domain, and for two sites
 --leafnode-listen on one and --leafnode-remote on the other.
+
+The store defaults to $STATE_DIRECTORY, which systemd sets from the unit's
+StateDirectory= (/var/lib/ferry/nats for ferry-nats). The variable
+FERRY_NATS_SERVER_ARGS of /etc/default/ferry-nats, which the unit still
+passes on as flags, is deprecated: move its settings into nats_server.
 
 The server logs to stderr (or the configuration's log_file).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if os.Getenv(natsServerArgsEnv) != "" {
+				fmt.Fprintf(os.Stderr, "ferry nats-server: warning: %s (in /etc/default/ferry-nats) is deprecated and goes in the next release: move its settings into the nats_server section of the configuration file (ferry nats-server --help names each key)\n", natsServerArgsEnv)
+			}
+			if store == "" {
+				// systemd's StateDirectory=; several are separated by ':'.
+				store, _, _ = strings.Cut(os.Getenv("STATE_DIRECTORY"), ":")
+			}
 			setMemoryLimit(natsServerMemoryLimit)
 			o, err := natsServerOptions(cmd, serverConfig, store, listen, domain, leafListen, leafRemotes)
 			if err != nil {
@@ -57,12 +74,20 @@ The server logs to stderr (or the configuration's log_file).`,
 	}
 	cmd.Flags().StringVar(&serverConfig, "server-config", "", "nats-server configuration file (TLS, users, permissions, leafnodes); replaces the flags below")
 	cmd.Flags().StringVar(&store, "store", "", "JetStream store directory (with --server-config: when the file names no store_dir)")
-	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:4222", "client address")
+	cmd.Flags().StringVar(&listen, "listen", defaults.NATSServer.Listen, "client address")
 	cmd.Flags().StringVar(&domain, "domain", "", "JetStream domain of this site")
 	cmd.Flags().StringVar(&leafListen, "leafnode-listen", "", "accept leafnode connections from another site on HOST:PORT")
 	cmd.Flags().StringSliceVar(&leafRemotes, "leafnode-remote", nil, "join another site's leafnode port (nats-leaf://HOST:PORT)")
+	for flag, key := range map[string]string{"server-config": "server_config", "store": "store_dir", "listen": "listen", "domain": "domain",
+		"leafnode-listen": "leafnode_listen", "leafnode-remote": "leafnode_remotes"} {
+		bindConfig(cmd.Flags(), flag, "nats_server."+key)
+	}
 	return cmd
 }
+
+// natsServerArgsEnv held the packaged unit's flags before the nats_server
+// section; the unit still passes it on, for one release.
+const natsServerArgsEnv = "FERRY_NATS_SERVER_ARGS"
 
 func natsServerOptions(cmd *cobra.Command, serverConfig, store, listen, domain, leafListen string, leafRemotes []string) (bus.ServerOptions, error) {
 	o := bus.ServerOptions{Name: "ferry", Log: true}
@@ -76,7 +101,7 @@ func natsServerOptions(cmd *cobra.Command, serverConfig, store, listen, domain, 
 		return o, nil
 	}
 	if store == "" {
-		return o, errors.New("--store DIR or --server-config FILE is required")
+		return o, errors.New("no JetStream store: set nats_server.store_dir (or nats_server.server_config) in the configuration, or give --store DIR (or --server-config FILE)")
 	}
 	host, port, err := splitHostPort("--listen", listen)
 	if err != nil {

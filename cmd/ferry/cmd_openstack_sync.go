@@ -58,7 +58,8 @@ openrc file, including application credentials.`,
 	}
 	nf.register(run.Flags())
 	f := run.Flags()
-	f.StringVar(&site, "site", "backup", "backup site name written as ferry:site")
+	f.StringVar(&site, "site", defaults.Consumer.Site, "backup site name written as ferry:site")
+	bindConfig(f, "site", "consumer.site")
 	of.register(f)
 	f.DurationVar(&maxBackoff, "max-backoff", 10*time.Minute, "longest wait between retries of a failed write")
 	f.BoolVarP(&verbose, "verbose", "v", false, "also log every write and every ignored image")

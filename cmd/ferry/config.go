@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -52,16 +53,42 @@ func addConfigFlag(root *cobra.Command) {
 			if err := applyConfig(cmd.Flags(), &l.Config); err != nil {
 				printError("ferry: warning:", err)
 			}
+			keepConfig(cmd, &l.Config)
 			return nil
 		}
 		l, err := config.Load(configPath(path), os.LookupEnv)
 		if err != nil {
 			return err
 		}
+		keepConfig(cmd, &l.Config)
 		return applyConfig(cmd.Flags(), &l.Config)
 	}
 	// A subcommand with its own persistent pre-run must not skip loading.
 	cobra.EnableTraverseRunHooks = true
+}
+
+type configContextKey struct{}
+
+// keepConfig hands the loaded configuration to the command, for the
+// settings no flag carries (sections of named pairs, such as retention's).
+func keepConfig(cmd *cobra.Command, c *config.Config) {
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cmd.SetContext(context.WithValue(ctx, configContextKey{}, c))
+}
+
+// loadedConfig is the configuration the command runs with: the one loaded
+// before it ran, or the defaults.
+func loadedConfig(cmd *cobra.Command) *config.Config {
+	if ctx := cmd.Context(); ctx != nil {
+		if c, ok := ctx.Value(configContextKey{}).(*config.Config); ok {
+			return c
+		}
+	}
+	d := config.Default()
+	return &d
 }
 
 // configPath: --config, then $FERRY_CONFIG, then the default path if it exists.

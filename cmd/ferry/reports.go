@@ -109,8 +109,10 @@ type retentionSnapshot struct {
 
 type retentionReport struct {
 	Image     string              `json:"image"`
-	Policy    string              `json:"policy"`
+	Policy    string              `json:"policy"`         // "": no policy applies, left alone
+	Rule      string              `json:"rule,omitempty"` // the configuration's rule that gave it
 	DryRun    bool                `json:"dry_run"`
+	Error     string              `json:"error,omitempty"`
 	Snapshots []retentionSnapshot `json:"snapshots"`
 	NotFerrys []string            `json:"not_ferrys"` // left alone
 }
@@ -139,6 +141,28 @@ func newRetentionReport(image ferry.ImageSpec, policy string, dryRun bool, res r
 		r.Snapshots = append(r.Snapshots, e)
 	}
 	return r
+}
+
+// newRetentionReports is ferry retention apply's report: one entry per
+// image, and the first image's failure as the command's error.
+func newRetentionReports(runs []recovery.ImageRetention, dryRun bool) (reports []retentionReport, err error) {
+	reports = []retentionReport{}
+	for _, ir := range runs {
+		policy := ""
+		if ir.Rule != "" {
+			policy = ir.Policy.String()
+		}
+		r := newRetentionReport(ir.Image, policy, dryRun, ir.Result)
+		r.Rule = ir.Rule
+		if ir.Err != nil {
+			r.Error = ir.Err.Error()
+			if err == nil {
+				err = ir.Err
+			}
+		}
+		reports = append(reports, r)
+	}
+	return reports, err
 }
 
 // diffReport is export-diff's and import-diff's: the diff's ends and size.

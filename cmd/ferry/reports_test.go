@@ -11,6 +11,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/buildinfo"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/recovery"
+	"github.com/ferry-dr/ferry/internal/retention"
 )
 
 // TestReportsAreSnakeCase: every key a command prints with --json is
@@ -50,8 +51,8 @@ func TestReportsAreSnakeCase(t *testing.T) {
 func TestRetentionReport(t *testing.T) {
 	at := time.Date(2026, 12, 1, 2, 0, 0, 0, time.FixedZone("CET", 3600))
 	res := recovery.RetentionResult{
-		Keep:      []recovery.SnapshotWithTime{{Name: "ferry-a", Time: at, Pinned: true}},
-		Remove:    []recovery.SnapshotWithTime{{Name: "ferry-b", Time: at}, {Name: "ferry-c", Time: at}, {Name: "ferry-d", Time: at}},
+		Keep:      []retention.SnapshotWithTime{{Name: "ferry-a", Time: at, Pinned: true}},
+		Remove:    []retention.SnapshotWithTime{{Name: "ferry-b", Time: at}, {Name: "ferry-c", Time: at}, {Name: "ferry-d", Time: at}},
 		NotFerrys: []string{"manual"},
 		Removed:   []string{"ferry-b"},
 		Failed:    []recovery.RemovalFailure{{Name: "ferry-c", Err: errors.New("has clones")}},
@@ -65,5 +66,17 @@ func TestRetentionReport(t *testing.T) {
 	}
 	if got.Image != "rbd/vm" || !reflect.DeepEqual(got.Snapshots, want) || !reflect.DeepEqual(got.NotFerrys, []string{"manual"}) {
 		t.Fatalf("got %+v, want image rbd/vm, snapshots %+v", got, want)
+	}
+
+	// --all: an image without a policy is listed with none; a failure is
+	// the image's error and the command's.
+	fail := errors.New("no such Ferry snapshot")
+	reports, err := newRetentionReports([]recovery.ImageRetention{
+		{Image: ferry.ImageSpec{Pool: "rbd", Image: "vm"}, Rule: "default", Result: res, Err: fail},
+		{Image: ferry.ImageSpec{Pool: "rbd", Image: "other"}},
+	}, true)
+	if err != fail || len(reports) != 2 || reports[0].Error != fail.Error() || reports[0].Rule != "default" ||
+		reports[1].Policy != "" || len(reports[1].Snapshots) != 0 {
+		t.Fatalf("reports %+v, error %v", reports, err)
 	}
 }

@@ -33,6 +33,10 @@ type Config struct {
 	Consumer  Consumer  `yaml:"consumer"`
 	Chunk     Chunk     `yaml:"chunk"`
 	Log       Log       `yaml:"log"`
+	// The daemons' own schedules and servers.
+	Retention  Retention  `yaml:"retention"`
+	Agent      Agent      `yaml:"agent"`
+	NATSServer NATSServer `yaml:"nats_server"`
 }
 
 // CephSites: the publisher reads the source cluster, the consumer writes the
@@ -96,14 +100,47 @@ type Log struct {
 	Level string `yaml:"level"` // debug, info, warn or error
 }
 
+// Retention is the backup site's retention: `ferry consumer run` applies it
+// every Interval to every image the site holds, `ferry retention apply`
+// on demand. Policies are written like latest3,days7,weeks4,months12.
+type Retention struct {
+	Interval time.Duration `yaml:"interval"` // 0: the consumer applies none
+	Default  string        `yaml:"default"`  // empty: images no rule names keep every snapshot
+	Pools    Pairs         `yaml:"pools"`    // pool: policy
+	Images   Pairs         `yaml:"images"`   // POOL/IMAGE pattern: policy, first match wins
+}
+
+// Agent configures `ferry agent run` on a hypervisor host.
+type Agent struct {
+	Schedules        Pairs         `yaml:"schedules"` // domain (name or UUID): interval
+	Policies         Pairs         `yaml:"policies"`  // ferry:policy name: interval
+	OpenStack        bool          `yaml:"openstack"` // read ferry:policy from Cinder and Nova
+	AllProjects      bool          `yaml:"all_projects"`
+	PolicyRefresh    time.Duration `yaml:"policy_refresh"`
+	BackupOnShutdown bool          `yaml:"backup_on_shutdown"`
+}
+
+// NATSServer configures `ferry nats-server`: either ServerConfig, a
+// complete nats-server configuration file, or the keys after it.
+type NATSServer struct {
+	ServerConfig    string `yaml:"server_config"`
+	StoreDir        string `yaml:"store_dir"` // empty: $STATE_DIRECTORY (systemd's StateDirectory=)
+	Listen          string `yaml:"listen"`
+	Domain          string `yaml:"domain"`
+	LeafnodeListen  string `yaml:"leafnode_listen"`
+	LeafnodeRemotes string `yaml:"leafnode_remotes"` // comma separated
+}
+
 // Default is the configuration with nothing set: what the flags show as
 // their defaults.
 func Default() Config {
 	return Config{
-		NATS:      NATS{URL: "nats://127.0.0.1:4222"},
-		Publisher: Publisher{ChunkSize: 4 << 20, CompressionLevel: chunk.DefaultLevel},
-		Consumer:  Consumer{Site: "backup", BaseWait: 30 * time.Minute},
-		Log:       Log{Level: "info"},
+		NATS:       NATS{URL: "nats://127.0.0.1:4222"},
+		Publisher:  Publisher{ChunkSize: 4 << 20, CompressionLevel: chunk.DefaultLevel},
+		Consumer:   Consumer{Site: "backup", BaseWait: 30 * time.Minute},
+		Log:        Log{Level: "info"},
+		Agent:      Agent{PolicyRefresh: 5 * time.Minute},
+		NATSServer: NATSServer{Listen: "127.0.0.1:4222"},
 	}
 }
 

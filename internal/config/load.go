@@ -74,16 +74,25 @@ func LoadLenient(path string, lookupEnv func(string) (string, bool)) (*Loaded, P
 func (l *Loaded) dropInvalid(under Config, underOrigins map[string]string) Problems {
 	ps := l.validate()
 	for _, p := range ps {
-		v, ok := under.field(p.Key)
+		key := p.Key
+		if _, ok := l.field(key); !ok { // a pair's key: its whole section goes
+			key = key[:max(strings.LastIndex(key, "."), 0)]
+		}
+		v, ok := under.field(key)
 		if !ok {
 			continue
 		}
-		cur, _ := l.field(p.Key)
+		cur, _ := l.field(key)
 		cur.Set(v)
-		if o, ok := underOrigins[p.Key]; ok {
-			l.origins[p.Key] = o
+		for k := range l.origins {
+			if strings.HasPrefix(k, key+".") {
+				delete(l.origins, k)
+			}
+		}
+		if o, ok := underOrigins[key]; ok {
+			l.origins[key] = o
 		} else {
-			delete(l.origins, p.Key)
+			delete(l.origins, key)
 		}
 	}
 	return ps
@@ -105,7 +114,7 @@ func readFile(path string) ([]byte, Problems) {
 type Key struct {
 	Name string // e.g. publisher.chunk_size
 	Env  string // e.g. FERRY_PUBLISHER_CHUNK_SIZE
-	Type string // string, integer, size, duration
+	Type string // string, integer, boolean, size, duration, pairs
 }
 
 // Keys lists every setting, in file order.
@@ -132,6 +141,8 @@ func (c *Config) Value(key string) (string, bool) {
 		return strconv.FormatUint(uint64(x), 10), true
 	case time.Duration:
 		return x.String(), true
+	case Pairs:
+		return x.String(), true
 	default:
 		return fmt.Sprint(x), true
 	}
@@ -150,6 +161,7 @@ func (c *Config) field(key string) (reflect.Value, bool) {
 var (
 	sizeType     = reflect.TypeOf(Size(0))
 	durationType = reflect.TypeOf(time.Duration(0))
+	pairsType    = reflect.TypeOf(Pairs(nil))
 )
 
 // isLeaf: a struct type that is one value, not a section of keys.
@@ -183,8 +195,12 @@ func typeName(t reflect.Type) string {
 		return "size"
 	case t == durationType:
 		return "duration"
+	case t == pairsType:
+		return "pairs"
 	case t.Kind() == reflect.Int:
 		return "integer"
+	case t.Kind() == reflect.Bool:
+		return "boolean"
 	default:
 		return "string"
 	}
@@ -211,6 +227,18 @@ func setLeaf(v reflect.Value, text string) error {
 			return fmt.Errorf("%q is not an integer", text)
 		}
 		v.SetInt(int64(n))
+	case v.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(text)
+		if err != nil {
+			return fmt.Errorf("%q is not a boolean (write true or false)", text)
+		}
+		v.SetBool(b)
+	case v.Type() == pairsType:
+		ps, err := parsePairs(text)
+		if err != nil {
+			return err
+		}
+		v.Set(reflect.ValueOf(ps))
 	default:
 		v.SetString(text)
 	}
@@ -265,7 +293,14 @@ func (l *Loaded) decodeNode(path, key string, n *yaml.Node, v reflect.Value, ps 
 				continue
 			}
 			l.decodeNode(path, full, val, f, ps)
+			if _, set := l.origins[full]; set && f.Type() == pairsType {
+				l.origins[full] = kwhere // the section's line, not its first pair's
+			}
 		}
+		return
+	}
+	if v.Type() == pairsType {
+		l.decodePairs(path, key, n, v, ps)
 		return
 	}
 	if n.Kind != yaml.ScalarNode {
@@ -279,6 +314,38 @@ func (l *Loaded) decodeNode(path, key string, n *yaml.Node, v reflect.Value, ps 
 		*ps = append(*ps, Problem{where, key, err.Error()})
 		return
 	}
+	l.origins[key] = where
+}
+
+// decodePairs reads a section of NAME: VALUE lines into a Pairs value;
+// each pair's origin is kept under key.NAME, so a problem names its line.
+func (l *Loaded) decodePairs(path, key string, n *yaml.Node, v reflect.Value, ps *Problems) {
+	where := fmt.Sprintf("%s:%d", path, n.Line)
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // "key:" with nothing under it keeps the default
+	}
+	if n.Kind != yaml.MappingNode {
+		*ps = append(*ps, Problem{where, key, "want a section of NAME: VALUE lines, not a single value or a list"})
+		return
+	}
+	pairs := Pairs{}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		full, kwhere := key+"."+k.Value, fmt.Sprintf("%s:%d", path, k.Line)
+		switch {
+		case seen[k.Value]:
+			*ps = append(*ps, Problem{kwhere, full, "set twice in this section"})
+			continue
+		case val.Kind != yaml.ScalarNode || val.Tag == "!!null":
+			*ps = append(*ps, Problem{kwhere, full, "want one value after the colon, not a section, a list or nothing"})
+			continue
+		}
+		seen[k.Value] = true
+		pairs = append(pairs, Pair{k.Value, val.Value})
+		l.origins[full] = kwhere
+	}
+	v.Set(reflect.ValueOf(pairs))
 	l.origins[key] = where
 }
 

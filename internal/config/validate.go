@@ -84,21 +84,25 @@ func (l *Loaded) validate() Problems {
 	if _, err := ferry.ParsePoolMap(l.Consumer.PoolMap); err != nil {
 		bad("consumer.pool_map", "%v", err)
 	}
-	for _, key := range []string{"publisher.metrics_listen", "consumer.metrics_listen"} {
-		v, _ := l.Value(key)
-		if v == "" {
-			continue
-		}
-		if _, port, err := net.SplitHostPort(v); err != nil {
-			bad(key, "%q: want HOST:PORT, e.g. 127.0.0.1:9731", v)
-		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-			bad(key, "%q: the port must be a number up to 65535", v)
-		}
-	}
+	checkHostPort(bad, "publisher.metrics_listen", l.Publisher.MetricsListen, true)
+	checkHostPort(bad, "consumer.metrics_listen", l.Consumer.MetricsListen, true)
 	if !oneOf(l.Log.Level, "debug", "info", "warn", "error") {
 		bad("log.level", "%q: want debug, info, warn or error", l.Log.Level)
 	}
+	l.validateDaemons(bad)
 	return ps
+}
+
+// checkHostPort checks a listen address; empty is allowed when mayBeEmpty.
+func checkHostPort(bad func(key, format string, args ...any), key, v string, mayBeEmpty bool) {
+	if v == "" && mayBeEmpty {
+		return
+	}
+	if _, port, err := net.SplitHostPort(v); err != nil {
+		bad(key, "%q: want HOST:PORT, e.g. 127.0.0.1:9731", v)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		bad(key, "%q: the port must be a number up to 65535", v)
+	}
 }
 
 // Check is Load plus what only the host can tell: that each file the
@@ -109,7 +113,7 @@ func Check(path string, lookupEnv func(string) (string, bool)) (*Loaded, error) 
 		return l, err
 	}
 	var ps Problems
-	for _, key := range []string{"ceph.source.conf", "ceph.source.keyring", "ceph.backup.conf", "ceph.backup.keyring", "nats.creds", "nats.ca", "nats.cert", "nats.key", "chunk.key_file"} {
+	for _, key := range []string{"ceph.source.conf", "ceph.source.keyring", "ceph.backup.conf", "ceph.backup.keyring", "nats.creds", "nats.ca", "nats.cert", "nats.key", "chunk.key_file", "nats_server.server_config"} {
 		file, _ := l.Value(key)
 		if file == "" {
 			continue

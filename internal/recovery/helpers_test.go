@@ -60,8 +60,15 @@ var (
 // engine and a diff in memory, the way a full backup lands.
 func copyFull(t testing.TB, from *ceph.Cluster, src ferry.ImageSpec, to *ceph.Cluster, dst ferry.ImageSpec) {
 	t.Helper()
+	copyDiff(t, from, src, "", to, dst)
+}
+
+// copyDiff is copyFull for the changes since fromSnap ("": all of them),
+// the way an incremental backup lands.
+func copyDiff(t testing.TB, from *ceph.Cluster, src ferry.ImageSpec, fromSnap string, to *ceph.Cluster, dst ferry.ImageSpec) {
+	t.Helper()
 	var buf bytes.Buffer
-	if _, err := from.Export(context.Background(), ceph.ExportOptions{Image: src}, rbddiff.NewWriter(&buf, rbddiff.V1), nil); err != nil {
+	if _, err := from.Export(context.Background(), ceph.ExportOptions{Image: src, FromSnap: fromSnap}, rbddiff.NewWriter(&buf, rbddiff.V1), nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := to.Import(context.Background(), dst, rbddiff.NewReader(&buf), nil); err != nil {

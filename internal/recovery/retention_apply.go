@@ -2,12 +2,14 @@ package recovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/ceph"
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/retention"
 	"github.com/ferry-dr/ferry/internal/state"
 )
 
@@ -15,7 +17,7 @@ import (
 type RetentionOptions struct {
 	Backup *ceph.Cluster
 	Image  ferry.ImageSpec // the backup image
-	Policy Policy
+	Policy retention.Policy
 	// Base is the snapshot the state bucket names as the image's last backup
 	// (ImageState.LastSnapshot): the base of the next incremental. It is never
 	// removed, and a base the image lacks stops the run. "" when the state
@@ -28,7 +30,7 @@ type RetentionOptions struct {
 
 // RetentionResult tells what a run decided and did.
 type RetentionResult struct {
-	Keep, Remove []SnapshotWithTime
+	Keep, Remove []retention.SnapshotWithTime
 	NotFerrys    []string // snapshots Ferry did not make: never touched
 	Removed      []string
 	Failed       []RemovalFailure // e.g. protected snapshots with clones
@@ -50,7 +52,7 @@ func ApplyRetention(o RetentionOptions) (RetentionResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("retention on %s: %w", o.Image, err)
 	}
-	var snaps []SnapshotWithTime
+	var snaps []retention.SnapshotWithTime
 	baseFound := false
 	for _, s := range all {
 		if !ferry.IsFerrySnapshot(s.Name) {
@@ -59,7 +61,7 @@ func ApplyRetention(o RetentionOptions) (RetentionResult, error) {
 		}
 		pinned := s.Name == o.Base
 		baseFound = baseFound || pinned
-		snaps = append(snaps, SnapshotWithTime{Name: s.Name, Time: backupTime(s), Pinned: pinned})
+		snaps = append(snaps, retention.SnapshotWithTime{Name: s.Name, Time: backupTime(s), Pinned: pinned})
 	}
 	if o.Base != "" && !baseFound {
 		return res, fmt.Errorf("retention on %s: the state bucket names %q as the last backup, but the image has no such Ferry snapshot; check `ferry status` and the image (rbd snap ls) before removing anything",
@@ -70,12 +72,16 @@ func ApplyRetention(o RetentionOptions) (RetentionResult, error) {
 	if n := len(snaps); n > 0 {
 		snaps[n-1].Pinned = true
 	}
-	res.Keep, res.Remove = Keep(snaps, o.Policy, o.Now)
+	res.Keep, res.Remove = retention.Keep(snaps, o.Policy, o.Now)
 	if !o.Remove {
 		return res, nil
 	}
 	for _, s := range res.Remove {
-		if err := o.Backup.RemoveSnapshot(o.Image.AtSnap(s.Name)); err != nil {
+		err := o.Backup.RemoveSnapshot(o.Image.AtSnap(s.Name))
+		if errors.Is(err, ceph.ErrNotFound) {
+			continue // removed meanwhile (by another run, or by hand)
+		}
+		if err != nil {
 			res.Failed = append(res.Failed, RemovalFailure{Name: s.Name, Err: err})
 			continue
 		}

@@ -1,4 +1,4 @@
-package recovery
+package retention
 
 import (
 	"fmt"
@@ -137,4 +137,13 @@ func Keep(snapshots []SnapshotWithTime, p Policy, now time.Time) (keep, remove [
 func bucket(t, now time.Time, length time.Duration) int64 {
 	age := max(now.Sub(t), 0)
 	return int64(age / length)
+}
+
+// Names lists the snapshots' names, in their order.
+func Names(snaps []SnapshotWithTime) []string {
+	out := make([]string, len(snaps))
+	for i, s := range snaps {
+		out[i] = s.Name
+	}
+	return out
 }
