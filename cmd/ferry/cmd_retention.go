@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/ferry"
 	"github.com/ferry-dr/ferry/internal/recovery"
 	"github.com/ferry-dr/ferry/internal/retention"
@@ -203,7 +204,8 @@ func withRetention(cmd *cobra.Command, d *daemon, pools []string, work func(cont
 	if err != nil {
 		return nil, err
 	}
-	o := recovery.RetentionLoopOptions{Backup: d.cluster, Book: book, Rules: rules, Interval: r.Interval, Pools: pools, Log: d.log.With("task", "retention")}
+	o := recovery.RetentionLoopOptions{Backup: d.cluster, Book: book, Rules: rules, Interval: r.Interval, Pools: pools, Log: d.log.With("task", "retention"),
+		Active: func(ctx context.Context) (bool, error) { return bus.HeldHere(ctx, d.conn.Backup, bus.ConsumerLock) }}
 	return func(ctx context.Context) error {
 		rctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})

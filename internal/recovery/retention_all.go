@@ -89,6 +89,10 @@ type RetentionLoopOptions struct {
 	Interval time.Duration
 	Pools    []string // as in RetentionAllOptions
 	Log      *slog.Logger
+	// Active, when set, tells whether this daemon is the site's active
+	// consumer; a standby skips its runs, so that one daemon alone
+	// removes snapshots, beside the imports it makes.
+	Active func(context.Context) (bool, error)
 	// Ran, when set, is told of each run (tests wait on it).
 	Ran func([]ImageRetention, error)
 }
@@ -106,6 +110,19 @@ func RetentionLoop(ctx context.Context, o RetentionLoopOptions) {
 	t := time.NewTicker(o.Interval)
 	defer t.Stop()
 	for {
+		if o.Active != nil {
+			if active, err := o.Active(ctx); err != nil || !active {
+				if err != nil {
+					o.Log.Warn("retention run skipped: cannot tell whether this consumer is the active one", "error", err)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					continue
+				}
+			}
+		}
 		res, err := ApplyRetentionAll(ctx, RetentionAllOptions{Backup: o.Backup, Book: o.Book, Rules: o.Rules, Now: time.Now(), Remove: true, Pools: o.Pools})
 		if ctx.Err() != nil {
 			return
