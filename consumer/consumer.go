@@ -455,7 +455,7 @@ func (c *Consumer) backupSnapshots(target ferry.ImageSpec) (names []string, exis
 }
 
 func (c *Consumer) confirm(ctx context.Context, st *ferry.ImageState, m *ferry.Manifest, end ferry.BackupEnd, snaps []string) error {
-	st.Confirmed = snaps
+	st.Confirmed = ferrySnapshots(snaps)
 	st.LastSnapshot = m.ToSnap
 	st.LastSuccess = time.Now().UTC()
 	st.LastAttempt = st.LastSuccess

@@ -34,6 +34,7 @@ func (c *Consumer) reconciled(source ferry.ImageSpec, st *ferry.ImageState, sour
 // withSnapshots is reconciled for the backup image's snapshots snaps,
 // read already.
 func (c *Consumer) withSnapshots(source ferry.ImageSpec, st *ferry.ImageState, sourceID string, snaps []string) *ferry.ImageState {
+	snaps = ferrySnapshots(snaps)
 	if len(snaps) == 0 || (st != nil && !lacks(st.Confirmed, snaps)) {
 		return st
 	}
@@ -48,6 +49,19 @@ func (c *Consumer) withSnapshots(source ferry.ImageSpec, st *ferry.ImageState, s
 	fixed.Confirmed = snaps
 	fixed.LastSnapshot = snaps[len(snaps)-1]
 	return &fixed
+}
+
+// ferrySnapshots are the snapshots of snaps that Ferry took. Only they are
+// backups: the state never lists an operator's snapshot of a backup image,
+// which the publisher could otherwise take for a base held at both sites.
+func ferrySnapshots(snaps []string) []string {
+	var own []string
+	for _, s := range snaps {
+		if ferry.IsFerrySnapshot(s) {
+			own = append(own, s)
+		}
+	}
+	return own
 }
 
 // lacks tells whether some of snaps is missing from confirmed.

@@ -42,6 +42,42 @@ func TestStateDeletedStaysIncremental(t *testing.T) {
 	}
 }
 
+// TestStateRebuiltWithoutOperatorSnapshots: an operator's snapshot of a
+// backup image (named like one at the source) is not a backup: the state
+// rebuilt from the image leaves it out, so it is never a base, and the next
+// backup starts from Ferry's newest snapshot, byte-identical.
+func TestStateRebuiltWithoutOperatorSnapshots(t *testing.T) {
+	source, backup := cephtest.Sites(t)
+	p := newPipeline(t, startServer(t, bus.ServerOptions{Name: "state-operator-snap"}))
+	p.startConsumer()
+	img := cephtest.Image(t, source, "vm", 8*mib)
+	cephtest.Write(t, source, img, 0, []byte("one"))
+	first, _ := p.backupNow(img)
+	// The same name at both sites, over different data.
+	cephtest.Snap(t, backup, img, "before-upgrade")
+	cephtest.Write(t, source, img, 2*mib, []byte("source only"))
+	cephtest.Snap(t, source, img, "before-upgrade")
+
+	kv, err := p.consConn.Backup.KeyValue(context.Background(), bus.StateBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(context.Background(), bus.ImageKey(img)); err != nil {
+		t.Fatal(err)
+	}
+	st := waitState(t, p, img, func(s *ferry.ImageState) bool { return s.HasConfirmed(first.ToSnap) })
+	if st.HasConfirmed("before-upgrade") || st.LastSnapshot != first.ToSnap {
+		t.Fatalf("rebuilt state lists %v, last %s: an operator's snapshot taken for a backup", st.Confirmed, st.LastSnapshot)
+	}
+	cephtest.Write(t, source, img, mib, []byte("two"))
+	second, _ := p.backupNow(img)
+	if second.FromSnap != first.ToSnap {
+		t.Fatalf("the backup started from %q, want the incremental from %s", second.FromSnap, first.ToSnap)
+	}
+	snap := img.AtSnap(second.ToSnap)
+	cephtest.RequireSameContent(t, source, snap, backup, snap)
+}
+
 // TestStatePurgedRefusedOnce: an image's state purged with its history
 // cannot be rebuilt until a backup names the image: the publisher sends a
 // full backup, which the backup image refuses (two chains), but the state

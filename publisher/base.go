@@ -18,7 +18,9 @@ var ErrLineage = errors.New("backup lineage does not match the source")
 // chooseBase returns the snapshot the next backup of toSnap starts from: the
 // newest snapshot older than toSnap that the backup site has confirmed and
 // the source still has, or "" for a full backup. sourceSnaps are the source
-// image's snapshot names, oldest first.
+// image's snapshot names, oldest first. Only Ferry's snapshots can be a base:
+// an operator's snapshot of the same name at both sites holds whatever each
+// site had when it was taken, not the same data.
 func chooseBase(state *ferry.ImageState, sourceImageID string, sourceSnaps []string, toSnap string, resync bool) (string, error) {
 	if resync || state == nil || len(state.Confirmed) == 0 {
 		return "", nil
@@ -41,7 +43,7 @@ func chooseBase(state *ferry.ImageState, sourceImageID string, sourceSnaps []str
 		return "", fmt.Errorf("snapshot %s@%s does not exist on the source", img, toSnap)
 	}
 	for i := to - 1; i >= 0; i-- {
-		if state.HasConfirmed(sourceSnaps[i]) {
+		if ferry.IsFerrySnapshot(sourceSnaps[i]) && state.HasConfirmed(sourceSnaps[i]) {
 			return sourceSnaps[i], nil
 		}
 	}

@@ -30,6 +30,8 @@ func TestChooseBase(t *testing.T) {
 		{name: "no common snapshot", state: st, id: "id1", snaps: []string{"ferry-3"}, to: "ferry-3", wantErr: ErrLineage},
 		{name: "resync", state: st, id: "id2", snaps: []string{"ferry-3"}, to: "ferry-3", resync: true, want: ""},
 		{name: "already confirmed", state: st, id: "id1", snaps: []string{"ferry-1", "ferry-2"}, to: "ferry-2", wantErr: ErrAlreadyConfirmed},
+		{name: "an operator's snapshot is no base", state: &ferry.ImageState{Image: img, SourceImageID: "id1", Confirmed: []string{"ferry-1", "manual"}},
+			id: "id1", snaps: []string{"ferry-1", "manual", "ferry-3"}, to: "ferry-3", want: "ferry-1"},
 		{name: "base must be older", state: st, id: "id1", snaps: []string{"ferry-3", "ferry-1", "ferry-2"}, to: "ferry-3", wantErr: ErrLineage},
 	} {
 		got, err := chooseBase(tc.state, tc.id, tc.snaps, tc.to, tc.resync)
