@@ -18,7 +18,11 @@ type OnceOptions struct {
 	ForceRollback bool
 	NoWait        bool          // return once the backup is sent
 	Timeout       time.Duration // for the backup site's answer; 0: no bound
-	UI            OnceUI        // nil: nothing shown
+	// NoConsumerGrace: the wait ends early once the backup site's lock has
+	// said for this long that no consumer is active (default one minute:
+	// a consumer restarted by systemd takes its lock back in seconds).
+	NoConsumerGrace time.Duration
+	UI              OnceUI // nil: nothing shown
 }
 
 // OnceUI shows what BackupOnce is doing; cmd/ferry draws it on a terminal.
@@ -79,12 +83,16 @@ func (p *Publisher) BackupOnce(ctx context.Context, img ferry.ImageSpec, o OnceO
 		wctx, cancel = context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
 	}
+	wctx, noConsumer := p.watchConsumer(wctx, o.NoConsumerGrace)
 	r, err := p.waitResult(wctx, m)
+	if ctx.Err() == nil && noConsumer() {
+		err = p.whySilent(ctx, m, 0)
+	} else if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		// Say why the backup site is silent, as far as it can be told.
+		err = p.whySilent(ctx, m, o.Timeout)
+	}
 	if errors.Is(err, sign.ErrUnauthenticated) {
 		return nil, fmt.Errorf("the backup site's answer about %s was not accepted: %w", ev.Image, err)
-	}
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		return nil, fmt.Errorf("the backup site did not confirm %s within %s; is `ferry consumer run` running there? (the backup stays queued and will be applied when it is)", ev.Image, o.Timeout)
 	}
 	if err != nil {
 		return nil, err

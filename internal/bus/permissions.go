@@ -60,7 +60,9 @@ func RolePermissions(role Role, local, source, backup string) Permissions {
 		p.pub(SnapshotSubject+".>", ChunkSubject+".*", PageSubject+".>", ManifestSubject+".>", RestoredSubject+".>", "ferry.agent.>")
 		p.admin(src, SnapshotStream)
 		p.read(src, SnapshotStream)
-		for _, s := range []string{ChunkStream, PageStream, ResultStream, RestoreStream, kvPrefix + StateBucket} {
+		// The lock: ferry backup tells "no consumer is active" from a
+		// consumer still working.
+		for _, s := range []string{ChunkStream, PageStream, ResultStream, RestoreStream, kvPrefix + StateBucket, kvPrefix + LockBucket} {
 			p.read(bak, s)
 		}
 		p.info(bak, ManifestStream)
