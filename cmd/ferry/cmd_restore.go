@@ -80,6 +80,9 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 				return err
 			}
 			defer fromCluster.Close()
+			if err := resolveLatest(fromCluster, &snapSpec); err != nil {
+				return err
+			}
 			if toSource {
 				signer, err := sign.LoadKey(restoreKey)
 				if err != nil {
