@@ -100,6 +100,7 @@ func newRootCommand() *cobra.Command {
 		newAgentCommand(),
 		newHookCommand(),
 		newRestoreCommand(),
+		newLsCommand(),
 		newKeysCommand(),
 		newVerifyCommand(),
 		newRetentionCommand(),
