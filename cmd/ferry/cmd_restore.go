@@ -150,5 +150,6 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 	bindConfig(f, "trusted-keys", "consumer.trusted_keys")
 	nf.register(f)
 	kf.register(f)
+	cmd.AddCommand(newRestoreStatusCommand())
 	return cmd
 }

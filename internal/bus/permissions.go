@@ -57,7 +57,7 @@ func RolePermissions(role Role, local, source, backup string) Permissions {
 		p.Responses = true
 		p.admin(src, SnapshotStream)
 	case RolePublisher:
-		p.pub(SnapshotSubject+".>", ChunkSubject+".*", PageSubject+".>", ManifestSubject+".>", RestoredSubject+".>", "ferry.agent.>")
+		p.pub(SnapshotSubject+".>", ChunkSubject+".*", PageSubject+".>", ManifestSubject+".>", RestoredSubject+".>", RestoreStatusSubject+".>", "ferry.agent.>")
 		p.admin(src, SnapshotStream)
 		p.read(src, SnapshotStream)
 		for _, s := range []string{ChunkStream, PageStream, ResultStream, RestoreStream, kvPrefix + StateBucket} {
@@ -84,8 +84,10 @@ func RolePermissions(role Role, local, source, backup string) Permissions {
 		}
 		p.read(bak, kvPrefix+StateBucket)
 		p.read(bak, kvPrefix+LockBucket)
+		// ferry restore status: one message by subject, no consumer.
+		p.pub(bak + "STREAM.MSG.GET." + ResultStream)
 	case RoleRestore:
-		p.pub(RestoreSubject+".>", ChunkSubject+".*", PageSubject+".>")
+		p.pub(RestoreSubject+".>", RestoreStatusSubject+".>", ChunkSubject+".*", PageSubject+".>")
 		for _, s := range []string{ChunkStream, PageStream, ResultStream, kvPrefix + StateBucket} {
 			p.read(bak, s)
 		}
