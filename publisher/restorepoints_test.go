@@ -42,7 +42,7 @@ func TestRestorePointsOfBackups(t *testing.T) {
 		if p.Info.Full != (i == 0) || p.Info.ChangedBytes == nil || *p.Info.ChangedBytes < 512*kib {
 			t.Errorf("restore point %d: full %v, changed %v; want the first full and each at least the 512 KiB written", i, p.Info.Full, p.Info.ChangedBytes)
 		}
-		if i > 0 && !(p.Taken.After(points[i-1].Taken) && !p.Created.Before(points[i-1].Created)) {
+		if i > 0 && (!p.Taken.After(points[i-1].Taken) || p.Created.Before(points[i-1].Created)) {
 			t.Errorf("restore points out of order: %v then %v", points[i-1].Taken, p.Taken)
 		}
 	}
