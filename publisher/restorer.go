@@ -66,7 +66,7 @@ func (p *Publisher) handleRestore(ctx context.Context, msg jetstream.Msg) {
 	}
 	log := p.log.With("job", job.ID, "snapshot", job.Snapshot.String(), "target", job.Target.String(), "from_snap", job.FromSnap)
 	var out ferry.RestoreOutcome
-	if meta, err := msg.Metadata(); err == nil && meta.NumDelivered > 1 {
+	if meta, err := msg.Metadata(); err == nil && meta.NumDelivered > 1 && p.restoreBegun(ctx, job.ID) {
 		// The last restorer that had it stopped without answering: it may
 		// have written part of it, so it is not tried blindly again.
 		out = recovery.InterruptedRestore(&job)
@@ -108,7 +108,17 @@ func (r *restoreProgress) SetTotal(uint64) {} // the total is the job's size
 func (r *restoreProgress) Add(n uint64)    { r.done.Add(n) }
 
 func (p *Publisher) followRestore(ctx context.Context, st ferry.RestoreStatus, log *slog.Logger) *restoreProgress {
-	r := &restoreProgress{}
+	r := &restoreProgress{stop: func() {}}
+	record := func(ctx context.Context) error {
+		st.State, st.DoneBytes, st.Time = ferry.RestoreRunning, r.done.Load(), time.Now().UTC()
+		return recovery.PublishRestoreStatus(ctx, p.bus.Backup, p.signer, st)
+	}
+	// Recorded before anything is written, so that a job delivered again
+	// is known to have begun (restoreBegun).
+	if err := record(ctx); err != nil {
+		log.Warn("cannot record the restore as running for ferry restore status; the restore goes on", "error", err)
+		return r
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	exited := make(chan struct{})
 	go func() {
@@ -116,17 +126,16 @@ func (p *Publisher) followRestore(ctx context.Context, st ferry.RestoreStatus, l
 		tick := time.NewTicker(restoreStatusInterval)
 		defer tick.Stop()
 		for {
-			st.State, st.DoneBytes, st.Time = ferry.RestoreRunning, r.done.Load(), time.Now().UTC()
-			if err := recovery.PublishRestoreStatus(ctx, p.bus.Backup, p.signer, st); err != nil {
-				if ctx.Err() == nil {
-					log.Warn("cannot record the restore's progress for ferry restore status; the restore goes on", "error", err)
-				}
-				return // one warning per restore, not one per tick
-			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
+			}
+			if err := record(ctx); err != nil {
+				if ctx.Err() == nil {
+					log.Warn("cannot record the restore's progress for ferry restore status; the restore goes on", "error", err)
+				}
+				return // one warning per restore, not one per tick
 			}
 		}
 	}()
@@ -134,6 +143,16 @@ func (p *Publisher) followRestore(ctx context.Context, st ferry.RestoreStatus, l
 	// after the final one.
 	r.stop = func() { cancel(); <-exited }
 	return r
+}
+
+// restoreBegun tells whether a restorer began job id before: its state on
+// record is past queued. A job given back unbegun (a daemon that shuts
+// down gives back the jobs it has not started) is still queued, and is
+// applied as usual. A state that cannot be read counts as begun: a job is
+// never applied twice blindly.
+func (p *Publisher) restoreBegun(ctx context.Context, id string) bool {
+	st, err := recovery.ReadRestoreStatus(ctx, p.bus.Backup, id, nil)
+	return err != nil || st.State != ferry.RestoreQueued
 }
 
 // finishRestore records the job's final state with its outcome, even while
