@@ -78,6 +78,23 @@ func TestLsListsRestorePoints(t *testing.T) {
 		t.Errorf("a restore point without a record shows changed bytes: %v", got.RestorePoints[1])
 	}
 
+	// Without an image: every image of the pool with restore points.
+	out, err = runOnBed(t, "ls", "--pools", img.Pool, "--json")
+	var all struct {
+		Images []map[string]any `json:"images"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &all) != nil {
+		t.Fatalf("ls --pools --json printed %s (%v)", out, err)
+	}
+	i := slices.IndexFunc(all.Images, func(m map[string]any) bool { return m["image"] == img.String() })
+	if i < 0 || all.Images[i]["restore_point_count"] != float64(3) || all.Images[i]["latest"] != img.AtSnap(names[2]).String() ||
+		all.Images[i]["latest_consistency"] != "quiesced" {
+		t.Errorf("ls --pools lists %s as %v", img, all.Images[max(i, 0):min(i+1, len(all.Images))])
+	}
+	if _, err := runOnBed(t, "ls"); exitCodeOf(err) != exitUsage {
+		t.Errorf("ls with neither an image nor pools: exit %d, %v", exitCodeOf(err), err)
+	}
+
 	out, err = runOnBed(t, "ls", img.String())
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if err != nil || len(lines) != 4 || !strings.HasPrefix(lines[0], "SNAPSHOT") || !strings.HasSuffix(lines[3], "latest") ||

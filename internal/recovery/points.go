@@ -1,6 +1,7 @@
 package recovery
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -29,6 +30,9 @@ type RestorePoint struct {
 func RestorePoints(c *ceph.Cluster, image ferry.ImageSpec) ([]RestorePoint, error) {
 	image = image.AtSnap("")
 	snaps, err := c.Snapshots(image)
+	if errors.Is(err, ceph.ErrNotFound) {
+		return nil, fmt.Errorf("list the restore points of %s: image %w at this cluster (restore points are at the backup site: its ceph.conf and cephx user, or ceph.backup in the config)", image, ceph.ErrNotFound)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list the restore points of %s: %w", image, err)
 	}
@@ -50,4 +54,36 @@ func RestorePoints(c *ceph.Cluster, image ferry.ImageSpec) ([]RestorePoint, erro
 		points[len(points)-1].Latest = true
 	}
 	return points, nil
+}
+
+// ImagePoints is a backup image and its restore points.
+type ImagePoints struct {
+	Image  ferry.ImageSpec
+	Points []RestorePoint
+}
+
+// AllRestorePoints lists the restore points of every image of pools that
+// has any, by pool and image name. An image removed while it is listed is
+// left out.
+func AllRestorePoints(c *ceph.Cluster, pools []string) ([]ImagePoints, error) {
+	var all []ImagePoints
+	for _, pool := range pools {
+		images, err := c.Images(pool)
+		if err != nil {
+			return nil, err
+		}
+		for _, img := range images {
+			points, err := RestorePoints(c, img)
+			if errors.Is(err, ceph.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			if len(points) > 0 {
+				all = append(all, ImagePoints{Image: img, Points: points})
+			}
+		}
+	}
+	return all, nil
 }
