@@ -56,14 +56,14 @@ func (p *Publisher) handleRestore(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
-	st := ferry.RestoreStatus{JobID: job.ID, Snapshot: job.Snapshot, Target: job.Target, TotalBytes: job.Size}
 	if err := bus.Refusal(msg.Subject(), job.Target, job.Validate(), bus.RestoreSubject); err != nil {
+		// Not answered, not recorded: a job that does not hold together
+		// must not make this site write anything.
 		p.log.Error("restore job refused; dropping it", "subject", msg.Subject(), "job", job.ID, "error", err)
-		p.finishRestore(ctx, st, ferry.RestoreOutcome{JobID: job.ID, Refused: true, Time: time.Now().UTC(),
-			Error: fmt.Sprintf("restore job %s refused, nothing written: %v", job.ID, err)}, p.log)
 		_ = msg.Term()
 		return
 	}
+	st := ferry.RestoreStatus{JobID: job.ID, Snapshot: job.Snapshot, Target: job.Target, TotalBytes: job.Size}
 	log := p.log.With("job", job.ID, "snapshot", job.Snapshot.String(), "target", job.Target.String(), "from_snap", job.FromSnap)
 	var out ferry.RestoreOutcome
 	if meta, err := msg.Metadata(); err == nil && meta.NumDelivered > 1 && p.restoreBegun(ctx, job.ID) {
