@@ -464,6 +464,7 @@ func (c *Consumer) confirm(ctx context.Context, st *ferry.ImageState, m *ferry.M
 	st.LastError = ""
 	st.LastStats = end.Stats
 	st.SourceImageID = m.SourceImageID
+	c.recordSnapInfo(c.opts.PoolMap.Backup(m.Image.AtSnap("")), m, end, snaps)
 	if err := c.book.Put(ctx, st); err != nil {
 		return err
 	}

@@ -91,13 +91,13 @@ func TestDrill(t *testing.T) {
 // requireNoScratch fails if any drill's scratch image of img is left.
 func requireNoScratch(t *testing.T, c *ceph.Cluster, img ferry.ImageSpec) {
 	t.Helper()
-	names, err := c.ImageNames(img.Pool)
+	names, err := c.Images(img.Pool)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range names {
-		if strings.HasPrefix(n, img.Image) && recovery.IsDrillImage(n) {
-			t.Fatalf("scratch image %s/%s left behind", img.Pool, n)
+		if strings.HasPrefix(n.Image, img.Image) && recovery.IsDrillImage(n.Image) {
+			t.Fatalf("scratch image %s left behind", n)
 		}
 	}
 }

@@ -129,9 +129,15 @@ func (s *sites) stopPublisherDaemon() {
 // backup site; the backup snapshot must read back as the source's.
 func (s *sites) backupNow(img ferry.ImageSpec) *publisher.Sent {
 	s.t.Helper()
+	return s.backupAs(img, ferry.CrashConsistent)
+}
+
+// backupAs is backupNow of a snapshot taken with consistency c.
+func (s *sites) backupAs(img ferry.ImageSpec, c ferry.Consistency) *publisher.Sent {
+	s.t.Helper()
 	source, backup := cephtest.Sites(s.t)
 	now := time.Now().UTC()
-	ev := ferry.SnapshotEvent{Image: img.AtSnap(ferry.NewSnapshotName(now)), Consistency: ferry.CrashConsistent, Created: now}
+	ev := ferry.SnapshotEvent{Image: img.AtSnap(ferry.NewSnapshotName(now)), Consistency: c, Created: now}
 	if err := source.CreateSnapshot(ev.Image); err != nil {
 		s.t.Fatal(err)
 	}

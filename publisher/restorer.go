@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferry-dr/ferry/internal/bus"
@@ -55,20 +57,25 @@ func (p *Publisher) handleRestore(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	if err := bus.Refusal(msg.Subject(), job.Target, job.Validate(), bus.RestoreSubject); err != nil {
+		// Not answered, not recorded: a job that does not hold together
+		// must not make this site write anything.
 		p.log.Error("restore job refused; dropping it", "subject", msg.Subject(), "job", job.ID, "error", err)
 		_ = msg.Term()
 		return
 	}
+	st := ferry.RestoreStatus{JobID: job.ID, Snapshot: job.Snapshot, Target: job.Target, TotalBytes: job.Size}
 	log := p.log.With("job", job.ID, "snapshot", job.Snapshot.String(), "target", job.Target.String(), "from_snap", job.FromSnap)
 	var out ferry.RestoreOutcome
-	if meta, err := msg.Metadata(); err == nil && meta.NumDelivered > 1 {
+	if meta, err := msg.Metadata(); err == nil && meta.NumDelivered > 1 && p.restoreBegun(ctx, job.ID) {
 		// The last restorer that had it stopped without answering: it may
 		// have written part of it, so it is not tried blindly again.
 		out = recovery.InterruptedRestore(&job)
 	} else {
 		log.Info("restore starting")
 		stop := bus.KeepAlive(msg, 20*time.Second)
-		out = recovery.ApplyRestoreJob(ctx, recovery.JobTarget{Cluster: p.ceph, Store: p.store, Backup: p.bus.Backup, Trust: p.restore}, &job)
+		prog := p.followRestore(ctx, st, log)
+		out = recovery.ApplyRestoreJob(ctx, recovery.JobTarget{Cluster: p.ceph, Store: p.store, Backup: p.bus.Backup, Trust: p.restore, Progress: prog}, &job)
+		prog.stop()
 		stop()
 	}
 	if out.Error != "" {
@@ -82,7 +89,84 @@ func (p *Publisher) handleRestore(ctx context.Context, msg jetstream.Msg) {
 	if err := recovery.PublishRestoreOutcome(actx, p.bus.Backup, p.signer, out); err != nil {
 		log.Error("cannot tell the backup site how the restore ended", "error", err)
 	}
+	p.finishRestore(ctx, st, out, log)
 	_ = msg.Ack()
+}
+
+// restoreStatusInterval is how often a running restore's state (with its
+// progress) is recorded for ferry restore status.
+const restoreStatusInterval = 5 * time.Second
+
+// restoreProgress counts the bytes a restore applied, and records them as
+// the job's state every restoreStatusInterval until stop.
+type restoreProgress struct {
+	done atomic.Uint64
+	stop func()
+}
+
+func (r *restoreProgress) SetTotal(uint64) {} // the total is the job's size
+func (r *restoreProgress) Add(n uint64)    { r.done.Add(n) }
+
+func (p *Publisher) followRestore(ctx context.Context, st ferry.RestoreStatus, log *slog.Logger) *restoreProgress {
+	r := &restoreProgress{stop: func() {}}
+	record := func(ctx context.Context) error {
+		st.State, st.DoneBytes, st.Time = ferry.RestoreRunning, r.done.Load(), time.Now().UTC()
+		return recovery.PublishRestoreStatus(ctx, p.bus.Backup, p.signer, st)
+	}
+	// Recorded before anything is written, so that a job delivered again
+	// is known to have begun (restoreBegun).
+	if err := record(ctx); err != nil {
+		log.Warn("cannot record the restore as running for ferry restore status; the restore goes on", "error", err)
+		return r
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		tick := time.NewTicker(restoreStatusInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if err := record(ctx); err != nil {
+				if ctx.Err() == nil {
+					log.Warn("cannot record the restore's progress for ferry restore status; the restore goes on", "error", err)
+				}
+				return // one warning per restore, not one per tick
+			}
+		}
+	}()
+	// Waiting for the goroutine keeps its last running state from landing
+	// after the final one.
+	r.stop = func() { cancel(); <-exited }
+	return r
+}
+
+// restoreBegun tells whether a restorer began job id before: its state on
+// record is past queued. A job given back unbegun (a daemon that shuts
+// down gives back the jobs it has not started) is still queued, and is
+// applied as usual. A state that cannot be read counts as begun: a job is
+// never applied twice blindly.
+func (p *Publisher) restoreBegun(ctx context.Context, id string) bool {
+	st, err := recovery.ReadRestoreStatus(ctx, p.bus.Backup, id, nil)
+	return err != nil || st.State != ferry.RestoreQueued
+}
+
+// finishRestore records the job's final state with its outcome, even while
+// shutting down.
+func (p *Publisher) finishRestore(ctx context.Context, st ferry.RestoreStatus, out ferry.RestoreOutcome, log *slog.Logger) {
+	st.State, st.Outcome, st.Time = ferry.RestoreDone, &out, time.Now().UTC()
+	if out.Error != "" {
+		st.State = ferry.RestoreFailed
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := recovery.PublishRestoreStatus(sctx, p.bus.Backup, p.signer, st); err != nil {
+		log.Warn("cannot record how the restore ended for ferry restore status", "error", err)
+	}
 }
 
 // refuseRestore answers a restore job that failed its signature check, so
@@ -101,4 +185,5 @@ func (p *Publisher) refuseRestore(ctx context.Context, msg jetstream.Msg, cause 
 	if err := recovery.PublishRestoreOutcome(actx, p.bus.Backup, p.signer, out); err != nil {
 		p.log.Error("cannot tell the backup site that a restore job was refused", "job", job.ID, "error", err)
 	}
+	p.finishRestore(ctx, ferry.RestoreStatus{JobID: job.ID, Snapshot: job.Snapshot, Target: job.Target, TotalBytes: job.Size}, out, p.log)
 }

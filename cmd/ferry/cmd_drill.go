@@ -31,7 +31,7 @@ func newDrillCommand() *cobra.Command {
 		Use:   "drill POOL/IMAGE[@SNAP]",
 		Short: "Prove that a backup restores: restore it into a scratch image, verify it, time it, remove it",
 		Long: `A disaster-recovery drill at the backup site (-c/--id/--keyring: the backup cluster).
-Restore the backup snapshot POOL/IMAGE@SNAP (default: the latest confirmed backup of
+Restore the backup snapshot POOL/IMAGE@SNAP (default, or @latest: the latest confirmed backup of
 POOL/IMAGE, the backup image or its source image's name) in full, the way ferry restore fails over, into the scratch image
 POOL/IMAGE.ferry-drill-TIME; read the scratch image back once and check it against the
 SHA-256 hashes recorded for the chunks of SNAP's backup when it was applied (they come
@@ -66,7 +66,9 @@ hashes or from the backup snapshot, 1 when the drill could not run. With
 				return err
 			}
 			defer cluster.Close()
-			if spec.Snap == "" {
+			// @latest is the default: the newest confirmed backup, which the
+			// state names (the image's newest snapshot may be one being made).
+			if spec.Snap == "" || spec.Snap == ferry.LatestSnap {
 				book, err := state.Open(ctx, conn.Backup)
 				if err != nil {
 					return err

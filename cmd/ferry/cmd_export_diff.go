@@ -54,6 +54,9 @@ An existing PATH is never overwritten, and PATH appears only once the diff is co
 				return err
 			}
 			defer cluster.Close()
+			if err := resolveLatest(cluster, &spec); err != nil {
+				return err
+			}
 
 			out, commit, abort, err := openDiffOutput(args[1])
 			if err != nil {

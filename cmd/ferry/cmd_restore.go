@@ -86,6 +86,9 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 				return err
 			}
 			defer fromCluster.Close()
+			if err := resolveLatest(fromCluster, &snapSpec); err != nil {
+				return err
+			}
 			if toSource {
 				signer, err := sign.LoadKey(restoreKey)
 				if err != nil {
@@ -161,5 +164,6 @@ to the source site's Ceph monitors. The command waits for the answer unless --no
 	nf.register(f)
 	kf.register(f)
 	addJSONFlag(cmd, &asJSON)
+	cmd.AddCommand(newRestoreStatusCommand())
 	return cmd
 }

@@ -65,8 +65,11 @@ func restoreToSource(ctx context.Context, out io.Writer, backup *ceph.Cluster, n
 		return writeJSON(out, report)
 	}
 	if w.noWait {
-		fmt.Fprintf(out, "queued restore job %s: %s into %s at the source site; not waiting (--no-wait): the source site's publisher logs the outcome\n",
-			rr.Job.ID, rr.Job.Snapshot, rr.Job.Target)
+		fmt.Fprintf(out, "queued restore job %s: %s into %s at the source site; not waiting (--no-wait): ferry restore status %s follows it\n",
+			rr.Job.ID, rr.Job.Snapshot, rr.Job.Target, rr.Job.ID)
+		if rr.StatusErr != nil {
+			fmt.Fprintf(out, "  but ferry restore status cannot follow it (the source site's publisher logs the outcome): %v\n", rr.StatusErr)
+		}
 		printSendSummary(out, rr.Stats)
 		return nil
 	}

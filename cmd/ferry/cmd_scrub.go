@@ -53,6 +53,9 @@ there is any (exit status 3). Records of snapshots that are gone are removed. Wi
 				return err
 			}
 			defer cluster.Close()
+			if err := resolveLatest(cluster, &spec); err != nil {
+				return err
+			}
 
 			meter := progress.NewMeter("Scrubbing "+spec.String(), progress.StderrIfTerminal(noProgress), 200*time.Millisecond)
 			rep, err := recovery.Scrub(cmd.Context(), recovery.ScrubOptions{Backup: cluster, Records: records, Image: spec, ChunkKey: key}, meter)

@@ -53,6 +53,9 @@ know as holes are compared as zeros without reading. Every differing range is pr
 				return fmt.Errorf("backup cluster: %w", err)
 			}
 			defer bakCluster.Close()
+			if err := resolveLatest(bakCluster, &bakSpec, &srcSpec); err != nil {
+				return err
+			}
 
 			meter := progress.NewMeter("Verifying "+srcSpec.String(), progress.StderrIfTerminal(noProgress), 200*time.Millisecond)
 			rep, err := recovery.Verify(cmd.Context(), recovery.VerifyOptions{

@@ -57,7 +57,7 @@ func RolePermissions(role Role, local, source, backup string) Permissions {
 		p.Responses = true
 		p.admin(src, SnapshotStream)
 	case RolePublisher:
-		p.pub(SnapshotSubject+".>", ChunkSubject+".*", PageSubject+".>", ManifestSubject+".>", RestoredSubject+".>", "ferry.agent.>")
+		p.pub(SnapshotSubject+".>", ChunkSubject+".*", PageSubject+".>", ManifestSubject+".>", RestoredSubject+".>", RestoreStatusSubject+".>", "ferry.agent.>")
 		p.admin(src, SnapshotStream)
 		p.read(src, SnapshotStream)
 		// The lock: ferry backup tells "no consumer is active" from a
@@ -90,8 +90,10 @@ func RolePermissions(role Role, local, source, backup string) Permissions {
 		p.read(bak, kvPrefix+LockBucket)
 		p.read(src, kvPrefix+HealthBucket)
 		p.read(bak, kvPrefix+HealthBucket)
+		// ferry restore status: one message by subject, no consumer.
+		p.pub(bak + "STREAM.MSG.GET." + ResultStream)
 	case RoleRestore:
-		p.pub(RestoreSubject+".>", ChunkSubject+".*", PageSubject+".>")
+		p.pub(RestoreSubject+".>", RestoreStatusSubject+".>", ChunkSubject+".*", PageSubject+".>")
 		for _, s := range []string{ChunkStream, PageStream, ResultStream, kvPrefix + StateBucket} {
 			p.read(bak, s)
 		}

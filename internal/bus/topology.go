@@ -53,6 +53,9 @@ const (
 	ConfirmedSubject = "ferry.confirmed" // .<pool>.<image>
 	FailedSubject    = "ferry.failed"    // .<pool>.<image>
 	RestoredSubject  = "ferry.restored"  // .<pool>.<image> of the target, done or failed
+	// A restore job's state, from queued to done or failed, for `ferry
+	// restore status`: the last message of its subject is its state now.
+	RestoreStatusSubject = "ferry.restoring" // .<job id>
 	PrunerDurable    = "pruner"
 	// FERRY_RESTORES: restore jobs from the backup site into images of the
 	// source site (failback over JetStream). It lives in the backup domain so
@@ -163,7 +166,7 @@ func SetupBackup(ctx context.Context, js jetstream.JetStream, r Retention) error
 	}, {
 		Name:        ResultStream,
 		Description: "Ferry: backup confirmations and failures, and restore outcomes",
-		Subjects:    []string{ConfirmedSubject + ".>", FailedSubject + ".>", RestoredSubject + ".>"},
+		Subjects:    []string{ConfirmedSubject + ".>", FailedSubject + ".>", RestoredSubject + ".>", RestoreStatusSubject + ".>"},
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      r.EventMaxAge,
 		Storage:     jetstream.FileStorage,

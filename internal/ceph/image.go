@@ -59,7 +59,11 @@ func (c *Cluster) openImageReadOnly(spec ferry.ImageSpec) (*rbd.Image, error) {
 	}
 	img, err := rbd.OpenImageReadOnly(io, spec.Image, snap)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", spec, wrapNotFound(err))
+		err = fmt.Errorf("open %s: %w", spec, wrapNotFound(err))
+		if spec.Snap != "" {
+			err = c.snapshotOpenError(spec, err)
+		}
+		return nil, err
 	}
 	return img, nil
 }

@@ -96,3 +96,7 @@ func (m PoolMap) Backup(img ImageSpec) ImageSpec {
 	}
 	return img
 }
+
+// LatestSnap, as POOL/IMAGE@latest, names the newest Ferry snapshot of the
+// image on the cluster a command reads (ceph's Cluster.ResolveSnap).
+const LatestSnap = "latest"

@@ -10,9 +10,11 @@ import (
 // only ever touches snapshots with this prefix.
 const SnapshotPrefix = "ferry-"
 
+const snapshotTimeFormat = "20060102T150405.000000000Z"
+
 // NewSnapshotName returns a sortable, unique Ferry snapshot name.
 func NewSnapshotName(t time.Time) string {
-	return SnapshotPrefix + t.UTC().Format("20060102T150405.000000000Z")
+	return SnapshotPrefix + t.UTC().Format(snapshotTimeFormat)
 }
 
 // IsFerrySnapshot tells whether Ferry created the snapshot name.

@@ -1,6 +1,9 @@
 package ferry
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // RestoreJob asks the source site to write a backup snapshot into one of its
 // images: `ferry restore ... --to source:POOL/IMAGE` at the backup site
@@ -42,4 +45,44 @@ type RestoreOutcome struct {
 	ZeroBytes       uint64    `json:"zero_bytes"`            // zeroed there
 	DurationSeconds float64   `json:"duration_seconds"`      // of the apply at the source site
 	Time            time.Time `json:"time"`
+}
+
+// RestoreState is where a restore job is on its way.
+type RestoreState string
+
+const (
+	RestoreQueued  RestoreState = "queued"  // published; the source site has not taken it yet
+	RestoreRunning RestoreState = "running" // the source site's publisher applies it
+	RestoreDone    RestoreState = "done"
+	RestoreFailed  RestoreState = "failed"
+)
+
+// RestoreStatus is a restore job's state, for `ferry restore status`:
+// `ferry restore` records it queued, the source site's publisher running
+// (with its progress), done or failed (with the outcome). The newest one
+// is the job's state now.
+type RestoreStatus struct {
+	JobID    string       `json:"job_id"`
+	State    RestoreState `json:"state"`
+	Snapshot ImageSpec    `json:"snapshot"`
+	Target   ImageSpec    `json:"target"`
+	// Progress of a running job: bytes of the diff applied, of a total.
+	DoneBytes  uint64 `json:"done_bytes,omitempty"`
+	TotalBytes uint64 `json:"total_bytes,omitempty"`
+	// Outcome of a done or failed job.
+	Outcome *RestoreOutcome `json:"outcome,omitempty"`
+	Time    time.Time       `json:"time"`
+}
+
+// ValidateJobID checks that id can name a restore job's status subject:
+// letters, digits, '-' and '_' (ids are restore-<time>-<hex>).
+func ValidateJobID(id string) error {
+	ok := id != "" && len(id) <= 128
+	for _, r := range id {
+		ok = ok && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}
+	if !ok {
+		return fmt.Errorf("restore job id %q: want the id ferry restore printed, e.g. restore-20260101T000000Z-0123456789ab", Printable(id))
+	}
+	return nil
 }

@@ -159,16 +159,15 @@ func Drill(ctx context.Context, o DrillOptions) (rep DrillReport, err error) {
 // removeLeftovers removes the scratch images of img's earlier drills (a
 // drill killed before its clean-up leaves one).
 func removeLeftovers(c *ceph.Cluster, img ferry.ImageSpec) ([]ferry.ImageSpec, error) {
-	names, err := c.ImageNames(img.Pool)
+	images, err := c.Images(img.Pool)
 	if err != nil {
 		return nil, err
 	}
 	var removed []ferry.ImageSpec
-	for _, name := range names {
-		if !strings.HasPrefix(name, img.Image+drillInfix) {
+	for _, left := range images {
+		if !strings.HasPrefix(left.Image, img.Image+drillInfix) {
 			continue
 		}
-		left := ferry.ImageSpec{Pool: img.Pool, Image: name}
 		if err := removeScratch(c, left); err != nil {
 			return removed, fmt.Errorf("remove the scratch image %s of an earlier drill: %w (is another drill of %s running? run one at a time)", left, err, img)
 		}

@@ -104,12 +104,12 @@ func hasDrillImage(t *testing.T, c *ceph.Cluster, img ferry.ImageSpec) bool {
 }
 
 func drillImageExists(c *ceph.Cluster, img ferry.ImageSpec) (bool, error) {
-	names, err := c.ImageNames(img.Pool)
+	names, err := c.Images(img.Pool)
 	if err != nil {
 		return false, err
 	}
 	for _, n := range names {
-		if strings.HasPrefix(n, img.Image+drillInfix) {
+		if strings.HasPrefix(n.Image, img.Image+drillInfix) {
 			return true, nil
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/chunk"
 	"github.com/ferry-dr/ferry/internal/feed"
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/ferry-dr/ferry/internal/progress"
 	"github.com/ferry-dr/ferry/internal/rbddiff"
 	"github.com/ferry-dr/ferry/internal/sign"
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,6 +28,8 @@ type JobTarget struct {
 	// Trust holds the restore keys: the job's feed must be signed by one
 	// (the job itself is checked by whoever takes it off the bus).
 	Trust *sign.Trust
+	// Progress counts the bytes of the job's diff applied (nil: none).
+	Progress progress.Reporter
 }
 
 // ApplyRestoreJob applies a restore job to the source site's cluster, with
@@ -103,7 +106,7 @@ func importJob(ctx context.Context, a JobTarget, job *ferry.RestoreJob, t restor
 	h := t.header(rbddiff.Header{FromSnap: job.FromSnap, ToSnap: job.Snapshot.Snap, Size: job.Size, Protected: job.Protected})
 	src := chunk.NewDiffReader(ctx, a.Store, h, pages)
 	defer src.Close()
-	return a.Cluster.Import(ctx, t.image, src, nil)
+	return a.Cluster.Import(ctx, t.image, src, a.Progress)
 }
 
 // InterruptedRestore is the outcome of a job delivered again after the

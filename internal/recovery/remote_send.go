@@ -80,6 +80,9 @@ func (s SendStats) BytesStored() uint64 { return s.NetBytesSent + s.PageBytesSen
 type RemoteRestore struct {
 	Job   ferry.RestoreJob
 	Stats SendStats
+	// StatusErr says why the job's state could not be recorded: ferry
+	// restore status cannot follow it, the restore itself goes on.
+	StatusErr error
 
 	outcome <-chan ferry.RestoreOutcome
 	stop    func()
@@ -140,7 +143,12 @@ func SendRestore(ctx context.Context, o SendOptions, p progress.Reporter) (*Remo
 		Store: store, ChunkSize: o.ChunkSize,
 		Feed: o.Bus.Backup, FeedImage: restoreFeedImage(o.Target), ID: job.ID, Signer: o.Signer,
 		Announce: func(h rbddiff.Header, seq uint64, attempt string) error {
+			first := rr.Job.FeedAttempt == ""
 			rr.Job.Size, rr.Job.Protected, rr.Job.FeedSeq, rr.Job.FeedAttempt = h.Size, h.Protected, seq, attempt
+			if first { // before the job: the source site's word on it comes after
+				rr.StatusErr = PublishRestoreStatus(exportCtx, o.Bus.Backup, o.Signer, ferry.RestoreStatus{JobID: job.ID, State: ferry.RestoreQueued,
+					Snapshot: job.Snapshot, Target: job.Target, TotalBytes: h.Size, Time: time.Now().UTC()})
+			}
 			return publishJob(exportCtx, o.Bus.Backup, o.Signer, &rr.Job)
 		},
 		Progress: p,
@@ -263,17 +271,24 @@ func watchOutcome(ctx context.Context, js jetstream.JetStream, job ferry.Restore
 // PublishRestoreOutcome tells the backup site how a restore job ended,
 // signed by signer (nil: unsigned).
 func PublishRestoreOutcome(ctx context.Context, js jetstream.JetStream, signer *sign.Signer, out ferry.RestoreOutcome) error {
-	raw, err := json.Marshal(out)
+	if err := publishResult(ctx, js, signer, bus.Subject(bus.RestoredSubject, out.Target.AtSnap("")), out); err != nil {
+		return fmt.Errorf("publish the outcome of restore job %s: %w", out.JobID, err)
+	}
+	return nil
+}
+
+// publishResult publishes v as JSON on subject of the result stream,
+// signed by signer (nil: unsigned).
+func publishResult(ctx context.Context, js jetstream.JetStream, signer *sign.Signer, subject string, v any) error {
+	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	msg := nats.NewMsg(bus.Subject(bus.RestoredSubject, out.Target.AtSnap("")))
+	msg := nats.NewMsg(subject)
 	msg.Data = raw
 	if err := signer.Sign(msg); err != nil {
 		return err
 	}
-	if _, err := js.PublishMsg(ctx, msg, jetstream.WithExpectStream(bus.ResultStream)); err != nil {
-		return fmt.Errorf("publish the outcome of restore job %s: %w", out.JobID, err)
-	}
-	return nil
+	_, err = js.PublishMsg(ctx, msg, jetstream.WithExpectStream(bus.ResultStream))
+	return err
 }
