@@ -87,7 +87,7 @@ func (p *Publisher) BackupOnce(ctx context.Context, img ferry.ImageSpec, o OnceO
 	r, err := p.waitResult(wctx, m)
 	if ctx.Err() == nil && noConsumer() {
 		err = p.whySilent(ctx, m, 0)
-	} else if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+	} else if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, sign.ErrUnauthenticated) && ctx.Err() == nil {
 		// Say why the backup site is silent, as far as it can be told.
 		err = p.whySilent(ctx, m, o.Timeout)
 	}
