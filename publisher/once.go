@@ -54,6 +54,15 @@ func (p *Publisher) BackupOnce(ctx context.Context, img ferry.ImageSpec, o OnceO
 	if ev.Consistency == "" {
 		ev.Consistency = ferry.CrashConsistent
 	}
+	// What the backup asks of the backup site needs no snapshot: it goes
+	// out before the snapshot is taken (see ahead).
+	var a *ahead
+	if p.exportable(ev.Image) == nil {
+		if info, err := p.ceph.Info(img); err == nil {
+			a = p.startAhead(ctx, img, ferry.BackupID(info.ID, img, ev.Image.Snap), !o.NoWait)
+		}
+	}
+	defer a.drop()
 	if err := p.ceph.CreateSnapshot(ev.Image); err != nil {
 		return nil, err
 	}
@@ -62,7 +71,7 @@ func (p *Publisher) BackupOnce(ctx context.Context, img ferry.ImageSpec, o OnceO
 	if o.UI != nil {
 		rep, sendDone = o.UI.Sending(ev.Image)
 	}
-	m, err := p.backupRiding(ctx, ev, rep)
+	m, err := p.backupRiding(ctx, ev, rep, a)
 	sendDone()
 	if err != nil {
 		if rmErr := p.ceph.RemoveSnapshot(ev.Image); rmErr != nil {
@@ -84,7 +93,7 @@ func (p *Publisher) BackupOnce(ctx context.Context, img ferry.ImageSpec, o OnceO
 		defer cancel()
 	}
 	wctx, noConsumer := p.watchConsumer(wctx, o.NoConsumerGrace)
-	r, err := p.waitResult(wctx, m)
+	r, err := p.waitResult(wctx, m, a.listener(m))
 	if ctx.Err() == nil && noConsumer() {
 		err = p.whySilent(ctx, m, 0)
 	} else if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, sign.ErrUnauthenticated) && ctx.Err() == nil {

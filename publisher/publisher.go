@@ -133,12 +133,17 @@ func (s *Sent) Standalone() ferry.Manifest {
 // WaitConfirmed for its answer. Sending the same snapshot again sends only
 // the chunks the backup site still lacks.
 func (p *Publisher) Backup(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter) (*Sent, error) {
-	s, err := p.backup(ctx, ev, rep)
+	return p.backupAhead(ctx, ev, rep, nil)
+}
+
+// backupAhead is Backup with the requests a started ahead (nil: none).
+func (p *Publisher) backupAhead(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter, a *ahead) (*Sent, error) {
+	s, err := p.backup(ctx, ev, rep, a)
 	p.observe(ctx, ev, s, err)
 	return s, err
 }
 
-func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter) (*Sent, error) {
+func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter, a *ahead) (*Sent, error) {
 	img := ev.Image.AtSnap("")
 	if err := p.exportable(ev.Image); err != nil {
 		return nil, err
@@ -147,6 +152,12 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 	if err != nil {
 		return nil, err
 	}
+	backupID := ferry.BackupID(info.ID, img, ev.Image.Snap)
+	if a == nil || a.backupID != backupID {
+		a.drop() // the image changed under the requests sent ahead
+		a = p.startAhead(ctx, img, backupID, false)
+	}
+	defer a.dropFeed()
 	snaps, err := p.ceph.Snapshots(img)
 	if err != nil {
 		return nil, err
@@ -154,15 +165,14 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 	if !slices.Contains(snapNames(snaps), ev.Image.Snap) {
 		return nil, fmt.Errorf("back up %s: %w", ev.Image, ErrSnapshotGone)
 	}
-	st, err := p.book.Get(ctx, img)
+	got := <-a.state
+	if got.err != nil {
+		return nil, got.err
+	}
+	base, err := chooseBase(got.st, info.ID, snapNames(snaps), ev.Image.Snap, ev.Resync)
 	if err != nil {
 		return nil, err
 	}
-	base, err := chooseBase(st, info.ID, snapNames(snaps), ev.Image.Snap, ev.Resync)
-	if err != nil {
-		return nil, err
-	}
-	backupID := ferry.BackupID(info.ID, img, ev.Image.Snap)
 	log := p.log.With("image", img.String(), "snapshot", ev.Image.Snap, "backup_id", backupID, "base", base)
 	log.Info("backup starting")
 
@@ -183,14 +193,7 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 	// The manifest goes out as soon as the diff's header is known, and the
 	// pages follow on the feed as they are stored: the backup site imports
 	// while we still send. The backup site may answer as soon as it has the
-	// manifest: where its results stand is looked up beside the feed's
-	// start, a round trip less across a WAN.
-	type seqErr struct {
-		seq uint64
-		err error
-	}
-	resultsFrom := make(chan seqErr, 1)
-	go func() { seq, err := p.nextResult(ctx); resultsFrom <- seqErr{seq, err} }()
+	// manifest: where its results stand was looked up ahead.
 	sh, err := ship.Ship(ctx, ship.Options{
 		Cluster: p.ceph,
 		// Compressing and sending, not reading, sets the pace here: fewer
@@ -198,9 +201,10 @@ func (p *Publisher) backup(ctx context.Context, ev ferry.SnapshotEvent, rep prog
 		Export: ceph.ExportOptions{Image: ev.Image, FromSnap: base, Readers: publisherReaders},
 		Store:  p.store, ChunkSize: p.chunkSize,
 		Feed: p.bus.Backup, FeedImage: img, ID: backupID, Signer: p.signer,
+		StartFeed: a.startFeed(),
 		Announce: func(h rbddiff.Header, seq uint64, attempt string) error {
 			s.Size, s.FeedSeq, s.FeedAttempt = h.Size, seq, attempt
-			r := <-resultsFrom
+			r := <-a.results
 			if r.err != nil {
 				return r.err
 			}

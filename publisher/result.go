@@ -81,7 +81,7 @@ func resendEvent(r ferry.BackupResult) ferry.SnapshotEvent {
 // ErrGivenUp. Pruning, and removing the snapshot of a backup given up, are
 // left to the caller (BackupOnce and the daemon do both).
 func (p *Publisher) WaitConfirmed(ctx context.Context, m *Sent) (*ferry.ImageState, error) {
-	r, err := p.waitResult(ctx, m)
+	r, err := p.waitResult(ctx, m, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -98,47 +98,32 @@ func (p *Publisher) verdict(ctx context.Context, r ferry.BackupResult) (*ferry.I
 
 // waitResult waits for the backup site's last word on m, a confirmation or
 // a give-up, and returns it. Reports of missing chunks on the way go through
-// onResult, which sends them again.
-func (p *Publisher) waitResult(ctx context.Context, m *Sent) (ferry.BackupResult, error) {
+// onResult, which sends them again. l, if not nil, is a listener opened
+// ahead for m (ahead.listener); waitResult stops it.
+func (p *Publisher) waitResult(ctx context.Context, m *Sent, l *resultListener) (ferry.BackupResult, error) {
 	confirmed := ferry.BackupResult{Kind: ferry.ResultConfirmed, BackupID: m.BackupID, Image: m.Image, Manifest: &m.Manifest}
-	// The backup site may answer before Backup returns (it applies while we
-	// send, and refuses at once what it will not apply): read the results
-	// from where they stood when this try's manifest went out. Other
-	// backups' results are skipped.
-	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{bus.Subject(bus.ConfirmedSubject, m.Image), bus.Subject(bus.FailedSubject, m.Image)},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
-	}
-	if m.ResultsFrom > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, m.ResultsFrom
-	}
 	// The confirmation may have come before we started listening. Results
 	// from ResultsFrom on are read anyway, so then the state is read beside
-	// the listener's creation, a round trip less across a WAN. With trusted
-	// keys, the state (which anyone on the bus can write) is not taken for
-	// a confirmation while the signed results can be read from where this
-	// try began.
-	useState := p.trust.Open() || m.ResultsFrom == 0
-	type stateErr struct {
-		st  *ferry.ImageState
-		err error
-	}
+	// the listener's creation, a round trip less across a WAN; a listener
+	// opened ahead reads them too, and needs no state. With trusted keys,
+	// the state (which anyone on the bus can write) is not taken for a
+	// confirmation while the signed results can be read from where this try
+	// began.
+	useState := l == nil && (p.trust.Open() || m.ResultsFrom == 0)
 	got := make(chan stateErr, 1)
 	readState := func() { st, err := p.book.Get(ctx, m.Image); got <- stateErr{st, err} }
 	if useState && m.ResultsFrom > 0 {
 		go readState()
 	}
-	results, err := p.bus.Backup.OrderedConsumer(ctx, bus.ResultStream, cfg)
-	if err != nil {
-		return ferry.BackupResult{}, err
+	if l == nil {
+		var err error
+		if l, err = p.listenResults(ctx, m.Image, m.ResultsFrom); err != nil {
+			return ferry.BackupResult{}, err
+		}
 	}
-	msgs, err := results.Messages()
-	if err != nil {
-		return ferry.BackupResult{}, err
-	}
+	msgs := l.msgs
 	defer msgs.Stop()
 	go func() { <-ctx.Done(); msgs.Stop() }()
-	var refused error // the last result refused for its signature: the news if the wait ends
 	if useState {
 		if m.ResultsFrom == 0 {
 			readState()
@@ -149,6 +134,7 @@ func (p *Publisher) waitResult(ctx context.Context, m *Sent) (ferry.BackupResult
 			return confirmed, nil
 		}
 	}
+	var refused error // the last result refused for its signature: the news if the wait ends
 	for {
 		msg, err := msgs.Next()
 		if err != nil {
@@ -179,4 +165,29 @@ func (p *Publisher) waitResult(ctx context.Context, m *Sent) (ferry.BackupResult
 			return ferry.BackupResult{}, err
 		}
 	}
+}
+
+// listenResults opens a listener on the backup site's answers about img,
+// from the sequence from of FERRY_RESULTS on (0: from now on). The backup
+// site may answer before Backup returns (it applies while we send, and
+// refuses at once what it will not apply), so a backup's wait reads from
+// where the results stood when its manifest went out. Other images'
+// results are not delivered; other backups' are skipped by the reader.
+func (p *Publisher) listenResults(ctx context.Context, img ferry.ImageSpec, from uint64) (*resultListener, error) {
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{bus.Subject(bus.ConfirmedSubject, img), bus.Subject(bus.FailedSubject, img)},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	}
+	if from > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+	}
+	results, err := p.bus.Backup.OrderedConsumer(ctx, bus.ResultStream, cfg)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := results.Messages()
+	if err != nil {
+		return nil, err
+	}
+	return &resultListener{img: img.AtSnap(""), from: from, msgs: msgs}, nil
 }

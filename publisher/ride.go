@@ -17,11 +17,13 @@ const rideTries = 10
 // backupRiding is Backup, sent again while NATS or the backup site does not
 // answer (a server restarting under the send): a backup sent again sends
 // only the chunks that did not arrive, and the backup site drops the cut-off
-// attempt for the new one.
-func (p *Publisher) backupRiding(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter) (*Sent, error) {
+// attempt for the new one. The first send uses the requests a sent ahead
+// (nil: none); the others send their own.
+func (p *Publisher) backupRiding(ctx context.Context, ev ferry.SnapshotEvent, rep progress.Reporter, a *ahead) (*Sent, error) {
 	out := bus.NewOutage(p.log, "the backup site")
 	for try := 1; ; try++ {
-		m, err := p.Backup(ctx, ev, rep)
+		m, err := p.backupAhead(ctx, ev, rep, a)
+		a = nil
 		if err == nil || try == rideTries || ctx.Err() != nil || !bus.Unreachable(err) || p.bus.NC.IsClosed() {
 			if err == nil {
 				out.Over()

@@ -16,6 +16,7 @@ func newNATSServerCommand() *cobra.Command {
 	var (
 		store, listen, domain, leafListen, serverConfig string
 		leafRemotes                                     []string
+		leafNoAdvertise                                 bool
 	)
 	cmd := &cobra.Command{
 		Use:   "nats-server (--server-config FILE | --store DIR)",
@@ -35,7 +36,11 @@ the JetStream store when the file names no store_dir.
 
 Without it, the keys below run a server without TLS or authentication, for a
 single host on loopback: --store, --listen, --domain, and for two sites
---leafnode-listen on one and --leafnode-remote on the other.
+--leafnode-listen on one and --leafnode-remote on the other. When the other
+site reaches the leafnode port through a relay, NAT or load balancer, give
+--leafnode-no-advertise (in a configuration file: leafnodes { no_advertise: true }):
+else this server tells it its own leafnode address, and the other site may
+reconnect to that address, around the relay.
 
 The store defaults to $STATE_DIRECTORY, which systemd sets from the unit's
 StateDirectory= (/var/lib/ferry/nats for ferry-nats). The variable
@@ -57,6 +62,7 @@ The server logs to stderr (or the configuration's log_file).`,
 			if err != nil {
 				return err
 			}
+			o.LeafNoAdvertise = leafNoAdvertise
 			s, err := bus.StartServer(o)
 			if err != nil {
 				return err
@@ -78,8 +84,9 @@ The server logs to stderr (or the configuration's log_file).`,
 	cmd.Flags().StringVar(&domain, "domain", "", "JetStream domain of this site")
 	cmd.Flags().StringVar(&leafListen, "leafnode-listen", "", "accept leafnode connections from another site on HOST:PORT")
 	cmd.Flags().StringSliceVar(&leafRemotes, "leafnode-remote", nil, "join another site's leafnode port (nats-leaf://HOST:PORT)")
+	cmd.Flags().BoolVar(&leafNoAdvertise, "leafnode-no-advertise", false, "do not tell the sites that join this leafnode port its address (they are behind a relay or NAT, and must keep the address they were given)")
 	for flag, key := range map[string]string{"server-config": "server_config", "store": "store_dir", "listen": "listen", "domain": "domain",
-		"leafnode-listen": "leafnode_listen", "leafnode-remote": "leafnode_remotes"} {
+		"leafnode-listen": "leafnode_listen", "leafnode-remote": "leafnode_remotes", "leafnode-no-advertise": "leafnode_no_advertise"} {
 		bindConfig(cmd.Flags(), flag, "nats_server."+key)
 	}
 	return cmd
@@ -92,7 +99,7 @@ const natsServerArgsEnv = "FERRY_NATS_SERVER_ARGS"
 func natsServerOptions(cmd *cobra.Command, serverConfig, store, listen, domain, leafListen string, leafRemotes []string) (bus.ServerOptions, error) {
 	o := bus.ServerOptions{Name: "ferry", Log: true}
 	if serverConfig != "" {
-		for _, f := range []string{"listen", "domain", "leafnode-listen", "leafnode-remote"} {
+		for _, f := range []string{"listen", "domain", "leafnode-listen", "leafnode-remote", "leafnode-no-advertise"} {
 			if cmd.Flags().Changed(f) {
 				return o, fmt.Errorf("--%s and --server-config: set it in the configuration file instead (the file says everything when it is given)", f)
 			}

@@ -60,7 +60,7 @@ func (e *env) startWAN() *wan {
 	leafPort := testutil.FreePort(e.b)
 	var bakURL string
 	var err error
-	w.bakNATS, bakURL = e.startNATS("backup-nats", "--domain", "backup", "--leafnode-listen", "127.0.0.1:"+strconv.Itoa(leafPort))
+	w.bakNATS, bakURL = e.startNATS("backup-nats", "--domain", "backup", "--leafnode-listen", "127.0.0.1:"+strconv.Itoa(leafPort), "--leafnode-no-advertise")
 	if w.link, err = wanlink.Listen("127.0.0.1:" + strconv.Itoa(leafPort)); err != nil {
 		e.fatalf("%v", err)
 	}

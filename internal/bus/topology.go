@@ -56,7 +56,7 @@ const (
 	// A restore job's state, from queued to done or failed, for `ferry
 	// restore status`: the last message of its subject is its state now.
 	RestoreStatusSubject = "ferry.restoring" // .<job id>
-	PrunerDurable    = "pruner"
+	PrunerDurable        = "pruner"
 	// FERRY_RESTORES: restore jobs from the backup site into images of the
 	// source site (failback over JetStream). It lives in the backup domain so
 	// that `ferry restore` can queue a job while the source site is still

@@ -129,6 +129,9 @@ type NATSServer struct {
 	Domain          string `yaml:"domain"`
 	LeafnodeListen  string `yaml:"leafnode_listen"`
 	LeafnodeRemotes string `yaml:"leafnode_remotes"` // comma separated
+	// LeafnodeNoAdvertise: the other site reaches the leafnode port
+	// through a relay or NAT, so this server keeps its own address to itself.
+	LeafnodeNoAdvertise bool `yaml:"leafnode_no_advertise"`
 }
 
 // Default is the configuration with nothing set: what the flags show as

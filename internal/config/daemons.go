@@ -116,7 +116,7 @@ func (l *Loaded) validateDaemons(bad func(key, format string, args ...any)) {
 
 	ns := l.NATSServer
 	if ns.ServerConfig != "" {
-		for _, key := range []string{"nats_server.listen", "nats_server.domain", "nats_server.leafnode_listen", "nats_server.leafnode_remotes"} {
+		for _, key := range []string{"nats_server.listen", "nats_server.domain", "nats_server.leafnode_listen", "nats_server.leafnode_remotes", "nats_server.leafnode_no_advertise"} {
 			if l.origins[key] != "" {
 				bad(key, "set together with nats_server.server_config: set it in that file instead (the file says everything when it is given)")
 			}

@@ -36,6 +36,10 @@ type Options struct {
 	FeedImage ferry.ImageSpec     // whose feed subject carries the pages
 	ID        string              // the backup or restore job the feed is for
 	Signer    *sign.Signer        // signs the feed (nil: unsigned)
+	// StartFeed, if set, returns the feed of ID started ahead (its round
+	// trip spent beside the caller's own work); the shipment then ends or
+	// aborts it. Nil: the shipment starts the feed once the header is known.
+	StartFeed func() (*feed.Writer, error)
 	// Announce publishes the message that names the feed (a manifest, a
 	// restore job), once the diff's header is known and the feed has
 	// started at seq as attempt. Its receiver may start at once.
@@ -73,8 +77,12 @@ func Ship(ctx context.Context, o Options) (Stats, error) {
 		ChunkSize: o.ChunkSize,
 		OnHeader: func(h rbddiff.Header) error {
 			announced = make(chan error, 1)
+			start := o.StartFeed
+			if start == nil {
+				start = func() (*feed.Writer, error) { return feed.Start(ctx, o.Feed, o.FeedImage, o.ID, o.Signer) }
+			}
 			go func() {
-				pages, startErr = feed.Start(ctx, o.Feed, o.FeedImage, o.ID, o.Signer)
+				pages, startErr = start()
 				close(started)
 				if startErr != nil {
 					announced <- startErr
