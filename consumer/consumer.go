@@ -156,6 +156,9 @@ func (c *Consumer) runHeld(ctx context.Context, out *bus.Outage) error {
 		return err
 	}
 	defer release()
+	if from := bus.TakenOver(held); from != "" {
+		c.opts.Log.Info("took the lock over at once from a consumer that is gone", "predecessor", from)
+	}
 	if stoodBy {
 		c.opts.Log.Info("taking over: this consumer now applies the site's backups")
 	}
