@@ -103,6 +103,10 @@ func HoldLock(ctx context.Context, js jetstream.JetStream, key, holder string, s
 				case err == nil:
 					rev, renewed = next, time.Now()
 				case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+					if r, ok := ownRevision(held, kv, key, me.Token); ok {
+						rev = r
+						continue
+					}
 					lose(fmt.Errorf("%w: lock %s expired or was taken over", ErrLockLost, key))
 					return
 				case time.Since(renewed) > ttl/2:
@@ -123,6 +127,22 @@ func HoldLock(ctx context.Context, js jetstream.JetStream, key, holder string, s
 		cancel()
 	}
 	return held, release, nil
+}
+
+// ownRevision returns key's revision if it still holds this holding's
+// token: a renewal that the client gave up on was applied late (a stopped
+// NATS server resumed and worked off its requests), which moved the
+// revision on, but nobody else took the lock.
+func ownRevision(ctx context.Context, kv jetstream.KeyValue, key, token string) (uint64, bool) {
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		return 0, false
+	}
+	var h lockHolder
+	if json.Unmarshal(e.Value(), &h) != nil || h.Token != token {
+		return 0, false
+	}
+	return e.Revision(), true
 }
 
 // LockHolder names who holds key in the lock bucket, "" when nobody does.

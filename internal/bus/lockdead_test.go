@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/ferry-dr/ferry/internal/bus"
 	"github.com/ferry-dr/ferry/internal/bus/bustest"
+	"github.com/ferry-dr/ferry/internal/testutil"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -91,6 +93,52 @@ func TestLockGivenUpTakenBackAtOnce(t *testing.T) {
 	waited := false
 	if _, _, err := bus.HoldLock(wctx, conn.Backup, bus.ConsumerLock, "second", func(string) { waited = true }); err == nil || !waited {
 		t.Fatalf("a second holder of this process took a lock still held (err %v, stood by %v)", err, waited)
+	}
+}
+
+// TestLockKeptAfterLateRenewal: a renewal that the holder's client gave up
+// on but the server applied late (a stopped NATS server resumed and worked
+// off its requests) moves the lock's revision on without the holder
+// knowing. The lock still holds its token: it is kept, not lost. It was
+// lost, and the consumer exited after each SIGSTOP of its server
+// (TestChaos, seed 2).
+func TestLockKeptAfterLateRenewal(t *testing.T) {
+	srv := bustest.Server(t, bus.ServerOptions{Name: "late"})
+	conn := bustest.Connect(t, bus.ConnOptions{URL: srv.ClientURL()})
+	ctx := context.Background()
+	short := bus.DefaultRetention
+	short.LockTTL = 2 * time.Second // renewed every 250 ms
+	if err := bus.SetupBackup(ctx, conn.Backup, short); err != nil {
+		t.Fatal(err)
+	}
+	held, release, err := bus.HoldLock(ctx, conn.Backup, bus.ConsumerLock, "holder", func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	kv, err := conn.Backup.KeyValue(ctx, bus.LockBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(ctx, bus.ConsumerLock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late, err := kv.Put(ctx, bus.ConsumerLock, e.Value()) // the holder's own value, applied late
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if held.Err() != nil {
+			return fmt.Errorf("lock lost: %v", context.Cause(held))
+		}
+		if e, err := kv.Get(ctx, bus.ConsumerLock); err != nil || e.Revision() <= late {
+			return fmt.Errorf("the holder has not renewed the lock since the late write (%v)", err)
+		}
+		return nil
+	})
+	if held.Err() != nil {
+		t.Fatalf("lock lost after a late renewal of its own: %v", context.Cause(held))
 	}
 }
 
