@@ -74,6 +74,10 @@ func (p *Publisher) run(ctx context.Context, out *bus.Outage) error {
 	return bus.DispatchAll(ctx, ds...)
 }
 
+// inFlightRetry is the pause of a snapshot event that waits for the first
+// backup of its image (fullInFlight).
+const inFlightRetry = 5 * time.Second
+
 func (p *Publisher) handleEvent(ctx context.Context, msg jetstream.Msg) {
 	var ev ferry.SnapshotEvent
 	if err := json.Unmarshal(msg.Data(), &ev); err != nil || ev.Image.Snap == "" {
@@ -84,6 +88,15 @@ func (p *Publisher) handleEvent(ctx context.Context, msg jetstream.Msg) {
 	if err := bus.Refusal(msg.Subject(), ev.Image, ev.Image.Validate(), bus.SnapshotSubject); err != nil {
 		p.log.Error("snapshot event refused; dropping it", "subject", msg.Subject(), "error", err)
 		_ = msg.Term()
+		return
+	}
+	if wait, err := p.fullInFlight(ctx, ev); err != nil || wait {
+		if err == nil {
+			p.log.Info("backup waits for the first backup of the image, still on its way, so as to be an incremental from it", "image", ev.Image.AtSnap("").String(), "snapshot", ev.Image.Snap)
+		} else {
+			p.log.Warn("backup waits: cannot tell whether an earlier backup of the image is on its way", "image", ev.Image.AtSnap("").String(), "snapshot", ev.Image.Snap, "error", err)
+		}
+		_ = msg.NakWithDelay(inFlightRetry)
 		return
 	}
 	stop := bus.KeepAlive(msg, 20*time.Second)
