@@ -130,8 +130,9 @@ func (p *Publisher) handleResult(ctx context.Context, msg jetstream.Msg) {
 	}
 }
 
-// Open is New for the daemon: while the backup site cannot be reached, it
-// says so and tries again, instead of failing at once (under systemd, a
+// Open is New for the daemon: while the backup site cannot be reached, or
+// has no streams yet (its consumer, which creates them, has not run yet),
+// it says so and tries again, instead of failing at once (under systemd, a
 // restart loop). It fails only for other errors, or when ctx ends.
 func Open(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) (*Publisher, error) {
 	if o.Log == nil {
@@ -140,7 +141,8 @@ func Open(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options)
 	out := bus.NewOutage(o.Log, "the backup site")
 	for {
 		p, err := New(ctx, cluster, conn, o)
-		if err == nil || !bus.Unreachable(err) || conn.NC.IsClosed() {
+		wait := bus.Unreachable(err) || errors.Is(err, jetstream.ErrStreamNotFound)
+		if err == nil || !wait || conn.NC.IsClosed() {
 			out.Over()
 			return p, err
 		}
