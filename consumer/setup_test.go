@@ -2,7 +2,7 @@ package consumer_test
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -12,6 +12,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/testutil"
 	"github.com/ferry-dr/ferry/publisher"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestPublisherOpenWaitsForBackupStreams: the publisher daemon started
@@ -30,17 +31,26 @@ func TestPublisherOpenWaitsForBackupStreams(t *testing.T) {
 		_, err := publisher.Open(ctx, source, conn, publisher.Options{Log: slog.New(slog.NewTextHandler(logs, nil))})
 		done <- err
 	}()
-	testutil.CheckFor(t, time.Minute, 20*time.Millisecond, func() error {
-		select {
-		case err := <-done:
-			t.Fatalf("Open returned before the backup site was set up: %v", err)
-		default:
-		}
-		if !strings.Contains(logs.String(), "stream not found") {
-			return errors.New("the publisher does not say what it waits for")
-		}
-		return nil
-	})
+	waits := func(what string) {
+		t.Helper()
+		testutil.CheckFor(t, time.Minute, 20*time.Millisecond, func() error {
+			select {
+			case err := <-done:
+				t.Fatalf("Open returned before the backup site was set up: %v", err)
+			default:
+			}
+			if !strings.Contains(logs.String(), what) {
+				return fmt.Errorf("the publisher does not say it waits: %q", what)
+			}
+			return nil
+		})
+	}
+	waits("stream not found")
+	// The consumer's setup half done: the chunk stream, not yet the buckets.
+	if _, err := conn.Backup.CreateStream(ctx, jetstream.StreamConfig{Name: bus.ChunkStream, Subjects: []string{bus.ChunkSubject + ".*"}}); err != nil {
+		t.Fatal(err)
+	}
+	waits("bucket not found")
 	if err := bus.SetupBackup(ctx, conn.Backup, bus.DefaultRetention); err != nil {
 		t.Fatal(err)
 	}

@@ -131,7 +131,8 @@ func (p *Publisher) handleResult(ctx context.Context, msg jetstream.Msg) {
 }
 
 // Open is New for the daemon: while the backup site cannot be reached, or
-// has no streams yet (its consumer, which creates them, has not run yet),
+// has no streams or buckets yet (its consumer, which creates them, has not
+// run yet, or is creating them),
 // it says so and tries again, instead of failing at once (under systemd, a
 // restart loop). It fails only for other errors, or when ctx ends.
 func Open(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) (*Publisher, error) {
@@ -141,7 +142,7 @@ func Open(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options)
 	out := bus.NewOutage(o.Log, "the backup site")
 	for {
 		p, err := New(ctx, cluster, conn, o)
-		wait := bus.Unreachable(err) || errors.Is(err, jetstream.ErrStreamNotFound)
+		wait := bus.Unreachable(err) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound)
 		if err == nil || !wait || conn.NC.IsClosed() {
 			out.Over()
 			return p, err
