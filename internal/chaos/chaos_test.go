@@ -361,7 +361,8 @@ func checkLogs(t *testing.T, s *sites) {
 }
 
 // report logs what was done: faults by kind, restarts, take-overs of the
-// lock and how long after the consumer's start each came.
+// lock and how long after the consumer's start each came, and why daemons
+// exited by themselves.
 func report(t *testing.T, log *eventLog, s *sites) {
 	counts := log.counts()
 	var kinds []string
@@ -370,23 +371,37 @@ func report(t *testing.T, log *eventLog, s *sites) {
 	}
 	sort.Strings(kinds)
 	t.Logf("events: %s", strings.Join(kinds, ", "))
-	starts, startTimes := linesWith(t, s.consumer.Log, "consumer running")
-	_, takeTimes := linesWith(t, s.consumer.Log, tookOver)
-	var afterStart, afterOutage int
+	// A take-over right after a start, with no outage between, followed a
+	// restart; one after an outage was of the consumer's own lock.
+	lines, times := linesWith(t, s.consumer.Log, "")
+	var starts, afterStart, afterOutage int
 	var slowest time.Duration
-	for _, at := range takeTimes {
-		// After a restart (the last start within a TTL), or of its own
-		// lock when NATS came back.
-		i := sort.Search(len(startTimes), func(i int) bool { return startTimes[i].After(at) }) - 1
-		if i >= 0 && at.Sub(startTimes[i]) < bus.DefaultLockTTL {
+	var started time.Time
+	outage := false
+	for i, l := range lines {
+		switch {
+		case strings.Contains(l, "consumer running"):
+			starts, started, outage = starts+1, times[i], false
+		case strings.Contains(l, "is unreachable"):
+			outage = true
+		case strings.Contains(l, tookOver) && !outage:
 			afterStart++
-			slowest = max(slowest, at.Sub(startTimes[i]))
-		} else {
+			slowest = max(slowest, times[i].Sub(started))
+		case strings.Contains(l, tookOver):
 			afterOutage++
 		}
 	}
 	t.Logf("consumer: %d starts; the lock taken over at once %d times after a restart (the slowest %v after its start), %d times when NATS came back",
-		len(starts), afterStart, slowest.Round(time.Millisecond), afterOutage)
+		starts, afterStart, slowest.Round(time.Millisecond), afterOutage)
 	exits, _ := linesWith(t, filepath.Join(s.dir, "faults.log"), "exited by itself")
 	t.Logf("daemons that exited by themselves and were restarted: %d", len(exits))
+	for _, p := range []*testutil.Proc{s.consumer, s.publisher} {
+		// A ferry command's last word, its error, starts with "ferry: ".
+		why, _ := linesWith(t, p.Log, "ferry: ")
+		for _, w := range why {
+			if strings.HasPrefix(w, "ferry: ") {
+				t.Logf("%s exited: %s", p.Name, w)
+			}
+		}
+	}
 }
