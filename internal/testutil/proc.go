@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,7 +20,9 @@ import (
 const EnvFerryBin = "FERRY_BIN"
 
 // FerryBinary returns cmd/ferry of this module built once for the test
-// binary (-tags pacific), or $FERRY_BIN when set.
+// binary (-tags pacific), or $FERRY_BIN when set. It is built into a
+// directory named after the test process; those of test processes that
+// have ended are removed first, so that binaries do not pile up.
 var FerryBinary = Lazy(func() (string, error) {
 	if bin := os.Getenv(EnvFerryBin); bin != "" {
 		return filepath.Abs(bin)
@@ -28,8 +31,16 @@ var FerryBinary = Lazy(func() (string, error) {
 	if err != nil || strings.TrimSpace(string(mod)) == "" {
 		return "", fmt.Errorf("find the module root to build ferry: %v", err)
 	}
-	dir, err := os.MkdirTemp("", "ferry-test-bin-")
-	if err != nil {
+	const prefix = "ferry-test-bin-"
+	old, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*"))
+	for _, d := range old {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), prefix))
+		if err == nil && pid != os.Getpid() && errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			_ = os.RemoveAll(d)
+		}
+	}
+	dir := filepath.Join(os.TempDir(), prefix+strconv.Itoa(os.Getpid()))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
 	bin := filepath.Join(dir, "ferry")
