@@ -12,7 +12,7 @@ BENCH_OUT ?= bench.md
 FERRY_COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS_V     = -X github.com/ferry-dr/ferry/internal/buildinfo.version=$(DEB_VERSION) -X github.com/ferry-dr/ferry/internal/buildinfo.commit=$(FERRY_COMMIT)
 
-.PHONY: all build deps test test-alerts check-metrics test-short fuzz fuzz-long bench bench-wan demo devenv devenv-down vet lint clean package
+.PHONY: all build deps test test-alerts check-metrics test-short fuzz fuzz-long bench bench-wan chaos demo devenv devenv-down vet lint clean package
 
 all: build
 
@@ -146,6 +146,19 @@ package: deps
 	cp README.md docs/*.md $(DEB_STAGE)/doc/
 	$(GO) build -C packaging/nfpm -o $(CURDIR)/bin/nfpm-deb .
 	bin/nfpm-deb -config packaging/nfpm.yaml -version $(DEB_VERSION) -shlibs $(DEB_STAGE)/ferry -out bin
+
+# TestChaos for CHAOS_DURATION of faults (make test runs it for 2 minutes):
+# kill -9 of every Ferry process and NATS server, SIGSTOP of the NATS
+# servers, and OSD kills on its own test bed, while snapshot events are
+# queued; then every backup must converge with no manual step. CHAOS_SEED
+# picks the schedule; the logs go to a new directory under CHAOS_DIR.
+CHAOS_DURATION ?= 20m
+CHAOS_SEED     ?= $(shell date +%s)
+CHAOS_DIR      ?= $(CURDIR)/bin/chaos
+chaos: build
+	mkdir -p $(CHAOS_DIR)
+	FERRY_BIN=$(CURDIR)/$(BIN) FERRY_CHAOS_DURATION=$(CHAOS_DURATION) FERRY_CHAOS_SEED=$(CHAOS_SEED) \
+		FERRY_CHAOS_DIR=$(CHAOS_DIR) $(GO) test $(GOFLAGS_T) -count=1 -run '^TestChaos$$' -v -timeout 0 ./internal/chaos/
 
 demo: build
 	bash packaging/demo.sh

@@ -158,6 +158,9 @@ func (c *Consumer) runHeld(ctx context.Context, out *bus.Outage) error {
 		return err
 	}
 	defer release()
+	if from := bus.TakenOver(held); from != "" {
+		c.opts.Log.Info("took the lock over at once from a consumer that is gone", "predecessor", from)
+	}
 	if stoodBy {
 		c.opts.Log.Info("taking over: this consumer now applies the site's backups")
 	}
@@ -227,10 +230,14 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	stop()
 	var wait *waitError
 	var gone feedGoneError
+	var sup supersededError
 	switch {
 	case err == nil:
 		c.observeApplied(&m, end.Stats, time.Since(start))
 		_ = msg.DoubleAck(ctx)
+	case errors.As(err, &sup):
+		log.Info("backup superseded by a newer one; dropped, nothing done", "reason", err)
+		_ = msg.Term()
 	case ctx.Err() != nil:
 		// Shutting down: hand the message back at once. The state records
 		// the cut-off import, so whoever takes it next rolls back first.
@@ -325,6 +332,9 @@ func (c *Consumer) apply(ctx context.Context, m *ferry.Manifest) (ferry.BackupEn
 	// an image this site owns: checkOwned said so.
 	if st, err = c.reconcile(ctx, m, st, snaps); err != nil {
 		return end, err
+	}
+	if newer := superseded(snaps, st, m); newer != "" && !contains(snaps, m.ToSnap) {
+		return end, supersededError{newer}
 	}
 	if contains(snaps, m.ToSnap) {
 		log.Info("backup already applied; confirming again")

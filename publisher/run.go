@@ -74,6 +74,10 @@ func (p *Publisher) run(ctx context.Context, out *bus.Outage) error {
 	return bus.DispatchAll(ctx, ds...)
 }
 
+// inFlightRetry is the pause of a snapshot event that waits for the first
+// backup of its image (fullInFlight).
+const inFlightRetry = 5 * time.Second
+
 func (p *Publisher) handleEvent(ctx context.Context, msg jetstream.Msg) {
 	var ev ferry.SnapshotEvent
 	if err := json.Unmarshal(msg.Data(), &ev); err != nil || ev.Image.Snap == "" {
@@ -84,6 +88,15 @@ func (p *Publisher) handleEvent(ctx context.Context, msg jetstream.Msg) {
 	if err := bus.Refusal(msg.Subject(), ev.Image, ev.Image.Validate(), bus.SnapshotSubject); err != nil {
 		p.log.Error("snapshot event refused; dropping it", "subject", msg.Subject(), "error", err)
 		_ = msg.Term()
+		return
+	}
+	if wait, err := p.fullInFlight(ctx, ev); err != nil || wait {
+		if err == nil {
+			p.log.Info("backup waits for the first backup of the image, still on its way, so as to be an incremental from it", "image", ev.Image.AtSnap("").String(), "snapshot", ev.Image.Snap)
+		} else {
+			p.log.Warn("backup waits: cannot tell whether an earlier backup of the image is on its way", "image", ev.Image.AtSnap("").String(), "snapshot", ev.Image.Snap, "error", err)
+		}
+		_ = msg.NakWithDelay(inFlightRetry)
 		return
 	}
 	stop := bus.KeepAlive(msg, 20*time.Second)
@@ -117,8 +130,10 @@ func (p *Publisher) handleResult(ctx context.Context, msg jetstream.Msg) {
 	}
 }
 
-// Open is New for the daemon: while the backup site cannot be reached, it
-// says so and tries again, instead of failing at once (under systemd, a
+// Open is New for the daemon: while the backup site cannot be reached, or
+// has no streams or buckets yet (its consumer, which creates them, has not
+// run yet, or is creating them),
+// it says so and tries again, instead of failing at once (under systemd, a
 // restart loop). It fails only for other errors, or when ctx ends.
 func Open(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options) (*Publisher, error) {
 	if o.Log == nil {
@@ -127,7 +142,8 @@ func Open(ctx context.Context, cluster *ceph.Cluster, conn *bus.Conn, o Options)
 	out := bus.NewOutage(o.Log, "the backup site")
 	for {
 		p, err := New(ctx, cluster, conn, o)
-		if err == nil || !bus.Unreachable(err) || conn.NC.IsClosed() {
+		wait := bus.Unreachable(err) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound)
+		if err == nil || !wait || conn.NC.IsClosed() {
 			out.Over()
 			return p, err
 		}

@@ -26,6 +26,9 @@ type lockHolder struct {
 	// on the same host takes over from its dead predecessor at once.
 	Host string `json:"host,omitempty"`
 	PID  int    `json:"pid,omitempty"`
+	// Token names this holding of the lock, so that a process that gave
+	// it up (NATS unreachable) takes it back at once, not after its TTL.
+	Token string `json:"token,omitempty"`
 }
 
 // HoldLock takes key in the lock bucket (which SetupBackup creates) for
@@ -34,8 +37,9 @@ type lockHolder struct {
 // holder that could not renew it for half the TTL (a NATS outage) gives it
 // up before a standby could take it.
 // The returned context ends when ctx does or when the lock is lost; then
-// context.Cause wraps ErrLockLost. release lets the lock go at once, so a
-// standby need not wait for it to expire.
+// context.Cause wraps ErrLockLost. TakenOver on it names the gone holder
+// whose lock was taken without waiting for its TTL. release lets the lock
+// go at once, so a standby need not wait for it to expire.
 func HoldLock(ctx context.Context, js jetstream.JetStream, key, holder string, standby func(holder string)) (held context.Context, release func(), err error) {
 	kv, err := js.KeyValue(ctx, LockBucket)
 	if err != nil {
@@ -52,9 +56,11 @@ func HoldLock(ctx context.Context, js jetstream.JetStream, key, holder string, s
 	}
 	var value []byte
 	var rev uint64
-	var told string
+	var told, from string
+	me := thisProcess(holder)
 	for {
-		if value, err = json.Marshal(thisProcess(holder)); err != nil {
+		me.Since = time.Now().UTC()
+		if value, err = json.Marshal(me); err != nil {
 			return nil, nil, err
 		}
 		rev, err = kv.Create(ctx, key, value)
@@ -64,7 +70,7 @@ func HoldLock(ctx context.Context, js jetstream.JetStream, key, holder string, s
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return nil, nil, fmt.Errorf("take lock %s: %w", key, err)
 		}
-		if rev, err = takeOverDead(ctx, kv, key, value); err == nil {
+		if rev, from, err = takeOverDead(ctx, kv, key, value); err == nil {
 			break
 		}
 		if other := currentHolder(ctx, kv, key); other != "" && other != told {
@@ -78,10 +84,12 @@ func HoldLock(ctx context.Context, js jetstream.JetStream, key, holder string, s
 		}
 	}
 
-	held, lose := context.WithCancelCause(ctx)
+	held, lose := context.WithCancelCause(context.WithValue(ctx, takenOverKey{}, from))
+	holding.Store(me.Token, true)
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
+		defer holding.Delete(me.Token)
 		t := time.NewTicker(every)
 		defer t.Stop()
 		renewed := time.Now()
@@ -95,6 +103,10 @@ func HoldLock(ctx context.Context, js jetstream.JetStream, key, holder string, s
 				case err == nil:
 					rev, renewed = next, time.Now()
 				case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+					if r, ok := ownRevision(held, kv, key, me.Token); ok {
+						rev = r
+						continue
+					}
 					lose(fmt.Errorf("%w: lock %s expired or was taken over", ErrLockLost, key))
 					return
 				case time.Since(renewed) > ttl/2:
@@ -115,6 +127,22 @@ func HoldLock(ctx context.Context, js jetstream.JetStream, key, holder string, s
 		cancel()
 	}
 	return held, release, nil
+}
+
+// ownRevision returns key's revision if it still holds this holding's
+// token: a renewal that the client gave up on was applied late (a stopped
+// NATS server resumed and worked off its requests), which moved the
+// revision on, but nobody else took the lock.
+func ownRevision(ctx context.Context, kv jetstream.KeyValue, key, token string) (uint64, bool) {
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		return 0, false
+	}
+	var h lockHolder
+	if json.Unmarshal(e.Value(), &h) != nil || h.Token != token {
+		return 0, false
+	}
+	return e.Revision(), true
 }
 
 // LockHolder names who holds key in the lock bucket, "" when nobody does.
