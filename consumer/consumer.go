@@ -489,6 +489,13 @@ func (c *Consumer) purgeFeeds(ctx context.Context, m *ferry.Manifest) {
 	if m.FeedSeq == 0 {
 		return
 	}
+	// Another manifest of the image still waiting may have its feed below
+	// this one's: a backup of a newer snapshot sent before this one was
+	// sent again (a restarted publisher). Its feed must stay; the next
+	// confirmation purges what is left, and feeds age out anyway.
+	if waiting, err := c.manifestsWaiting(ctx, m.Image.AtSnap("")); err != nil || waiting > 1 {
+		return
+	}
 	stream, err := c.bus.Backup.Stream(ctx, bus.PageStream)
 	if err == nil {
 		err = stream.Purge(ctx, jetstream.WithPurgeSubject(bus.Subject(bus.PageSubject, m.Image.AtSnap(""))), jetstream.WithPurgeSequence(m.FeedSeq))
@@ -496,6 +503,21 @@ func (c *Consumer) purgeFeeds(ctx context.Context, m *ferry.Manifest) {
 	if err != nil {
 		c.opts.Log.Warn("cannot purge old extent page feeds (they age out anyway)", "image", m.Image.AtSnap("").String(), "error", err)
 	}
+}
+
+// manifestsWaiting counts the manifests of image in the work queue, the one
+// being applied included (it is acknowledged after its confirmation).
+func (c *Consumer) manifestsWaiting(ctx context.Context, image ferry.ImageSpec) (uint64, error) {
+	stream, err := c.bus.Backup.Stream(ctx, bus.ManifestStream)
+	if err != nil {
+		return 0, err
+	}
+	subject := bus.Subject(bus.ManifestSubject, image)
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Subjects[subject], nil
 }
 
 // fail records a failed attempt in the state (and, when final, tells the source).

@@ -9,6 +9,7 @@ import (
 	"github.com/ferry-dr/ferry/internal/bus/bustest"
 	"github.com/ferry-dr/ferry/internal/ceph/cephtest"
 	"github.com/ferry-dr/ferry/internal/ferry"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestFailKeepsUnreadableState: a failure is not recorded over a state
@@ -43,5 +44,70 @@ func TestFailKeepsUnreadableState(t *testing.T) {
 	}
 	if string(e.Value()) != unreadable {
 		t.Fatalf("fail wrote %s over a state it could not read", e.Value())
+	}
+}
+
+// TestPurgeKeepsWaitingFeeds: a confirmation purges the image's older
+// extent page feeds, but not while another manifest of the image waits:
+// its feed may lie below the confirmed one's (a backup of a newer snapshot
+// sent before an older one was sent again), and purged, that backup could
+// never be applied. Found by TestChaos: the image's last snapshot stayed
+// unconfirmed, its import "the publisher went silent".
+func TestPurgeKeepsWaitingFeeds(t *testing.T) {
+	_, backup := cephtest.Sites(t)
+	srv := bustest.Server(t, bus.ServerOptions{Name: "purge-waiting"})
+	conn := bustest.Connect(t, bus.ConnOptions{URL: srv.ClientURL()})
+	ctx := context.Background()
+	if err := bus.SetupBackup(ctx, conn.Backup, bus.DefaultRetention); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(ctx, backup, conn, Options{Site: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := ferry.ImageSpec{Pool: "rbd", Image: "vm-purge"}
+	pageSubject, manifestSubject := bus.Subject(bus.PageSubject, img), bus.Subject(bus.ManifestSubject, img)
+	publish := func(subject string) uint64 {
+		t.Helper()
+		ack, err := conn.Backup.Publish(ctx, subject, []byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence
+	}
+	pages := func() uint64 {
+		t.Helper()
+		stream, err := conn.Backup.Stream(ctx, bus.PageStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(pageSubject))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects[pageSubject]
+	}
+	publish(pageSubject)              // the feed of the newer snapshot's backup, sent first
+	confirmed := publish(pageSubject) // the feed of the backup being confirmed
+	publish(manifestSubject)          // the newer backup's manifest, waiting
+	publish(manifestSubject)          // the confirmed backup's, not acknowledged yet
+	m := &ferry.Manifest{Image: img.AtSnap("s2"), FeedSeq: confirmed}
+	c.purgeFeeds(ctx, m)
+	if n := pages(); n != 2 {
+		t.Fatalf("%d page(s) left with a manifest waiting, want both feeds kept", n)
+	}
+
+	// With the waiting manifest gone (applied, acknowledged), the older
+	// feeds go.
+	mstream, err := conn.Backup.Stream(ctx, bus.ManifestStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mstream.Purge(ctx, jetstream.WithPurgeSubject(manifestSubject), jetstream.WithPurgeKeep(1)); err != nil {
+		t.Fatal(err)
+	}
+	c.purgeFeeds(ctx, m)
+	if n := pages(); n != 1 {
+		t.Fatalf("%d page(s) left, want the confirmed backup's feed only", n)
 	}
 }
