@@ -165,6 +165,9 @@ start_unit() {
 	(
 		envfile=${envfile#-}
 		if [ -n "$envfile" ] && [ -f "$envfile" ]; then set -a; . "$envfile"; set +a; fi
+		# systemd passes StateDirectory= to the service as $STATE_DIRECTORY.
+		if [ -n "$statedir" ]; then export STATE_DIRECTORY=/var/lib/$statedir; fi
+		set +u # systemd makes an unset variable in ExecStart= empty
 		eval "argv=($exec)"
 		exec setpriv --reuid="$user" --regid="$group" --init-groups -- "${argv[@]}"
 	) >"$log" 2>&1 </dev/null &
