@@ -16,17 +16,8 @@ import (
 // that could not be read. A blank state written in its place would lose
 // the confirmed snapshots, and the next backup would go out as a full one.
 func TestFailKeepsUnreadableState(t *testing.T) {
-	_, backup := cephtest.Sites(t)
-	srv := bustest.Server(t, bus.ServerOptions{Name: "fail-unreadable"})
-	conn := bustest.Connect(t, bus.ConnOptions{URL: srv.ClientURL()})
+	c, conn := testConsumer(t, "fail-unreadable")
 	ctx := context.Background()
-	if err := bus.SetupBackup(ctx, conn.Backup, bus.DefaultRetention); err != nil {
-		t.Fatal(err)
-	}
-	c, err := New(ctx, backup, conn, Options{Site: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	img := ferry.ImageSpec{Pool: "rbd", Image: "vm-unreadable"}
 	kv, err := conn.Backup.KeyValue(ctx, bus.StateBucket)
 	if err != nil {
@@ -54,17 +45,8 @@ func TestFailKeepsUnreadableState(t *testing.T) {
 // never be applied. Found by TestChaos: the image's last snapshot stayed
 // unconfirmed, its import "the publisher went silent".
 func TestPurgeKeepsWaitingFeeds(t *testing.T) {
-	_, backup := cephtest.Sites(t)
-	srv := bustest.Server(t, bus.ServerOptions{Name: "purge-waiting"})
-	conn := bustest.Connect(t, bus.ConnOptions{URL: srv.ClientURL()})
+	c, conn := testConsumer(t, "purge-waiting")
 	ctx := context.Background()
-	if err := bus.SetupBackup(ctx, conn.Backup, bus.DefaultRetention); err != nil {
-		t.Fatal(err)
-	}
-	c, err := New(ctx, backup, conn, Options{Site: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	img := ferry.ImageSpec{Pool: "rbd", Image: "vm-purge"}
 	pageSubject, manifestSubject := bus.Subject(bus.PageSubject, img), bus.Subject(bus.ManifestSubject, img)
 	publish := func(subject string) uint64 {
@@ -110,4 +92,22 @@ func TestPurgeKeepsWaitingFeeds(t *testing.T) {
 	if n := pages(); n != 1 {
 		t.Fatalf("%d page(s) left, want the confirmed backup's feed only", n)
 	}
+}
+
+// testConsumer is a consumer on the test bed's backup cluster and a NATS
+// server of its own, with the backup site's streams set up.
+func testConsumer(t *testing.T, name string) (*Consumer, *bus.Conn) {
+	t.Helper()
+	_, backup := cephtest.Sites(t)
+	srv := bustest.Server(t, bus.ServerOptions{Name: name})
+	conn := bustest.Connect(t, bus.ConnOptions{URL: srv.ClientURL()})
+	ctx := context.Background()
+	if err := bus.SetupBackup(ctx, conn.Backup, bus.DefaultRetention); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(ctx, backup, conn, Options{Site: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, conn
 }

@@ -23,13 +23,7 @@ func TestStateDeletedStaysIncremental(t *testing.T) {
 	cephtest.Write(t, source, img, 0, []byte("one"))
 	first, _ := p.backupNow(img)
 
-	kv, err := p.consConn.Backup.KeyValue(context.Background(), bus.StateBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := kv.Delete(context.Background(), bus.ImageKey(img)); err != nil {
-		t.Fatal(err)
-	}
+	deleteState(t, p, img)
 	st := waitState(t, p, img, func(s *ferry.ImageState) bool { return s.HasConfirmed(first.ToSnap) })
 	if st.SourceImageID != first.SourceImageID {
 		t.Fatalf("rebuilt state has source image id %q, want %q", st.SourceImageID, first.SourceImageID)
@@ -58,13 +52,7 @@ func TestStateRebuiltWithoutOperatorSnapshots(t *testing.T) {
 	cephtest.Write(t, source, img, 2*mib, []byte("source only"))
 	cephtest.Snap(t, source, img, "before-upgrade")
 
-	kv, err := p.consConn.Backup.KeyValue(context.Background(), bus.StateBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := kv.Delete(context.Background(), bus.ImageKey(img)); err != nil {
-		t.Fatal(err)
-	}
+	deleteState(t, p, img)
 	st := waitState(t, p, img, func(s *ferry.ImageState) bool { return s.HasConfirmed(first.ToSnap) })
 	if st.HasConfirmed("before-upgrade") || st.LastSnapshot != first.ToSnap {
 		t.Fatalf("rebuilt state lists %v, last %s: an operator's snapshot taken for a backup", st.Confirmed, st.LastSnapshot)
@@ -155,5 +143,18 @@ func TestAlreadyAppliedClearsMarker(t *testing.T) {
 	if st.Importing != "" || st.Status != ferry.StatusOK || !st.HasConfirmed(m.ToSnap) {
 		t.Fatalf("after the redelivered manifest: importing %q, status %s, confirmed %v; want no marker, ok, %s confirmed",
 			st.Importing, st.Status, st.Confirmed, m.ToSnap)
+	}
+}
+
+// deleteState deletes img's entry in the state bucket, as an operator or a
+// lost write could.
+func deleteState(t *testing.T, p *pipeline, img ferry.ImageSpec) {
+	t.Helper()
+	kv, err := p.consConn.Backup.KeyValue(context.Background(), bus.StateBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(context.Background(), bus.ImageKey(img)); err != nil {
+		t.Fatal(err)
 	}
 }
